@@ -1,0 +1,49 @@
+"""rerank-core: the framework-free reranking core.
+
+    from rerank_core import Reranker
+    from rerank_core.backends import CrossEncoderBackend
+
+    reranker = Reranker(CrossEncoderBackend("path/or/hf-id"), top_n=5)
+    for r in reranker.rerank("what is bm25?", ["text a", "text b"]):
+        print(r.index, r.relevance_score)
+"""
+
+from rerank_core.cache import ScoreCache
+from rerank_core.calibration import ThresholdFit, fit_threshold
+from rerank_core.chunking import LongTextPolicy
+from rerank_core.errors import (
+    BackendError,
+    ConfigurationError,
+    InvalidInputError,
+    MissingDependencyError,
+    NonRetryableBackendError,
+    RerankError,
+    RetryableBackendError,
+)
+from rerank_core.normalization import normalize_scores
+from rerank_core.reranker import Reranker
+from rerank_core.types import Candidate, RerankResponse, RerankResult, ScoreKind, Window
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BackendError",
+    "Candidate",
+    "ConfigurationError",
+    "InvalidInputError",
+    "LongTextPolicy",
+    "MissingDependencyError",
+    "NonRetryableBackendError",
+    "RerankError",
+    "RerankResponse",
+    "RerankResult",
+    "Reranker",
+    "RetryableBackendError",
+    "ScoreCache",
+    "ScoreKind",
+    "ThresholdFit",
+    "Window",
+    "__version__",
+    "fit_threshold",
+    "normalize_scores",
+]

@@ -1,0 +1,9 @@
+"""Back ends: the only part of the pipeline that differs between a local model, an API and an LLM.
+
+Importing this package is cheap; each back end imports its heavy dependencies when first used.
+"""
+
+from rerank_core.backends.base import Backend, PairLimit, TextTokenizer
+from rerank_core.backends.cross_encoder import CrossEncoderBackend
+
+__all__ = ["Backend", "CrossEncoderBackend", "PairLimit", "TextTokenizer"]

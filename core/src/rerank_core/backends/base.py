@@ -1,0 +1,106 @@
+"""What every back end is: (query, text) pairs in, one raw score per pair out, sync and async.
+
+A back end also says what it is (``fingerprint``, stable across processes, used as the cache key
+and in events), what its scores mean (``score_kind``), and, when it runs a tokenizer the core can
+use, how long a pair may be (``pair_limit``) so the core can window long texts instead of letting
+them be cut silently. Batching is the back end's business.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+from rerank_core.types import ScoreKind
+
+__all__ = ["Backend", "PairLimit", "TextTokenizer"]
+
+T = TypeVar("T")
+
+
+class TextTokenizer(Protocol):
+    """The part of a tokenizer the core needs to window long texts."""
+
+    def offsets(self, texts: Sequence[str]) -> list[list[tuple[int, int]]]:
+        """Character (start, end) of every token of each text, special tokens excluded."""
+        ...
+
+
+@dataclass(frozen=True)
+class PairLimit:
+    """A pair's token budget: ``max_length`` tokens in all, of which ``special_tokens`` are the
+    model's own ([CLS], [SEP], ...); the query and the text share the rest."""
+
+    max_length: int
+    special_tokens: int
+    tokenizer: TextTokenizer
+
+
+class Backend(ABC):
+    """Base class of the back ends. Subclasses implement ``fingerprint``, ``score_kind`` and ``score``.
+
+    ``blocking`` back ends (in-process models) run on a bounded thread pool from async code so the
+    event loop never waits on model work; ``max_concurrency`` bounds that pool. Remote back ends
+    override ``ascore`` with a native async client and set ``blocking = False``.
+    """
+
+    blocking: bool = True
+    max_concurrency: int = 1
+
+    def __init__(self) -> None:
+        self._executor: ThreadPoolExecutor | None = None
+        self._executor_lock = threading.Lock()
+
+    @property
+    @abstractmethod
+    def fingerprint(self) -> str:
+        """A stable description of the back end and every setting that changes its scores."""
+
+    @property
+    @abstractmethod
+    def score_kind(self) -> ScoreKind:
+        """What the raw scores are (may load the model to find out)."""
+
+    def peek_score_kind(self) -> ScoreKind | None:
+        """``score_kind`` if it is known without loading anything, else ``None``."""
+        return None
+
+    def pair_limit(self) -> PairLimit | None:
+        """The token budget of one pair, or ``None`` if the back end handles length itself."""
+        return None
+
+    @abstractmethod
+    def score(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
+        """One raw score per (query, text) pair, in input order."""
+
+    async def ascore(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
+        return await self.run_blocking(self.score, pairs)
+
+    async def run_blocking(self, fn: Callable[..., T], *args: object) -> T:
+        """Run ``fn(*args)`` on this back end's bounded thread pool without blocking the loop."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._get_executor(), fn, *args)
+
+    def _get_executor(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            with self._executor_lock:
+                if self._executor is None:
+                    self._executor = ThreadPoolExecutor(
+                        max_workers=self.max_concurrency, thread_name_prefix=f"rerank-{type(self).__name__}"
+                    )
+        return self._executor
+
+    def close(self) -> None:
+        """Release the thread pool (and, in subclasses, clients or models)."""
+        with self._executor_lock:
+            if self._executor is not None:
+                self._executor.shutdown(wait=True)
+                self._executor = None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.fingerprint!r})"

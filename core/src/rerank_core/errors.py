@@ -1,0 +1,76 @@
+"""The one exception hierarchy of rerank-core.
+
+```
+RerankError
+├── ConfigurationError      (also ValueError)  a bad option given to a reranker or back end
+├── InvalidInputError       (also ValueError)  a bad query, candidate list or call argument
+├── MissingDependencyError  (also ImportError) an optional extra is not installed
+└── BackendError                               the back end failed while scoring
+    ├── RetryableBackendError                  may succeed if tried again (timeouts, 429, 5xx)
+    └── NonRetryableBackendError               will fail again (bad key, bad request, bad output)
+```
+
+Every error that is about an argument names it in ``argument`` and in its message.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BackendError",
+    "ConfigurationError",
+    "InvalidInputError",
+    "MissingDependencyError",
+    "NonRetryableBackendError",
+    "RerankError",
+    "RetryableBackendError",
+]
+
+
+class RerankError(Exception):
+    """Base class of every error raised by rerank-core."""
+
+
+class _ArgumentError(RerankError, ValueError):
+    def __init__(self, argument: str, message: str) -> None:
+        self.argument = argument
+        super().__init__(f"{argument}: {message}")
+
+
+class ConfigurationError(_ArgumentError):
+    """An option of a reranker or back end is invalid (raised at construction where possible)."""
+
+
+class InvalidInputError(_ArgumentError):
+    """A call received a bad query, candidate list or argument. ``argument`` names it."""
+
+
+class MissingDependencyError(RerankError, ImportError):
+    """An optional dependency is missing; ``extra`` names the rerank-core extra that installs it."""
+
+    def __init__(self, package: str, extra: str, feature: str) -> None:
+        self.package = package
+        self.extra = extra
+        super().__init__(
+            f"{feature} needs the '{package}' package, which is not installed. "
+            f"Install it with: pip install 'rerank-core[{extra}]'"
+        )
+
+
+class BackendError(RerankError):
+    """The back end failed to score. ``backend`` is its fingerprint when known."""
+
+    retryable: bool = False
+
+    def __init__(self, message: str, *, backend: str | None = None) -> None:
+        self.backend = backend
+        super().__init__(message if backend is None else f"[{backend}] {message}")
+
+
+class RetryableBackendError(BackendError):
+    """A failure that may go away when the same call is tried again."""
+
+    retryable = True
+
+
+class NonRetryableBackendError(BackendError):
+    """A failure that will happen again on the same input (bad configuration, bad output)."""

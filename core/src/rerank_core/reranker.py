@@ -1,0 +1,306 @@
+"""The reranker: one back end plus the policy that turns its scores into a ranking.
+
+    validate -> (split long texts) -> back end scores pairs (cache first) -> (aggregate windows)
+             -> normalize -> threshold -> top_n -> results (input index + scores)
+
+``rerank`` handles one query, ``rerank_many`` many queries whose pairs are scored together in shared
+batches, and ``arerank`` / ``arerank_many`` do the same without ever blocking the event loop on
+model work (in-process back ends run on their bounded thread pool; remote ones use native async).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from rerank_core.backends.base import Backend
+from rerank_core.cache import ScoreCache
+from rerank_core.chunking import LongTextPolicy, Segment, aggregate_scores, plan_segments
+from rerank_core.errors import ConfigurationError, InvalidInputError, NonRetryableBackendError
+from rerank_core.normalization import check_normalization, normalize_scores
+from rerank_core.types import Candidate, RerankResponse, RerankResult
+from rerank_core.validation import check_query, check_score_threshold, check_top_n, to_candidates
+
+__all__ = ["Reranker"]
+
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "<unset>"
+
+
+_UNSET: Any = _Unset()
+
+
+@dataclass
+class _Job:
+    """One query's validated request, and after scoring, its segments and their raw scores."""
+
+    query: str
+    candidates: list[Candidate]
+    top_n: int | None
+    score_threshold: float | None
+    query_argument: str
+    candidate_argument: str
+    segments: list[Segment] | None = None
+    segment_scores: np.ndarray | None = None
+    cache_hits: int = 0
+
+
+class Reranker:
+    """Reranks candidates for a query with a back end and a scoring policy.
+
+    Args:
+        backend: the scorer (e.g. :class:`~rerank_core.backends.CrossEncoderBackend`).
+        top_n: keep at most this many results (``None``: all that pass the threshold).
+        score_threshold: drop results whose ``relevance_score`` is below this.
+        normalization: ``"none"`` (relevance = raw score), ``"sigmoid"``, ``"temperature"`` (softmax
+            over the query's candidates at ``temperature``) or ``"minmax"`` (per query, to [0, 1]).
+            Squashing scores that are already probabilities is refused.
+        long_text: ``"window"`` (split and aggregate), ``"truncate"`` (reported) or ``"error"``.
+        window_size, window_stride, aggregate: see :class:`~rerank_core.chunking.LongTextPolicy`.
+        cache: ``False`` (default), ``True`` (100k entries), an int size, or a shared :class:`ScoreCache`.
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        top_n: int | None = None,
+        score_threshold: float | None = None,
+        normalization: str = "none",
+        temperature: float = 1.0,
+        long_text: str = "window",
+        window_size: int | None = None,
+        window_stride: int | None = None,
+        aggregate: str = "max",
+        cache: bool | int | ScoreCache = False,
+    ) -> None:
+        if not isinstance(backend, Backend):
+            raise ConfigurationError("backend", f"must be a rerank_core Backend, got {type(backend).__name__}")
+        self.backend = backend
+        try:
+            self.top_n = check_top_n(top_n)
+            self.score_threshold = check_score_threshold(score_threshold)
+        except InvalidInputError as exc:
+            raise ConfigurationError(exc.argument, str(exc).split(": ", 1)[1]) from None
+        check_normalization(normalization, temperature, backend.peek_score_kind())
+        self.normalization = normalization
+        self.temperature = float(temperature)
+        self.long_text = LongTextPolicy(long_text, window_size, window_stride, aggregate)  # type: ignore[arg-type]
+        if isinstance(cache, ScoreCache):
+            self.cache: ScoreCache | None = cache
+        elif cache is True:
+            self.cache = ScoreCache()
+        elif cache is False or cache is None:
+            self.cache = None
+        elif isinstance(cache, int):
+            self.cache = ScoreCache(cache)
+        else:
+            raise ConfigurationError("cache", f"must be a bool, a size or a ScoreCache, got {type(cache).__name__}")
+
+    def __repr__(self) -> str:
+        return (
+            f"Reranker(backend={self.backend!r}, top_n={self.top_n}, score_threshold={self.score_threshold}, "
+            f"normalization={self.normalization!r})"
+        )
+
+    # -- public API --------------------------------------------------------------------------------
+
+    def rerank(
+        self,
+        query: str,
+        candidates: Iterable[str | Candidate | Any],
+        *,
+        top_n: int | None = _UNSET,
+        score_threshold: float | None = _UNSET,
+    ) -> RerankResponse:
+        """Rank ``candidates`` (strings, :class:`Candidate` or mappings with ``text``) for ``query``."""
+        job = self._job(query, candidates, top_n, score_threshold, "query", "candidates")
+        self._score_sync([job])
+        return self._finish(job)
+
+    def rerank_many(
+        self,
+        queries: Sequence[str],
+        candidates: Sequence[Iterable[str | Candidate | Any]],
+        *,
+        top_n: int | None = _UNSET,
+        score_threshold: float | None = _UNSET,
+    ) -> list[RerankResponse]:
+        """Rank one candidate list per query; every pair of every query goes through shared batches."""
+        jobs = self._jobs(queries, candidates, top_n, score_threshold)
+        self._score_sync(jobs)
+        return [self._finish(job) for job in jobs]
+
+    async def arerank(
+        self,
+        query: str,
+        candidates: Iterable[str | Candidate | Any],
+        *,
+        top_n: int | None = _UNSET,
+        score_threshold: float | None = _UNSET,
+    ) -> RerankResponse:
+        """Async :meth:`rerank`: model work runs off the event loop."""
+        job = self._job(query, candidates, top_n, score_threshold, "query", "candidates")
+        await self._score_async([job])
+        return self._finish(job)
+
+    async def arerank_many(
+        self,
+        queries: Sequence[str],
+        candidates: Sequence[Iterable[str | Candidate | Any]],
+        *,
+        top_n: int | None = _UNSET,
+        score_threshold: float | None = _UNSET,
+    ) -> list[RerankResponse]:
+        """Async :meth:`rerank_many`."""
+        jobs = self._jobs(queries, candidates, top_n, score_threshold)
+        await self._score_async(jobs)
+        return [self._finish(job) for job in jobs]
+
+    # -- validation --------------------------------------------------------------------------------
+
+    def _job(
+        self, query: Any, candidates: Any, top_n: Any, score_threshold: Any, q_arg: str, c_arg: str
+    ) -> _Job:
+        return _Job(
+            query=check_query(query, q_arg),
+            candidates=to_candidates(candidates, c_arg),
+            top_n=self.top_n if top_n is _UNSET else check_top_n(top_n),
+            score_threshold=(
+                self.score_threshold if score_threshold is _UNSET else check_score_threshold(score_threshold)
+            ),
+            query_argument=q_arg,
+            candidate_argument=c_arg,
+        )
+
+    def _jobs(self, queries: Any, candidates: Any, top_n: Any, score_threshold: Any) -> list[_Job]:
+        if isinstance(queries, str) or not isinstance(queries, Sequence):
+            raise InvalidInputError("queries", f"must be a list of query strings, got {type(queries).__name__}")
+        if isinstance(candidates, str) or not isinstance(candidates, Sequence):
+            raise InvalidInputError(
+                "candidates", f"must be a list with one candidate list per query, got {type(candidates).__name__}"
+            )
+        if len(queries) != len(candidates):
+            raise InvalidInputError(
+                "candidates", f"got {len(candidates)} candidate lists for {len(queries)} queries; they must match"
+            )
+        return [
+            self._job(q, c, top_n, score_threshold, f"queries[{i}]", f"candidates[{i}]")
+            for i, (q, c) in enumerate(zip(queries, candidates, strict=True))
+        ]
+
+    # -- scoring -----------------------------------------------------------------------------------
+
+    def _plan(self, jobs: list[_Job]) -> list[tuple[str, str]]:
+        """Split each job's texts into segments (loads the tokenizer if the back end has one)."""
+        active = [job for job in jobs if job.candidates]
+        limit = self.backend.pair_limit() if active else None
+        pairs: list[tuple[str, str]] = []
+        for job in jobs:
+            job.segments = plan_segments(
+                job.query,
+                [c.text for c in job.candidates],
+                limit,
+                self.long_text,
+                query_argument=job.query_argument,
+                candidate_argument=job.candidate_argument,
+            )
+            pairs.extend((job.query, seg.text) for seg in job.segments)
+        return pairs
+
+    def _lookup(self, pairs: list[tuple[str, str]]) -> tuple[list[float | None], list[int]]:
+        if self.cache is None:
+            return [None] * len(pairs), list(range(len(pairs)))
+        cached = self.cache.get_many(self.backend.fingerprint, pairs)
+        return cached, [i for i, v in enumerate(cached) if v is None]
+
+    def _store(
+        self, jobs: list[_Job], pairs: list[tuple[str, str]], cached: list[float | None], missing: list[int],
+        fresh: Sequence[float],
+    ) -> None:
+        if len(fresh) != len(missing):
+            raise NonRetryableBackendError(
+                f"returned {len(fresh)} scores for {len(missing)} pairs", backend=self.backend.fingerprint
+            )
+        scores = np.array([np.nan if v is None else v for v in cached], dtype=np.float64)
+        scores[missing] = np.asarray(fresh, dtype=np.float64)
+        bad = ~np.isfinite(scores[missing])
+        if bad.any():
+            raise NonRetryableBackendError(
+                f"returned {int(bad.sum())} non-finite score(s) (NaN or infinity)", backend=self.backend.fingerprint
+            )
+        if self.cache is not None and missing:
+            self.cache.put_many(self.backend.fingerprint, ((pairs[i], scores[i]) for i in missing))
+        hit = np.ones(len(pairs), dtype=bool)
+        hit[missing] = False
+        offset = 0
+        for job in jobs:
+            assert job.segments is not None
+            n = len(job.segments)
+            job.segment_scores = scores[offset : offset + n]
+            job.cache_hits = int(hit[offset : offset + n].sum())
+            offset += n
+
+    def _score_sync(self, jobs: list[_Job]) -> None:
+        pairs = self._plan(jobs)
+        cached, missing = self._lookup(pairs)
+        fresh = self.backend.score([pairs[i] for i in missing]) if missing else []
+        self._store(jobs, pairs, cached, missing, fresh)
+
+    async def _score_async(self, jobs: list[_Job]) -> None:
+        if not any(job.candidates for job in jobs):
+            self._score_sync(jobs)  # nothing to score: no model, no thread hop
+        elif self.backend.blocking:
+            await self.backend.run_blocking(self._score_sync, jobs)
+        else:
+            pairs = self._plan(jobs)
+            cached, missing = self._lookup(pairs)
+            fresh = await self.backend.ascore([pairs[i] for i in missing]) if missing else []
+            self._store(jobs, pairs, cached, missing, fresh)
+
+    # -- ranking -----------------------------------------------------------------------------------
+
+    def _finish(self, job: _Job) -> RerankResponse:
+        n = len(job.candidates)
+        fingerprint = self.backend.fingerprint
+        if n == 0:
+            kind = self.backend.peek_score_kind() or "logit"
+            return RerankResponse(job.query, (), fingerprint, kind, self.normalization, 0, {})
+        assert job.segments is not None and job.segment_scores is not None
+        kind = self.backend.score_kind
+        check_normalization(self.normalization, self.temperature, kind)
+        raw, windows, truncated = aggregate_scores(job.segments, job.segment_scores, n, self.long_text.aggregate)
+        relevance = normalize_scores(raw, self.normalization, temperature=self.temperature)
+        keep = np.arange(n)
+        if job.score_threshold is not None:
+            keep = keep[relevance[keep] >= job.score_threshold]
+        # Stable: equal scores keep input order.
+        keep = keep[np.argsort(-relevance[keep], kind="stable")]
+        if job.top_n is not None:
+            keep = keep[: job.top_n]
+        results = tuple(
+            RerankResult(
+                index=int(i),
+                raw_score=float(raw[i]),
+                relevance_score=float(relevance[i]),
+                text=job.candidates[i].text,
+                id=job.candidates[i].id,
+                metadata=job.candidates[i].metadata,
+                window=windows[i],
+                truncated=truncated[i],
+            )
+            for i in keep
+        )
+        usage = {
+            "candidates": n,
+            "segments": len(job.segments),
+            "cache_hits": job.cache_hits,
+            "pairs_scored": len(job.segments) - job.cache_hits,
+            "truncated": int(sum(truncated)),
+        }
+        return RerankResponse(job.query, results, fingerprint, kind, self.normalization, n, usage)

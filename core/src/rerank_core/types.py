@@ -1,0 +1,104 @@
+"""Value types that flow through the pipeline: candidates in, results out.
+
+The core never copies or mutates what the caller passed: a result points back at its input by
+``index``, and hands back the candidate's ``id`` and ``metadata`` objects as they were given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+__all__ = [
+    "Candidate",
+    "RerankResponse",
+    "RerankResult",
+    "ScoreKind",
+    "Window",
+]
+
+ScoreKind = Literal["logit", "probability", "rank"]
+"""What a back end's raw scores are.
+
+- ``logit``: an unbounded real number, larger is more relevant (a cross-encoder without activation).
+- ``probability``: already in [0, 1] (a cross-encoder with a sigmoid, Cohere's relevance score).
+  Squashing it again (sigmoid, softmax) is refused.
+- ``rank``: derived from a listwise order; only the order is meaningful.
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A text to rerank, with an optional caller id and metadata that come back untouched."""
+
+    text: str
+    id: Any = None
+    metadata: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """The token window of a long text that produced the candidate's score.
+
+    ``start`` and ``end`` are character offsets into the candidate's text; ``count`` is how many
+    windows the text was split into.
+    """
+
+    index: int
+    start: int
+    end: int
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class RerankResult:
+    """One kept candidate.
+
+    - ``index``: its position in the caller's input list.
+    - ``raw_score``: what the back end returned (aggregated over windows for long texts).
+    - ``relevance_score``: the calibrated score that ``score_threshold`` is compared with.
+    - ``window``: for a text split into windows, the one that scored best (``None`` otherwise).
+    - ``truncated``: the text was cut to fit the model and the tail was not scored.
+    - ``reranked``: ``False`` when the back end failed and the caller chose to get the input order back.
+    """
+
+    index: int
+    raw_score: float
+    relevance_score: float
+    text: str = field(repr=False)
+    id: Any = None
+    metadata: Mapping[str, Any] | None = None
+    window: Window | None = None
+    truncated: bool = False
+    reranked: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class RerankResponse:
+    """The ranking for one query: kept results, best first, plus how they were produced.
+
+    Iterating, ``len()`` and indexing go over ``results``.
+    """
+
+    query: str
+    results: tuple[RerankResult, ...]
+    backend: str
+    score_kind: ScoreKind
+    normalization: str
+    num_candidates: int
+    usage: Mapping[str, int] = field(default_factory=dict)
+
+    def __iter__(self) -> Iterator[RerankResult]:
+        return iter(self.results)
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    def __getitem__(self, i: int) -> RerankResult:
+        return self.results[i]
+
+    @property
+    def indices(self) -> list[int]:
+        """Input positions of the kept candidates, best first."""
+        return [r.index for r in self.results]

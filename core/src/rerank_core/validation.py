@@ -1,0 +1,75 @@
+"""Checking and normalising what callers pass in, with errors that name the argument.
+
+Nothing here copies or changes the caller's objects: a candidate is read, never written.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from rerank_core.errors import InvalidInputError
+from rerank_core.types import Candidate
+
+__all__ = ["CandidateInput", "check_query", "check_score_threshold", "check_top_n", "to_candidates"]
+
+CandidateInput = str | Candidate | Mapping[str, Any]
+
+
+def check_query(query: object, argument: str = "query") -> str:
+    if not isinstance(query, str):
+        raise InvalidInputError(argument, f"must be a string, got {type(query).__name__}")
+    if not query.strip():
+        raise InvalidInputError(argument, "must not be empty or only whitespace")
+    return query
+
+
+def check_top_n(top_n: object, argument: str = "top_n") -> int | None:
+    if top_n is None:
+        return None
+    if not isinstance(top_n, int) or isinstance(top_n, bool):
+        raise InvalidInputError(argument, f"must be an integer >= 1 or None, got {top_n!r}")
+    if top_n < 1:
+        raise InvalidInputError(argument, f"must be >= 1 (use None to keep every candidate), got {top_n}")
+    return top_n
+
+
+def check_score_threshold(threshold: object, argument: str = "score_threshold") -> float | None:
+    if threshold is None:
+        return None
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not math.isfinite(threshold):
+        raise InvalidInputError(argument, f"must be a finite number or None, got {threshold!r}")
+    return float(threshold)
+
+
+def to_candidates(candidates: object, argument: str = "candidates") -> list[Candidate]:
+    """Read a candidate list: strings, :class:`Candidate` objects, or mappings with a ``text`` string
+    (``id`` and ``metadata`` keys are kept). Any other item is an error naming its position."""
+    if candidates is None:
+        raise InvalidInputError(argument, "must be a list of texts or candidates, got None")
+    if isinstance(candidates, str | bytes | Mapping) or not isinstance(candidates, Iterable):
+        raise InvalidInputError(
+            argument, f"must be a list of texts or candidates, got {type(candidates).__name__}"
+        )
+    out: list[Candidate] = []
+    for i, item in enumerate(candidates):
+        if isinstance(item, str):
+            out.append(Candidate(item))
+        elif isinstance(item, Candidate):
+            if not isinstance(item.text, str):
+                raise InvalidInputError(f"{argument}[{i}]", f"text must be a string, got {type(item.text).__name__}")
+            out.append(item)
+        elif isinstance(item, Mapping):
+            text = item.get("text")
+            if not isinstance(text, str):
+                raise InvalidInputError(
+                    f"{argument}[{i}]", f"a mapping candidate needs a 'text' string, got {type(text).__name__}"
+                )
+            out.append(Candidate(text, item.get("id"), item.get("metadata")))
+        else:
+            raise InvalidInputError(
+                f"{argument}[{i}]",
+                f"must be a string, a Candidate or a mapping with a 'text' string, got {type(item).__name__}",
+            )
+    return out
