@@ -24,7 +24,8 @@ __all__ = ["LongTextPolicy", "Segment", "aggregate_scores", "plan_segments"]
 LongTextMode = Literal["window", "truncate", "error"]
 Aggregation = Literal["max", "mean", "first"]
 
-# A query must leave at least this many tokens of the pair for the candidate text.
+# A query must leave at least this many tokens of the pair for the candidate text (or half the
+# pair's room, for models with very short limits).
 MIN_TEXT_TOKENS = 16
 
 
@@ -113,11 +114,12 @@ def plan_segments(
     all_offsets = tok.offsets([query, *texts])
     query_tokens = len(all_offsets[0])
     budget = limit.max_length - limit.special_tokens - query_tokens
-    if budget < MIN_TEXT_TOKENS:
+    min_text = max(1, min(MIN_TEXT_TOKENS, (limit.max_length - limit.special_tokens) // 2))
+    if budget < min_text:
         raise InvalidInputError(
             query_argument,
             f"is {query_tokens} tokens long; the model takes {limit.max_length} tokens per pair, which leaves "
-            f"{max(budget, 0)} for the candidate text (at least {MIN_TEXT_TOKENS} are needed). Shorten the query "
+            f"{max(budget, 0)} for the candidate text (at least {min_text} are needed). Shorten the query "
             "or use a model with a longer limit.",
         )
     size = min(policy.window_size or budget, budget)
