@@ -23,12 +23,19 @@ def shared_path(*parts: str) -> Path:
     """A path under ../shared, or a skip naming what is missing."""
     path = SHARED.joinpath(*parts)
     if not path.exists():
-        pytest.skip(f"shared data not available: {path} does not exist (set RERANK_SHARED_DIR to point at it)")
+        pytest.skip(
+            f"shared data not available: {path} does not exist (set RERANK_SHARED_DIR to point at it)"
+        )
     return path
 
 
 def build_tiny_cross_encoder(
-    target: Path, *, seed: int = 0, num_labels: int = 1, max_position_embeddings: int = 512, activation: str | None = None
+    target: Path,
+    *,
+    seed: int = 0,
+    num_labels: int = 1,
+    max_position_embeddings: int = 512,
+    activation: str | None = None,
 ) -> Path:
     """Write a 2-layer, 32-wide random BERT cross-encoder with the MiniLM tokenizer to ``target``.
 

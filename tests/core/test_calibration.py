@@ -18,8 +18,13 @@ def test_normalizations_by_hand() -> None:
     assert list(normalize_scores(raw, "none")) == raw
     assert list(normalize_scores(raw, "sigmoid")) == pytest.approx([0.5, 0.880797, 0.119203], abs=1e-6)
     soft = normalize_scores(raw, "temperature", temperature=1.0)
-    assert list(soft) == pytest.approx([1 / (1 + math.e**2 + math.e**-2), math.e**2 / (1 + math.e**2 + math.e**-2),
-                                        math.e**-2 / (1 + math.e**2 + math.e**-2)])
+    assert list(soft) == pytest.approx(
+        [
+            1 / (1 + math.e**2 + math.e**-2),
+            math.e**2 / (1 + math.e**2 + math.e**-2),
+            math.e**-2 / (1 + math.e**2 + math.e**-2),
+        ]
+    )
     assert list(normalize_scores(raw, "minmax")) == [0.5, 1.0, 0.0]
     assert list(normalize_scores([3.0, 3.0], "minmax")) == [1.0, 1.0]
     assert normalize_scores([], "sigmoid").size == 0

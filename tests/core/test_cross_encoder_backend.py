@@ -115,7 +115,9 @@ def test_concurrent_threads_get_their_own_correct_scores(tiny_ce_path: Path) -> 
 def test_accepts_a_loaded_crossencoder(st_model) -> None:
     backend = CrossEncoderBackend(st_model)
     assert backend.is_loaded
-    np.testing.assert_allclose(backend.score(PAIRS[:3]), st_model.predict(PAIRS[:3], show_progress_bar=False), atol=1e-5)
+    np.testing.assert_allclose(
+        backend.score(PAIRS[:3]), st_model.predict(PAIRS[:3], show_progress_bar=False), atol=1e-5
+    )
 
 
 def test_fingerprint_is_stable_and_reflects_settings(tiny_ce_path: Path) -> None:

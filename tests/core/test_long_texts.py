@@ -48,7 +48,9 @@ def test_long_text_is_split_into_overlapping_windows_that_cover_it() -> None:
     assert resp.usage["segments"] == 3
 
 
-@pytest.mark.parametrize(("how", "expected"), [("max", 5.0), ("mean", (0.12 + 5.0 + 5.0) / 3), ("first", 0.12)])
+@pytest.mark.parametrize(
+    ("how", "expected"), [("max", 5.0), ("mean", (0.12 + 5.0 + 5.0) / 3), ("first", 0.12)]
+)
 def test_aggregation(how: str, expected: float) -> None:
     # windows: w0-w11 (0.12), w9-w20 (5.0), w18-w29 (5.0)
     resp = Reranker(FakeBackend(score_by_best_word, max_length=16), aggregate=how).rerank("q", [LONG])

@@ -13,7 +13,10 @@ import pytest
 WORKSPACE = Path(__file__).resolve().parents[2]
 PACKAGES = {
     "rerank-core": ("rerank_core", WORKSPACE / "core" / "src" / "rerank_core"),
-    "langchain-rerank": ("langchain_rerank", WORKSPACE / "packages" / "langchain_rerank" / "src" / "langchain_rerank"),
+    "langchain-rerank": (
+        "langchain_rerank",
+        WORKSPACE / "packages" / "langchain_rerank" / "src" / "langchain_rerank",
+    ),
     "llamaindex-rerank": (
         "llamaindex_rerank",
         WORKSPACE / "packages" / "llamaindex_rerank" / "src" / "llamaindex_rerank",
@@ -62,7 +65,8 @@ def test_core_has_no_framework_imports() -> None:
 def test_importing_the_core_and_backends_loads_no_heavy_dependency() -> None:
     code = (
         "import sys, rerank_core, rerank_core.backends; "
-        "heavy = [m for m in ('torch', 'sentence_transformers', 'transformers', 'bm25s', 'cohere') if m in sys.modules]; "
+        "names = ('torch', 'sentence_transformers', 'transformers', 'bm25s', 'cohere'); "
+        "heavy = [m for m in names if m in sys.modules]; "
         "print(heavy); sys.exit(1 if heavy else 0)"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -77,7 +77,9 @@ def test_normalization_sigmoid() -> None:
 
 
 def test_normalization_temperature_softmax_per_query() -> None:
-    resp = Reranker(FakeBackend(SCORES), normalization="temperature", temperature=2.0).rerank("q", list("abcd"))
+    resp = Reranker(FakeBackend(SCORES), normalization="temperature", temperature=2.0).rerank(
+        "q", list("abcd")
+    )
     raw = np.array([r.raw_score for r in resp])
     expected = np.exp(raw / 2.0) / np.exp(raw / 2.0).sum()
     assert [r.relevance_score for r in resp] == pytest.approx(list(expected))

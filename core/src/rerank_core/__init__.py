@@ -1,11 +1,11 @@
 """rerank-core: the framework-free reranking core.
 
-    from rerank_core import Reranker
-    from rerank_core.backends import CrossEncoderBackend
+from rerank_core import Reranker
+from rerank_core.backends import CrossEncoderBackend
 
-    reranker = Reranker(CrossEncoderBackend("path/or/hf-id"), top_n=5)
-    for r in reranker.rerank("what is bm25?", ["text a", "text b"]):
-        print(r.index, r.relevance_score)
+reranker = Reranker(CrossEncoderBackend("path/or/hf-id"), top_n=5)
+for r in reranker.rerank("what is bm25?", ["text a", "text b"]):
+    print(r.index, r.relevance_score)
 """
 
 from rerank_core.cache import ScoreCache

@@ -66,7 +66,9 @@ def threshold_curve(scores: Sequence[float], labels: Sequence[int | bool]) -> di
     thresholds = s_sorted[last]
     precision = tp[last] / kept[last]
     recall = tp[last] / y.sum()
-    f1 = np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-300), 0.0)
+    f1 = np.where(
+        precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-300), 0.0
+    )
     return {"threshold": thresholds, "precision": precision, "recall": recall, "f1": f1}
 
 
@@ -82,7 +84,9 @@ def fit_threshold(
     if precision is not None and recall is not None:
         raise InvalidInputError("precision", "give at most one of precision= and recall=")
     for name, value in (("precision", precision), ("recall", recall)):
-        if value is not None and not (isinstance(value, int | float) and 0 < value <= 1 and math.isfinite(value)):
+        if value is not None and not (
+            isinstance(value, int | float) and 0 < value <= 1 and math.isfinite(value)
+        ):
             raise InvalidInputError(name, f"must be in (0, 1], got {value!r}")
     if precision is None and recall is None and target != "f1":
         raise InvalidInputError("target", f"unknown target {target!r}; use 'f1', or precision= / recall=")
@@ -91,10 +95,14 @@ def fit_threshold(
     if precision is not None:
         ok = np.nonzero(p >= precision)[0]
         if ok.size == 0:
-            raise InvalidInputError("precision", f"no threshold reaches precision {precision} (best {p.max():.4f})")
+            raise InvalidInputError(
+                "precision", f"no threshold reaches precision {precision} (best {p.max():.4f})"
+            )
         i = int(ok[-1])  # lowest threshold that still reaches the precision: most recall
     elif recall is not None:
-        i = int(np.nonzero(r >= recall)[0][0])  # highest threshold reaching the recall; recall hits 1 at the end
+        i = int(
+            np.nonzero(r >= recall)[0][0]
+        )  # highest threshold reaching the recall; recall hits 1 at the end
     else:
         i = int(np.argmax(f))  # first maximum = highest threshold among ties
     return ThresholdFit(float(th[i]), float(p[i]), float(r[i]), float(f[i]))

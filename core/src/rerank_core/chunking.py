@@ -47,17 +47,20 @@ class LongTextPolicy:
 
     def __post_init__(self) -> None:
         if self.mode not in ("window", "truncate", "error"):
-            raise ConfigurationError("long_text", f"must be 'window', 'truncate' or 'error', got {self.mode!r}")
+            raise ConfigurationError(
+                "long_text", f"must be 'window', 'truncate' or 'error', got {self.mode!r}"
+            )
         if self.aggregate not in ("max", "mean", "first"):
             raise ConfigurationError("aggregate", f"must be 'max', 'mean' or 'first', got {self.aggregate!r}")
         for name in ("window_size", "window_stride"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise ConfigurationError(name, f"must be an integer >= 1 or None, got {value!r}")
-        if self.window_size is not None and self.window_stride is not None and self.window_stride > self.window_size:
+        size, stride = self.window_size, self.window_stride
+        if size is not None and stride is not None and stride > size:
             raise ConfigurationError(
                 "window_stride",
-                f"({self.window_stride}) must not exceed window_size ({self.window_size}): text between windows "
+                f"({stride}) must not exceed window_size ({size}): text between windows "
                 "would never be scored",
             )
 
@@ -118,9 +121,9 @@ def plan_segments(
     if budget < min_text:
         raise InvalidInputError(
             query_argument,
-            f"is {query_tokens} tokens long; the model takes {limit.max_length} tokens per pair, which leaves "
-            f"{max(budget, 0)} for the candidate text (at least {min_text} are needed). Shorten the query "
-            "or use a model with a longer limit.",
+            f"is {query_tokens} tokens long; the model takes {limit.max_length} tokens per pair, "
+            f"which leaves {max(budget, 0)} for the candidate text (at least {min_text} are needed). "
+            "Shorten the query or use a model with a longer limit.",
         )
     size = min(policy.window_size or budget, budget)
     stride = min(policy.window_stride or max(1, (size * 3) // 4), size)

@@ -80,7 +80,9 @@ class Reranker:
         cache: bool | int | ScoreCache = False,
     ) -> None:
         if not isinstance(backend, Backend):
-            raise ConfigurationError("backend", f"must be a rerank_core Backend, got {type(backend).__name__}")
+            raise ConfigurationError(
+                "backend", f"must be a rerank_core Backend, got {type(backend).__name__}"
+            )
         self.backend = backend
         try:
             self.top_n = check_top_n(top_n)
@@ -100,7 +102,9 @@ class Reranker:
         elif isinstance(cache, int):
             self.cache = ScoreCache(cache)
         else:
-            raise ConfigurationError("cache", f"must be a bool, a size or a ScoreCache, got {type(cache).__name__}")
+            raise ConfigurationError(
+                "cache", f"must be a bool, a size or a ScoreCache, got {type(cache).__name__}"
+            )
 
     def __repr__(self) -> str:
         return (
@@ -180,14 +184,18 @@ class Reranker:
 
     def _jobs(self, queries: Any, candidates: Any, top_n: Any, score_threshold: Any) -> list[_Job]:
         if isinstance(queries, str) or not isinstance(queries, Sequence):
-            raise InvalidInputError("queries", f"must be a list of query strings, got {type(queries).__name__}")
+            raise InvalidInputError(
+                "queries", f"must be a list of query strings, got {type(queries).__name__}"
+            )
         if isinstance(candidates, str) or not isinstance(candidates, Sequence):
             raise InvalidInputError(
-                "candidates", f"must be a list with one candidate list per query, got {type(candidates).__name__}"
+                "candidates",
+                f"must be a list with one candidate list per query, got {type(candidates).__name__}",
             )
         if len(queries) != len(candidates):
             raise InvalidInputError(
-                "candidates", f"got {len(candidates)} candidate lists for {len(queries)} queries; they must match"
+                "candidates",
+                f"got {len(candidates)} candidate lists for {len(queries)} queries; they must match",
             )
         return [
             self._job(q, c, top_n, score_threshold, f"queries[{i}]", f"candidates[{i}]")
@@ -220,7 +228,11 @@ class Reranker:
         return cached, [i for i, v in enumerate(cached) if v is None]
 
     def _store(
-        self, jobs: list[_Job], pairs: list[tuple[str, str]], cached: list[float | None], missing: list[int],
+        self,
+        jobs: list[_Job],
+        pairs: list[tuple[str, str]],
+        cached: list[float | None],
+        missing: list[int],
         fresh: Sequence[float],
     ) -> None:
         if len(fresh) != len(missing):
@@ -232,7 +244,8 @@ class Reranker:
         bad = ~np.isfinite(scores[missing])
         if bad.any():
             raise NonRetryableBackendError(
-                f"returned {int(bad.sum())} non-finite score(s) (NaN or infinity)", backend=self.backend.fingerprint
+                f"returned {int(bad.sum())} non-finite score(s) (NaN or infinity)",
+                backend=self.backend.fingerprint,
             )
         if self.cache is not None and missing:
             self.cache.put_many(self.backend.fingerprint, ((pairs[i], scores[i]) for i in missing))
@@ -274,7 +287,9 @@ class Reranker:
         assert job.segments is not None and job.segment_scores is not None
         kind = self.backend.score_kind
         check_normalization(self.normalization, self.temperature, kind)
-        raw, windows, truncated = aggregate_scores(job.segments, job.segment_scores, n, self.long_text.aggregate)
+        raw, windows, truncated = aggregate_scores(
+            job.segments, job.segment_scores, n, self.long_text.aggregate
+        )
         relevance = normalize_scores(raw, self.normalization, temperature=self.temperature)
         keep = np.arange(n)
         if job.score_threshold is not None:

@@ -58,13 +58,16 @@ def to_candidates(candidates: object, argument: str = "candidates") -> list[Cand
             out.append(Candidate(item))
         elif isinstance(item, Candidate):
             if not isinstance(item.text, str):
-                raise InvalidInputError(f"{argument}[{i}]", f"text must be a string, got {type(item.text).__name__}")
+                raise InvalidInputError(
+                    f"{argument}[{i}]", f"text must be a string, got {type(item.text).__name__}"
+                )
             out.append(item)
         elif isinstance(item, Mapping):
             text = item.get("text")
             if not isinstance(text, str):
                 raise InvalidInputError(
-                    f"{argument}[{i}]", f"a mapping candidate needs a 'text' string, got {type(text).__name__}"
+                    f"{argument}[{i}]",
+                    f"a mapping candidate needs a 'text' string, got {type(text).__name__}",
                 )
             out.append(Candidate(text, item.get("id"), item.get("metadata")))
         else:

@@ -115,14 +115,18 @@ class CrossEncoderBackend(Backend):
             raise ConfigurationError(
                 "model", f"expected a model id, a path or a CrossEncoder, got {type(model).__name__}"
             )
-        if max_length is not None and (not isinstance(max_length, int) or isinstance(max_length, bool) or max_length < 8):
+        if max_length is not None and (
+            not isinstance(max_length, int) or isinstance(max_length, bool) or max_length < 8
+        ):
             raise ConfigurationError("max_length", f"must be an integer >= 8 or None, got {max_length!r}")
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise ConfigurationError("batch_size", f"must be an integer >= 1, got {batch_size!r}")
         if dtype not in _DTYPES:
             raise ConfigurationError("dtype", f"must be one of {', '.join(_DTYPES)}, got {dtype!r}")
         if activation not in _ACTIVATIONS:
-            raise ConfigurationError("activation", f"must be one of {', '.join(_ACTIVATIONS)}, got {activation!r}")
+            raise ConfigurationError(
+                "activation", f"must be one of {', '.join(_ACTIVATIONS)}, got {activation!r}"
+            )
         if not isinstance(max_concurrency, int) or max_concurrency < 1:
             raise ConfigurationError("max_concurrency", f"must be an integer >= 1, got {max_concurrency!r}")
         self._source = model
@@ -166,8 +170,12 @@ class CrossEncoderBackend(Backend):
         return self._model is not None
 
     def _load(self) -> CrossEncoder:
-        st = require("sentence_transformers", extra="local", feature="The local cross-encoder back end",
-                     package="sentence-transformers")
+        st = require(
+            "sentence_transformers",
+            extra="local",
+            feature="The local cross-encoder back end",
+            package="sentence-transformers",
+        )
         device = _resolve_device(self._device_arg)
         kwargs = {k: v for k, v in self._load_kwargs.items() if v is not None}
         try:
@@ -184,7 +192,8 @@ class CrossEncoderBackend(Backend):
         num_labels = getattr(model, "num_labels", 1)
         if num_labels != 1:
             raise ConfigurationError(
-                "model", f"has {num_labels} output labels; a reranker needs a model with a single relevance output"
+                "model",
+                f"has {num_labels} output labels; a reranker needs a model with a single relevance output",
             )
         if self._max_length is not None and model.max_seq_length != self._max_length:
             model.max_seq_length = self._max_length
@@ -257,8 +266,12 @@ class CrossEncoderBackend(Backend):
         if not pairs:
             return []
         torch = require("torch", extra="local", feature="The local cross-encoder back end")
-        st_util = require("sentence_transformers.util", extra="local", feature="The local cross-encoder back end",
-                          package="sentence-transformers")
+        st_util = require(
+            "sentence_transformers.util",
+            extra="local",
+            feature="The local cross-encoder back end",
+            package="sentence-transformers",
+        )
         model = self.model
         pair_list = [(q, t) for q, t in pairs]
         with self._tokenizer_lock:
@@ -283,5 +296,7 @@ class CrossEncoderBackend(Backend):
                     for i, v in zip(idx, values, strict=True):
                         out[i] = float(v)
         except RuntimeError as exc:  # out of memory, device errors: not fixed by retrying the same call
-            raise NonRetryableBackendError(f"model failed while scoring: {exc}", backend=self.fingerprint) from exc
+            raise NonRetryableBackendError(
+                f"model failed while scoring: {exc}", backend=self.fingerprint
+            ) from exc
         return out

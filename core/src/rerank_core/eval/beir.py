@@ -1,0 +1,175 @@
+"""Load collections in the BEIR layout (corpus, queries and graded qrels per split).
+
+```
+DATA_DIR/
+    corpus.jsonl            {"_id", "title", "text", "metadata"} per line (metadata is ignored)
+    queries.jsonl           {"_id", "text"}: the test queries (official BEIR: every query)
+    queries-train.jsonl     optional: the queries of another split (queries-{split}.jsonl)
+    qrels/test.tsv          "query-id<TAB>corpus-id<TAB>score" with that header line
+    qrels/train.tsv, qrels/dev.tsv, ...
+```
+
+``corpus.jsonl.gz`` / ``queries*.jsonl.gz`` are read as well. The queries of a split come from
+``queries-{split}.jsonl`` when it exists, else from ``queries.jsonl``; only queries with qrels in the split
+are kept, in the order of the queries file.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from rerank_core.errors import InvalidInputError
+
+__all__ = ["BeirDataset", "Doc", "available_splits", "doc_text", "load_beir"]
+
+
+@dataclass(frozen=True, slots=True)
+class Doc:
+    """One corpus document."""
+
+    text: str
+    title: str = ""
+
+
+@dataclass(slots=True)
+class BeirDataset:
+    """A BEIR collection restricted to one split."""
+
+    name: str
+    split: str
+    corpus: dict[str, Doc]
+    queries: dict[str, str]
+    qrels: dict[str, dict[str, int]]
+    path: Path | None = field(default=None, repr=False)
+
+    def __repr__(self) -> str:
+        return (
+            f"BeirDataset(name={self.name!r}, split={self.split!r}, docs={len(self.corpus)}, "
+            f"queries={len(self.queries)}, judgments={sum(len(j) for j in self.qrels.values())})"
+        )
+
+
+def doc_text(doc: Doc) -> str:
+    """The text BEIR feeds to models: ``"title text"`` stripped, or just the text when there is no title."""
+    if doc.title:
+        return f"{doc.title} {doc.text}".strip()
+    return doc.text.strip()
+
+
+def _find(path: Path, stem: str) -> Path | None:
+    for name in (stem, stem + ".gz"):
+        if (path / name).is_file():
+            return path / name
+    return None
+
+
+def _open(path: Path) -> IO[str]:
+    if path.suffix == ".gz":
+        return gzip.open(path, "rt", encoding="utf-8")
+    return path.open(encoding="utf-8")
+
+
+def _jsonl(path: Path) -> Iterator[tuple[int, dict]]:
+    with _open(path) as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InvalidInputError("data_dir", f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
+            if not isinstance(record, dict) or "_id" not in record:
+                raise InvalidInputError("data_dir", f"{path}:{lineno}: expected an object with an '_id'")
+            yield lineno, record
+
+
+def available_splits(data_dir: str | Path) -> list[str]:
+    """The splits that have a qrels file (``qrels/{split}.tsv``), sorted."""
+    qrels_dir = Path(data_dir) / "qrels"
+    if not qrels_dir.is_dir():
+        return []
+    return sorted(p.name.removesuffix(".gz").removesuffix(".tsv") for p in qrels_dir.glob("*.tsv*"))
+
+
+def _load_qrels(path: Path) -> dict[str, dict[str, int]]:
+    qrels: dict[str, dict[str, int]] = {}
+    with _open(path) as fh:
+        for lineno, line in enumerate(fh, start=1):
+            line = line.rstrip("\r\n")
+            if not line.strip():
+                continue
+            parts = line.split("\t")
+            if lineno == 1 and parts[:1] == ["query-id"]:
+                continue  # header
+            if len(parts) != 3:
+                raise InvalidInputError(
+                    "data_dir", f"{path}:{lineno}: expected 'query-id<TAB>corpus-id<TAB>score', got {line!r}"
+                )
+            qid, doc_id, score = parts
+            try:
+                rel = int(score)
+            except ValueError:
+                try:
+                    rel = int(float(score))
+                except ValueError:
+                    raise InvalidInputError(
+                        "data_dir", f"{path}:{lineno}: score {score!r} is not a number"
+                    ) from None
+            qrels.setdefault(qid, {})[doc_id] = rel
+    return qrels
+
+
+def load_beir(data_dir: str | Path, split: str = "test") -> BeirDataset:
+    """Load ``data_dir`` (BEIR layout) for ``split``.
+
+    Raises :class:`~rerank_core.errors.InvalidInputError` (argument ``data_dir``) when the folder, a file
+    or the split is missing, listing the splits that exist, or when a file is malformed.
+    """
+    path = Path(data_dir).expanduser()
+    if not path.exists():
+        raise InvalidInputError("data_dir", f"{path} does not exist")
+    if not path.is_dir():
+        raise InvalidInputError("data_dir", f"{path} is not a folder")
+    corpus_file = _find(path, "corpus.jsonl")
+    if corpus_file is None:
+        raise InvalidInputError("data_dir", f"{path} has no corpus.jsonl: is it a BEIR-layout folder?")
+    splits = available_splits(path)
+    qrels_file = _find(path / "qrels", f"{split}.tsv")
+    if qrels_file is None:
+        have = ", ".join(splits) if splits else f"none (no {path / 'qrels'}/*.tsv)"
+        raise InvalidInputError(
+            "data_dir", f"{path} has no split {split!r} (qrels/{split}.tsv); available: {have}"
+        )
+    queries_file = _find(path, f"queries-{split}.jsonl") or _find(path, "queries.jsonl")
+    if queries_file is None:
+        raise InvalidInputError("data_dir", f"{path} has neither queries-{split}.jsonl nor queries.jsonl")
+
+    qrels = _load_qrels(qrels_file)
+    queries: dict[str, str] = {}
+    for _, record in _jsonl(queries_file):
+        qid = str(record["_id"])
+        if qid in qrels:
+            queries[qid] = str(record.get("text") or "")
+    missing = [qid for qid in qrels if qid not in queries]
+    if missing:
+        shown = ", ".join(repr(q) for q in missing[:5]) + (", ..." if len(missing) > 5 else "")
+        raise InvalidInputError(
+            "data_dir",
+            f"{len(missing)} quer{'y' if len(missing) == 1 else 'ies'} of qrels/{qrels_file.name} "
+            f"not found in {queries_file.name}: {shown}",
+        )
+    # Keep the qrels in the order of the queries file (which is the evaluation order).
+    qrels = {qid: qrels[qid] for qid in queries}
+
+    corpus: dict[str, Doc] = {}
+    for _, record in _jsonl(corpus_file):
+        corpus[str(record["_id"])] = Doc(
+            text=str(record.get("text") or ""), title=str(record.get("title") or "")
+        )
+
+    return BeirDataset(name=path.name, split=split, corpus=corpus, queries=queries, qrels=qrels, path=path)
