@@ -1,0 +1,108 @@
+"""The demo pipeline (``make demo``): BM25 first stage on SciFact, then a cross-encoder reranker.
+
+For a few test queries it prints the ranking before and after reranking, with the relevance judgments
+(``*`` marks a judged-relevant document), then nDCG@10 / MRR@10 of both stages over a sample of queries.
+
+Model: ``--model PATH_OR_ID``, else ``$RERANK_MODEL``, else the project's reference reranker at
+``models/reference-reranker`` once it exists (it is produced by the fine-tuning work). Without any of
+these the demo runs the first stage alone and says so: no model can be downloaded on these machines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+WORKSPACE = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = Path(os.environ.get("RERANK_SHARED_DIR", WORKSPACE.parent / "shared")) / "data" / "scifact"
+REFERENCE_MODEL = WORKSPACE / "models" / "reference-reranker"
+
+
+def resolve_model(arg: str | None) -> str | None:
+    if arg:
+        return None if arg == "none" else arg
+    if os.environ.get("RERANK_MODEL"):
+        return os.environ["RERANK_MODEL"]
+    return str(REFERENCE_MODEL) if REFERENCE_MODEL.is_dir() else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--data", default=str(DEFAULT_DATA), help="BEIR folder (default: ../shared/data/scifact)"
+    )
+    parser.add_argument("--model", default=None, help="cross-encoder id or path; 'none' for first stage only")
+    parser.add_argument(
+        "--queries", type=int, default=30, help="test queries to evaluate (first N in file order)"
+    )
+    parser.add_argument("--top-k", type=int, default=20, help="first-stage candidates reranked per query")
+    parser.add_argument("--show", type=int, default=3, help="queries whose rankings are printed")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+
+    from rerank_core import Reranker
+    from rerank_core.backends import CrossEncoderBackend
+    from rerank_core.eval import load_beir, run_eval
+    from rerank_core.eval.beir import doc_text
+
+    if not Path(args.data).is_dir():
+        print(
+            f"demo: data folder not found: {args.data} (set RERANK_SHARED_DIR or pass --data)",
+            file=sys.stderr,
+        )
+        return 2
+    started = time.perf_counter()
+    dataset = load_beir(args.data, split="test")
+    model = resolve_model(args.model)
+    reranker = None
+    if model is None:
+        print(
+            "No reranker model given and the reference reranker (models/reference-reranker) is not built "
+            "yet:\nrunning the first stage alone. Pass --model PATH_OR_ID (or set RERANK_MODEL) to rerank.\n"
+        )
+    else:
+        reranker = Reranker(CrossEncoderBackend(model))
+    print(
+        f"{dataset.name}: {len(dataset.corpus)} documents, {len(dataset.queries)} test queries; "
+        f"evaluating the first {args.queries} with BM25 top-{args.top_k}"
+        + (f", reranked by {model}" if model else "")
+    )
+    report = run_eval(
+        dataset,
+        reranker=reranker,
+        top_k=args.top_k,
+        max_queries=args.queries,
+        progress=not args.no_progress,
+        model=model,
+    )
+
+    for qid in list(report.first_stage_run)[: args.show]:
+        judged = dataset.qrels.get(qid, {})
+        print(f"\nQuery {qid}: {dataset.queries[qid]}")
+        stages = [("BM25", report.first_stage_run[qid])]
+        if report.reranked_run is not None:
+            stages.append(("reranked", report.reranked_run[qid]))
+        for label, ranking in stages:
+            print(f"  {label}:")
+            for rank, doc_id in enumerate(ranking[:5], 1):
+                mark = "*" if judged.get(doc_id, 0) > 0 else " "
+                print(f"    {rank}. {mark} [{doc_id}] {doc_text(dataset.corpus[doc_id])[:90]}")
+
+    print(f"\nOver {report.queries} queries (BM25 top-{args.top_k}):")
+    print(f"  {'stage':<12}" + "".join(f"{k:>12}" for k in report.first_stage))
+    print(f"  {'BM25':<12}" + "".join(f"{v:>12.4f}" for v in report.first_stage.values()))
+    if report.reranked is not None:
+        print(f"  {'reranked':<12}" + "".join(f"{v:>12.4f}" for v in report.reranked.values()))
+    print(f"\nDone in {time.perf_counter() - started:.1f} s.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
