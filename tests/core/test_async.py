@@ -27,7 +27,7 @@ async def test_fifty_concurrent_arerank_calls_each_get_their_own_results(tiny_ce
         assert [r.raw_score for r in g] == pytest.approx([r.raw_score for r in e], abs=1e-5)
 
 
-async def test_the_event_loop_keeps_running_while_the_model_works(tiny_ce_path: Path) -> None:
+async def test_the_event_loop_keeps_running_while_the_model_works() -> None:
     class Slow(FakeBackend):
         def score(self, pairs):  # type: ignore[no-untyped-def]
             time.sleep(0.3)  # stands for model work
