@@ -80,3 +80,22 @@ class FakeBackend(Backend):
             else:
                 out.append(float(self._scores[t]))
         return out
+
+
+def run_in_threads(work: Callable[[int], None], n: int) -> None:
+    """Run ``work(0) .. work(n - 1)`` on ``n`` threads at once; re-raise the first failure here."""
+    errors: list[BaseException] = []
+
+    def guarded(i: int) -> None:
+        try:
+            work(i)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=guarded, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import sys
-import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import build_tiny_cross_encoder
+from fakes import run_in_threads
 
 from rerank_core import ConfigurationError, MissingDependencyError, Reranker
 from rerank_core.backends import CrossEncoderBackend
@@ -93,22 +93,13 @@ def test_concurrent_threads_get_their_own_correct_scores(tiny_ce_path: Path) -> 
     jobs = [[(f"query {i}", t) for t in TEXTS] for i in range(8)]
     expected = [backend.score(job) for job in jobs]
     results: dict[int, list[float]] = {}
-    errors: list[BaseException] = []
 
     def work(i: int) -> None:
-        try:
-            for _ in range(3):
-                results[i] = backend.score(jobs[i])
-                np.testing.assert_allclose(results[i], expected[i], atol=1e-5)
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
+        for _ in range(3):
+            results[i] = backend.score(jobs[i])
+            np.testing.assert_allclose(results[i], expected[i], atol=1e-5)
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    run_in_threads(work, 8)
     assert sorted(results) == list(range(8))
 
 
