@@ -12,7 +12,14 @@ from typing import Any
 from rerank_core.errors import InvalidInputError
 from rerank_core.types import Candidate
 
-__all__ = ["CandidateInput", "check_query", "check_score_threshold", "check_top_n", "to_candidates"]
+__all__ = [
+    "CandidateInput",
+    "check_positive_int",
+    "check_query",
+    "check_score_threshold",
+    "check_top_n",
+    "to_candidates",
+]
 
 CandidateInput = str | Candidate | Mapping[str, Any]
 
@@ -25,14 +32,19 @@ def check_query(query: object, argument: str = "query") -> str:
     return query
 
 
+def check_positive_int(value: object, argument: str) -> int:
+    """``value`` if it is an integer >= 1 (a bool is refused), else an error naming ``argument``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidInputError(argument, f"must be an integer >= 1, got {value!r}")
+    return value
+
+
 def check_top_n(top_n: object, argument: str = "top_n") -> int | None:
     if top_n is None:
         return None
-    if not isinstance(top_n, int) or isinstance(top_n, bool):
-        raise InvalidInputError(argument, f"must be an integer >= 1 or None, got {top_n!r}")
-    if top_n < 1:
+    if isinstance(top_n, int) and not isinstance(top_n, bool) and top_n < 1:
         raise InvalidInputError(argument, f"must be >= 1 (use None to keep every candidate), got {top_n}")
-    return top_n
+    return check_positive_int(top_n, argument)
 
 
 def check_score_threshold(threshold: object, argument: str = "score_threshold") -> float | None:

@@ -10,6 +10,7 @@ from typing import Any
 
 from rerank_core._optional import require
 from rerank_core.errors import InvalidInputError
+from rerank_core.validation import check_positive_int
 
 __all__ = ["BM25Retriever"]
 
@@ -92,8 +93,7 @@ class BM25Retriever:
 
         if isinstance(queries, str):
             raise InvalidInputError("queries", "expected a list of query strings, got a single string")
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise InvalidInputError("k", f"must be an integer >= 1, got {k!r}")
+        check_positive_int(k, "k")
         out: list[list[tuple[str, float]]] = []
         vocab = self._index.vocab_dict
         for tokens in self._query_tokens(list(queries)):

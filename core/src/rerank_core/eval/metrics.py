@@ -30,6 +30,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 
+from rerank_core.validation import check_positive_int
+
 __all__ = [
     "DEFAULT_K_VALUES",
     "evaluate",
@@ -48,8 +50,7 @@ _METRICS = ("ndcg", "mrr", "recall")  # key order of evaluate()
 
 
 def _check_k(k: int) -> None:
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"k: must be an integer >= 1, got {k!r}")
+    check_positive_int(k, "k")
 
 
 def _first_occurrences(ranking: Sequence[str], k: int) -> Iterable[tuple[int, str]]:

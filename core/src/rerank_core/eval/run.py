@@ -22,10 +22,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from rerank_core.errors import InvalidInputError
 from rerank_core.eval.beir import BeirDataset, doc_text
 from rerank_core.eval.bm25 import BM25Retriever
 from rerank_core.eval.metrics import evaluate
+from rerank_core.validation import check_positive_int
 
 __all__ = ["EvalReport", "SupportsRerankMany", "metric_keys", "rerank_run", "retrieve_run", "run_eval"]
 
@@ -108,8 +108,7 @@ def rerank_run(
     """
     from tqdm.auto import tqdm
 
-    if chunk_size < 1:
-        raise InvalidInputError("chunk_size", f"must be >= 1, got {chunk_size!r}")
+    check_positive_int(chunk_size, "chunk_size")
     todo = [qid for qid in queries if candidates.get(qid)]
     out: dict[str, list[str]] = {qid: [] for qid in queries}
     with tqdm(total=len(todo), desc="rerank", unit="query", file=sys.stderr, disable=not progress) as bar:
@@ -154,10 +153,9 @@ def run_eval(
     ``max_queries`` keeps the first N queries (file order). ``retriever`` reuses a built index (it must
     cover ``dataset.corpus``); otherwise one is built with ``bm25_kwargs``. ``model`` only labels the report.
     """
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-        raise InvalidInputError("top_k", f"must be an integer >= 1, got {top_k!r}")
-    if max_queries is not None and (isinstance(max_queries, bool) or max_queries < 1):
-        raise InvalidInputError("max_queries", f"must be >= 1, got {max_queries!r}")
+    check_positive_int(top_k, "top_k")
+    if max_queries is not None:
+        check_positive_int(max_queries, "max_queries")
     started = time.perf_counter()
     timings: dict[str, float] = {}
     qids = list(dataset.queries)[:max_queries]
