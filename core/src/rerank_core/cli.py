@@ -99,13 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _seed_everything(seed: int, *, torch_too: bool) -> None:
-    random.seed(seed)
-    try:
-        import numpy as np
+    import numpy as np
 
-        np.random.seed(seed)
-    except ImportError:  # pragma: no cover - numpy is a core dependency
-        pass
+    random.seed(seed)
+    np.random.seed(seed)
     if torch_too:
         try:
             import torch
@@ -121,8 +118,7 @@ def _build_reranker(model: str, *, device: str | None, max_length: int | None, b
 
     backend = CrossEncoderBackend(model, device=device, max_length=max_length, batch_size=batch_size)
     # Load now (the back end loads lazily) so that a bad --model or --device fails before the first stage.
-    if hasattr(type(backend), "model"):
-        _ = backend.model
+    _ = backend.model
     return Reranker(backend)
 
 
