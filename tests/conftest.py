@@ -36,12 +36,14 @@ def build_tiny_cross_encoder(
     num_labels: int = 1,
     max_position_embeddings: int = 512,
     activation: str | None = None,
+    initializer_range: float = 0.5,
 ) -> Path:
     """Write a 2-layer, 32-wide random BERT cross-encoder with the MiniLM tokenizer to ``target``.
 
-    ``initializer_range`` is large so that random weights still give well-spread scores (with the
-    default 0.02 every pair scores nearly the same and ordering tests would prove nothing).
-    ``activation`` sets the saved sentence-transformers activation (e.g. "torch.nn.modules.linear.Identity").
+    ``initializer_range`` defaults large so that random weights still give well-spread scores (with
+    BERT's 0.02 every pair scores nearly the same and ordering tests would prove nothing); 0.02 gives a
+    model that trains stably. ``activation`` sets the saved sentence-transformers activation
+    (e.g. "torch.nn.modules.linear.Identity").
     """
     import json
 
@@ -58,7 +60,7 @@ def build_tiny_cross_encoder(
         intermediate_size=64,
         max_position_embeddings=max_position_embeddings,
         num_labels=num_labels,
-        initializer_range=0.5,
+        initializer_range=initializer_range,
     )
     torch.manual_seed(seed)
     model = BertForSequenceClassification(config)

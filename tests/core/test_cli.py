@@ -204,7 +204,13 @@ def test_eval_with_reranker_writes_both_stages(
     out_json = tmp_path / "r.json"
     args = ["eval", str(beir_dir), "--model", "some/model", "--batch-size", "4", "--max-length", "64"]
     assert cli.main([*args, "--device", "cpu", "--json", str(out_json), "--no-progress"]) == 0
-    assert seen == {"model": "some/model", "device": "cpu", "max_length": 64, "batch_size": 4}
+    assert seen == {
+        "model": "some/model",
+        "device": "cpu",
+        "max_length": 64,
+        "batch_size": 4,
+        "dtype": "auto",
+    }
     data = json.loads(out_json.read_text())
     assert data["model"] == "some/model"
     assert data["first_stage"] == {"ndcg@10": 1.0, "mrr@10": 1.0, "recall@100": 1.0}
@@ -229,8 +235,10 @@ def _pipeline_available() -> bool:
 def test_eval_with_tiny_cross_encoder(beir_dir: Path, tmp_path: Path, tiny_ce_path: Path) -> None:
     out_json = tmp_path / "r.json"
     args = ["eval", str(beir_dir), "--model", str(tiny_ce_path), "--top-k", "5", "--device", "cpu"]
+    args += ["--dtype", "bfloat16"]
     assert cli.main([*args, "--batch-size", "2", "--json", str(out_json), "--no-progress"]) == 0
     data = json.loads(out_json.read_text())
+    assert data["model_options"]["dtype"] == "bfloat16"
     assert set(data) >= CONTRACT_KEYS
     assert data["queries"] == 3
     assert data["model"] == str(tiny_ce_path)

