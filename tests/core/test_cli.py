@@ -210,6 +210,7 @@ def test_eval_with_reranker_writes_both_stages(
         "max_length": 64,
         "batch_size": 4,
         "dtype": "auto",
+        "fusion": None,
     }
     data = json.loads(out_json.read_text())
     assert data["model"] == "some/model"

@@ -280,12 +280,32 @@ def test_finetune_learns_keeps_the_best_checkpoint_and_loads_by_path(
     assert info["settings"]["save_dtype"] == "float16" and info["data"]["groups"] == 96
     card = (out / "README.md").read_text()
     assert "toy-dev nDCG@10" in card and "Kept: the checkpoint with the best mean" in card
+    # The fusion with the first stage was tuned on dev and stored with the model.
+    fusion = info["fusion"]
+    assert fusion["method"] in ("zscore", "minmax", "rrf") and 0.0 <= fusion["weight"] <= 1.0
+    assert fusion["dev_ndcg@10"] >= max(fusion["dev_rerank_only_ndcg@10"], fusion["dev_first_stage_ndcg@10"])
+    assert "Fusion with the first stage" in card
 
     backend = CrossEncoderBackend(str(out), device="cpu")
     assert backend.model is not None
     assert str(next(backend.model.parameters()).dtype) == "torch.float32"  # fp16 on disk, upcast on CPU
     response = Reranker(backend).rerank("koala facts", ["the otter lives", "the koala answer"])
     assert response.results[0].index == 1
+
+
+def test_update_model_fusion_records_a_tuned_fusion(trainable_ce_path: Path, tmp_path: Path) -> None:
+    from rerank_core.train import update_model_fusion
+
+    out = tmp_path / "m"
+    finetune(_learnable_groups(8, seed=1), out, base_model=str(trainable_ce_path), bf16=False, progress=False)
+    assert json.loads((out / FINETUNE_INFO_FILE).read_text())["fusion"] is None
+    fusion = update_model_fusion(out, [_learnable_dev()], device="cpu")
+    info = json.loads((out / FINETUNE_INFO_FILE).read_text())
+    assert info["fusion"] == fusion and set(fusion["table"]) >= {"zscore:0", "rrf:1"}
+    assert "Fusion with the first stage" in (out / "README.md").read_text()
+    with pytest.raises(InvalidInputError) as info_err:
+        update_model_fusion(tmp_path, [_learnable_dev()])
+    assert info_err.value.argument == "model_dir"
 
 
 def test_finetune_without_dev_keeps_the_last_checkpoint(tiny_ce_path: Path, tmp_path: Path) -> None:

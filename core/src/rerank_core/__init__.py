@@ -20,6 +20,7 @@ from rerank_core.errors import (
     RerankError,
     RetryableBackendError,
 )
+from rerank_core.fusion import Fusion, FusionFit, fuse_rankings, fuse_scores, tune_fusion
 from rerank_core.normalization import normalize_scores
 from rerank_core.reranker import Reranker
 from rerank_core.types import Candidate, RerankResponse, RerankResult, ScoreKind, Window
@@ -30,6 +31,8 @@ __all__ = [
     "BackendError",
     "Candidate",
     "ConfigurationError",
+    "Fusion",
+    "FusionFit",
     "InvalidInputError",
     "LongTextPolicy",
     "MissingDependencyError",
@@ -45,5 +48,8 @@ __all__ = [
     "Window",
     "__version__",
     "fit_threshold",
+    "fuse_rankings",
+    "fuse_scores",
     "normalize_scores",
+    "tune_fusion",
 ]

@@ -90,6 +90,12 @@ def _add_eval(subparsers: Any) -> None:
         default="auto",
         help="model weights precision (default: auto = float16 on CUDA, float32 elsewhere)",
     )
+    p.add_argument(
+        "--fusion",
+        metavar="METHOD[:WEIGHT]|model",
+        help="also report the reranker fused with the BM25 score: zscore, minmax or rrf with the reranker's "
+        "weight (e.g. zscore:0.6), or 'model' for the fusion tuned at fine-tuning (rerank_finetune.json)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed for python, numpy and torch (default: 0)")
     p.add_argument(
         "--queries-per-call", type=_positive_int, default=8, help="queries per rerank_many call (default: 8)"
@@ -120,8 +126,42 @@ def _seed_everything(seed: int, *, torch_too: bool) -> None:
         torch.manual_seed(seed)
 
 
+def _model_fusion(model: str) -> Any:
+    """The fusion stored beside a fine-tuned model (``rerank_finetune.json``), or a usage error."""
+    from rerank_core.fusion import Fusion
+    from rerank_core.train.finetune import FINETUNE_INFO_FILE
+
+    info_file = Path(model).expanduser() / FINETUNE_INFO_FILE
+    try:
+        stored = json.loads(info_file.read_text(encoding="utf-8")).get("fusion")
+    except (OSError, ValueError):
+        stored = None
+    if not stored:
+        raise _UsageError(f"--fusion model: {info_file} has no tuned fusion; give METHOD[:WEIGHT]")
+    return Fusion(method=stored["method"], weight=stored["weight"])
+
+
+def _parse_fusion(spec: str | None, model: str) -> Any:
+    from rerank_core.fusion import Fusion
+
+    if spec is None:
+        return None
+    if spec.strip().lower() == "model":
+        return _model_fusion(model)
+    try:
+        return Fusion.parse(spec)
+    except RerankError as exc:
+        raise _UsageError(f"--fusion: {exc}") from exc
+
+
 def _build_reranker(
-    model: str, *, device: str | None, max_length: int | None, batch_size: int, dtype: str = "auto"
+    model: str,
+    *,
+    device: str | None,
+    max_length: int | None,
+    batch_size: int,
+    dtype: str = "auto",
+    fusion: Any = None,
 ) -> Any:
     """Load the local cross-encoder behind a :class:`rerank_core.Reranker` that keeps every candidate."""
     from rerank_core import Reranker
@@ -132,7 +172,7 @@ def _build_reranker(
     )
     # Load now (the back end loads lazily) so that a bad --model or --device fails before the first stage.
     _ = backend.model
-    return Reranker(backend)
+    return Reranker(backend, fusion=fusion)
 
 
 def _format_table(report: Any) -> str:
@@ -140,6 +180,8 @@ def _format_table(report: Any) -> str:
     rows = [("first stage (BM25)", report.first_stage)]
     if report.reranked is not None:
         rows.append(("reranked", report.reranked))
+    if report.fused is not None:
+        rows.append((f"fused ({report.fusion})", report.fused))
     label_w = max(len(label) for label, _ in rows)
     col_w = max(10, *(len(k) for k in keys))
     lines = [
@@ -170,6 +212,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise _UsageError(f"--json: cannot create {args.json.parent} ({_one_line(exc)})") from exc
     _seed_everything(args.seed, torch_too=use_model)
+    if args.fusion is not None and not use_model:
+        raise _UsageError("--fusion needs a --model")
+    fusion = _parse_fusion(args.fusion, args.model) if use_model else None
 
     try:
         dataset = load_beir(args.data_dir, split=args.split)
@@ -187,6 +232,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                 max_length=args.max_length,
                 batch_size=args.batch_size,
                 dtype=args.dtype,
+                fusion=fusion,
             )
         except MissingDependencyError:
             raise

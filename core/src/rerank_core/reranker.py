@@ -1,7 +1,7 @@
 """The reranker: one back end plus the policy that turns its scores into a ranking.
 
     validate -> (split long texts) -> back end scores pairs (cache first) -> (aggregate windows)
-             -> normalize -> threshold -> top_n -> results (input index + scores)
+             -> normalize -> (fuse with first-stage scores) -> threshold -> top_n -> results
 
 ``rerank`` handles one query, ``rerank_many`` many queries whose pairs are scored together in shared
 batches, and ``arerank`` / ``arerank_many`` do the same without ever blocking the event loop on
@@ -20,6 +20,7 @@ from rerank_core.backends.base import Backend
 from rerank_core.cache import ScoreCache
 from rerank_core.chunking import LongTextPolicy, Segment, aggregate_scores, plan_segments
 from rerank_core.errors import ConfigurationError, InvalidInputError, NonRetryableBackendError
+from rerank_core.fusion import Fusion, check_first_stage_scores, fuse_scores
 from rerank_core.normalization import check_normalization, normalize_scores
 from rerank_core.types import Candidate, RerankResponse, RerankResult
 from rerank_core.validation import check_query, check_score_threshold, check_top_n, to_candidates
@@ -45,6 +46,7 @@ class _Job:
     score_threshold: float | None
     query_argument: str
     candidate_argument: str
+    first_stage: np.ndarray | None = None
     segments: list[Segment] | None = None
     segment_scores: np.ndarray | None = None
     cache_hits: int = 0
@@ -63,6 +65,11 @@ class Reranker:
         long_text: ``"window"`` (split and aggregate), ``"truncate"`` (reported) or ``"error"``.
         window_size, window_stride, aggregate: see :class:`~rerank_core.chunking.LongTextPolicy`.
         cache: ``False`` (default), ``True`` (100k entries), an int size, or a shared :class:`ScoreCache`.
+        fusion: a :class:`~rerank_core.fusion.Fusion` (or ``"zscore:0.6"``-style string) that combines the
+            reranker's raw score with the ``first_stage_scores`` passed to each call; ``relevance_score``
+            (what the threshold compares) is then the fused score, and each result also carries
+            ``rerank_score`` and ``first_stage_score``. ``"rrf"`` without first-stage scores uses the
+            input order as the first-stage ranking; the interpolations need the scores.
     """
 
     def __init__(
@@ -78,6 +85,7 @@ class Reranker:
         window_stride: int | None = None,
         aggregate: str = "max",
         cache: bool | int | ScoreCache = False,
+        fusion: Fusion | str | None = None,
     ) -> None:
         if not isinstance(backend, Backend):
             raise ConfigurationError(
@@ -92,6 +100,11 @@ class Reranker:
         check_normalization(normalization, temperature, backend.peek_score_kind())
         self.normalization = normalization
         self.temperature = float(temperature)
+        if isinstance(fusion, str):
+            fusion = Fusion.parse(fusion)
+        if fusion is not None and not isinstance(fusion, Fusion):
+            raise ConfigurationError("fusion", f"must be a Fusion or a string, got {type(fusion).__name__}")
+        self.fusion: Fusion | None = fusion
         self.long_text = LongTextPolicy(long_text, window_size, window_stride, aggregate)  # type: ignore[arg-type]
         if isinstance(cache, ScoreCache):
             self.cache: ScoreCache | None = cache
@@ -109,7 +122,8 @@ class Reranker:
     def __repr__(self) -> str:
         return (
             f"Reranker(backend={self.backend!r}, top_n={self.top_n}, score_threshold={self.score_threshold}, "
-            f"normalization={self.normalization!r})"
+            f"normalization={self.normalization!r}"
+            + (f", fusion={self.fusion.describe()!r})" if self.fusion is not None else ")")
         )
 
     # -- public API --------------------------------------------------------------------------------
@@ -121,9 +135,14 @@ class Reranker:
         *,
         top_n: int | None = _UNSET,
         score_threshold: float | None = _UNSET,
+        first_stage_scores: Sequence[float] | None = None,
     ) -> RerankResponse:
-        """Rank ``candidates`` (strings, :class:`Candidate` or mappings with ``text``) for ``query``."""
-        job = self._job(query, candidates, top_n, score_threshold, "query", "candidates")
+        """Rank ``candidates`` (strings, :class:`Candidate` or mappings with ``text``) for ``query``.
+
+        ``first_stage_scores``: the retriever's score of each candidate (kept in the results, and fused
+        with the reranker's when the reranker has a ``fusion``).
+        """
+        job = self._job(query, candidates, top_n, score_threshold, "query", "candidates", first_stage_scores)
         self._score_sync([job])
         return self._finish(job)
 
@@ -134,9 +153,10 @@ class Reranker:
         *,
         top_n: int | None = _UNSET,
         score_threshold: float | None = _UNSET,
+        first_stage_scores: Sequence[Sequence[float]] | None = None,
     ) -> list[RerankResponse]:
         """Rank one candidate list per query; every pair of every query goes through shared batches."""
-        jobs = self._jobs(queries, candidates, top_n, score_threshold)
+        jobs = self._jobs(queries, candidates, top_n, score_threshold, first_stage_scores)
         self._score_sync(jobs)
         return [self._finish(job) for job in jobs]
 
@@ -147,9 +167,10 @@ class Reranker:
         *,
         top_n: int | None = _UNSET,
         score_threshold: float | None = _UNSET,
+        first_stage_scores: Sequence[float] | None = None,
     ) -> RerankResponse:
         """Async :meth:`rerank`: model work runs off the event loop."""
-        job = self._job(query, candidates, top_n, score_threshold, "query", "candidates")
+        job = self._job(query, candidates, top_n, score_threshold, "query", "candidates", first_stage_scores)
         await self._score_async([job])
         return self._finish(job)
 
@@ -160,20 +181,40 @@ class Reranker:
         *,
         top_n: int | None = _UNSET,
         score_threshold: float | None = _UNSET,
+        first_stage_scores: Sequence[Sequence[float]] | None = None,
     ) -> list[RerankResponse]:
         """Async :meth:`rerank_many`."""
-        jobs = self._jobs(queries, candidates, top_n, score_threshold)
+        jobs = self._jobs(queries, candidates, top_n, score_threshold, first_stage_scores)
         await self._score_async(jobs)
         return [self._finish(job) for job in jobs]
 
     # -- validation --------------------------------------------------------------------------------
 
     def _job(
-        self, query: Any, candidates: Any, top_n: Any, score_threshold: Any, q_arg: str, c_arg: str
+        self,
+        query: Any,
+        candidates: Any,
+        top_n: Any,
+        score_threshold: Any,
+        q_arg: str,
+        c_arg: str,
+        first_stage_scores: Any = None,
+        f_arg: str = "first_stage_scores",
     ) -> _Job:
+        items = to_candidates(candidates, c_arg)
+        first_stage = None
+        if first_stage_scores is not None:
+            first_stage = check_first_stage_scores(first_stage_scores, len(items), f_arg)
+        elif self.fusion is not None and self.fusion.method != "rrf" and items:
+            raise InvalidInputError(
+                f_arg,
+                f"fusion {self.fusion.describe()!r} needs one first-stage score per candidate "
+                "(only 'rrf' can use the input order instead)",
+            )
         return _Job(
             query=check_query(query, q_arg),
-            candidates=to_candidates(candidates, c_arg),
+            candidates=items,
+            first_stage=first_stage,
             top_n=self.top_n if top_n is _UNSET else check_top_n(top_n),
             score_threshold=(
                 self.score_threshold if score_threshold is _UNSET else check_score_threshold(score_threshold)
@@ -182,7 +223,9 @@ class Reranker:
             candidate_argument=c_arg,
         )
 
-    def _jobs(self, queries: Any, candidates: Any, top_n: Any, score_threshold: Any) -> list[_Job]:
+    def _jobs(
+        self, queries: Any, candidates: Any, top_n: Any, score_threshold: Any, first_stage_scores: Any = None
+    ) -> list[_Job]:
         if isinstance(queries, str) or not isinstance(queries, Sequence):
             raise InvalidInputError(
                 "queries", f"must be a list of query strings, got {type(queries).__name__}"
@@ -197,8 +240,25 @@ class Reranker:
                 "candidates",
                 f"got {len(candidates)} candidate lists for {len(queries)} queries; they must match",
             )
+        if first_stage_scores is not None and (
+            isinstance(first_stage_scores, str)
+            or not isinstance(first_stage_scores, Sequence)
+            or len(first_stage_scores) != len(queries)
+        ):
+            raise InvalidInputError(
+                "first_stage_scores", f"must be a list with one score list per query ({len(queries)})"
+            )
         return [
-            self._job(q, c, top_n, score_threshold, f"queries[{i}]", f"candidates[{i}]")
+            self._job(
+                q,
+                c,
+                top_n,
+                score_threshold,
+                f"queries[{i}]",
+                f"candidates[{i}]",
+                None if first_stage_scores is None else first_stage_scores[i],
+                f"first_stage_scores[{i}]",
+            )
             for i, (q, c) in enumerate(zip(queries, candidates, strict=True))
         ]
 
@@ -283,14 +343,22 @@ class Reranker:
         fingerprint = self.backend.fingerprint
         if n == 0:
             kind = self.backend.peek_score_kind() or "logit"
-            return RerankResponse(job.query, (), fingerprint, kind, self.normalization, 0, {})
+            return RerankResponse(
+                job.query, (), fingerprint, kind, self.normalization, 0, {}, self._fusion_name
+            )
         assert job.segments is not None and job.segment_scores is not None
         kind = self.backend.score_kind
         check_normalization(self.normalization, self.temperature, kind)
         raw, windows, truncated = aggregate_scores(
             job.segments, job.segment_scores, n, self.long_text.aggregate
         )
-        relevance = normalize_scores(raw, self.normalization, temperature=self.temperature)
+        calibrated = normalize_scores(raw, self.normalization, temperature=self.temperature)
+        relevance = calibrated
+        if self.fusion is not None:
+            first = job.first_stage
+            if first is None:  # rrf on the input order: earlier is better
+                first = -np.arange(n, dtype=np.float64)
+            relevance = fuse_scores(raw, first, self.fusion)
         keep = np.arange(n)
         if job.score_threshold is not None:
             keep = keep[relevance[keep] >= job.score_threshold]
@@ -308,6 +376,8 @@ class Reranker:
                 metadata=job.candidates[i].metadata,
                 window=windows[i],
                 truncated=truncated[i],
+                rerank_score=float(calibrated[i]),
+                first_stage_score=None if job.first_stage is None else float(job.first_stage[i]),
             )
             for i in keep
         )
@@ -318,4 +388,10 @@ class Reranker:
             "pairs_scored": len(job.segments) - job.cache_hits,
             "truncated": int(sum(truncated)),
         }
-        return RerankResponse(job.query, results, fingerprint, kind, self.normalization, n, usage)
+        return RerankResponse(
+            job.query, results, fingerprint, kind, self.normalization, n, usage, self._fusion_name
+        )
+
+    @property
+    def _fusion_name(self) -> str | None:
+        return None if self.fusion is None else self.fusion.describe()

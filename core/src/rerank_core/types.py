@@ -61,6 +61,8 @@ class RerankResult:
     - ``window``: for a text split into windows, the one that scored best (``None`` otherwise).
     - ``truncated``: the text was cut to fit the model and the tail was not scored.
     - ``reranked``: ``False`` when the back end failed and the caller chose to get the input order back.
+    - ``rerank_score``: the reranker's calibrated score (equal to ``relevance_score`` unless fused).
+    - ``first_stage_score``: the retriever's score, when the caller passed ``first_stage_scores``.
     """
 
     index: int
@@ -72,13 +74,16 @@ class RerankResult:
     window: Window | None = None
     truncated: bool = False
     reranked: bool = True
+    rerank_score: float | None = None
+    first_stage_score: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class RerankResponse:
     """The ranking for one query: kept results, best first, plus how they were produced.
 
-    Iterating, ``len()`` and indexing go over ``results``.
+    Iterating, ``len()`` and indexing go over ``results``. ``fusion`` names the fusion that produced
+    ``relevance_score`` (``None``: the reranker's calibrated score alone).
     """
 
     query: str
@@ -88,6 +93,7 @@ class RerankResponse:
     normalization: str
     num_candidates: int
     usage: Mapping[str, int] = field(default_factory=dict)
+    fusion: str | None = None
 
     def __iter__(self) -> Iterator[RerankResult]:
         return iter(self.results)

@@ -65,12 +65,17 @@ class EvalReport:
     timings: dict[str, float] = field(default_factory=dict)
     first_stage_run: dict[str, list[str]] = field(default_factory=dict, repr=False)
     reranked_run: dict[str, list[str]] | None = field(default=None, repr=False)
+    fusion: str | None = None
+    fused: dict[str, float] | None = None
+    fused_run: dict[str, list[str]] | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         """``first_stage``, ``reranked`` (``None`` without a model), ``queries``, ``seconds``, context."""
         return {
             "first_stage": dict(self.first_stage),
             "reranked": None if self.reranked is None else dict(self.reranked),
+            "fusion": self.fusion,
+            "fused": None if self.fused is None else dict(self.fused),
             "queries": self.queries,
             "seconds": round(self.seconds, 3),
             "dataset": self.dataset,
@@ -100,24 +105,36 @@ def rerank_run(
     *,
     chunk_size: int = 8,
     progress: bool = True,
-) -> dict[str, list[str]]:
+    first_stage_scores: Mapping[str, Sequence[float]] | None = None,
+) -> tuple[dict[str, list[str]], dict[str, list[str]] | None]:
     """Rerank each query's candidate doc ids; returns the new order (best first) per query id.
 
     Queries go to ``reranker.rerank_many`` ``chunk_size`` at a time, under a tqdm bar on stderr. A query
-    without candidates is not sent and keeps an empty ranking.
+    without candidates is not sent and keeps an empty ranking. With ``first_stage_scores`` (for a
+    reranker with a fusion) they are passed on; the first returned run is then the fused order, and the
+    second the order by the reranker's own raw score. Without, the second is ``None``.
     """
     from tqdm.auto import tqdm
 
     check_positive_int(chunk_size, "chunk_size")
     todo = [qid for qid in queries if candidates.get(qid)]
     out: dict[str, list[str]] = {qid: [] for qid in queries}
+    raw_out: dict[str, list[str]] | None = (
+        None if first_stage_scores is None else {qid: [] for qid in queries}
+    )
     with tqdm(total=len(todo), desc="rerank", unit="query", file=sys.stderr, disable=not progress) as bar:
         for start in range(0, len(todo), chunk_size):
             chunk = todo[start : start + chunk_size]
             cand_ids = [list(candidates[qid]) for qid in chunk]
-            responses = reranker.rerank_many(
-                [queries[qid] for qid in chunk], [[corpus_texts[d] for d in ids] for ids in cand_ids]
-            )
+            texts = [[corpus_texts[d] for d in ids] for ids in cand_ids]
+            if first_stage_scores is None:
+                responses = reranker.rerank_many([queries[qid] for qid in chunk], texts)
+            else:
+                responses = reranker.rerank_many(  # type: ignore[call-arg]
+                    [queries[qid] for qid in chunk],
+                    texts,
+                    first_stage_scores=[list(first_stage_scores[qid]) for qid in chunk],
+                )
             if len(responses) != len(chunk):
                 raise RuntimeError(
                     f"rerank_many returned {len(responses)} responses for {len(chunk)} queries"
@@ -132,8 +149,11 @@ def rerank_run(
                 if len(set(order)) != len(order):
                     raise RuntimeError(f"the reranker returned a candidate twice for query {qid!r}")
                 out[qid] = order
+                if raw_out is not None:
+                    by_raw = sorted(response.results, key=lambda r: (-r.raw_score, r.index))
+                    raw_out[qid] = [ids[r.index] for r in by_raw]
             bar.update(len(chunk))
-    return out
+    return out, raw_out
 
 
 def run_eval(
@@ -150,6 +170,8 @@ def run_eval(
 ) -> EvalReport:
     """BM25 top-``top_k`` over ``dataset``, optionally reranked, with metrics for both stages.
 
+    With a reranker that has a ``fusion``, the BM25 scores are passed as first-stage scores and the report
+    has both the reranker's own order (``reranked``) and the fused one (``fused``), from one scoring pass.
     ``max_queries`` keeps the first N queries (file order). ``retriever`` reuses a built index (it must
     cover ``dataset.corpus``); otherwise one is built with ``bm25_kwargs``. ``model`` only labels the report.
     """
@@ -174,11 +196,22 @@ def run_eval(
 
     reranked_run: dict[str, list[str]] | None = None
     reranked_metrics: dict[str, float] | None = None
+    fusion = getattr(reranker, "fusion", None)
+    fused_run: dict[str, list[str]] | None = None
     if reranker is not None:
         t = time.perf_counter()
-        reranked_run = rerank_run(
-            reranker, queries, first_run, texts, chunk_size=chunk_size, progress=progress
+        first_scores = {qid: [score for _, score in h] for qid, h in hits.items()} if fusion else None
+        reranked_run, raw_run = rerank_run(
+            reranker,
+            queries,
+            first_run,
+            texts,
+            chunk_size=chunk_size,
+            progress=progress,
+            first_stage_scores=first_scores,
         )
+        if raw_run is not None:  # the reranker fused: its own order is the raw one
+            fused_run, reranked_run = reranked_run, raw_run
         timings["rerank"] = time.perf_counter() - t
         reranked_metrics = _stage_metrics(reranked_run, dataset.qrels, top_k)
 
@@ -201,4 +234,7 @@ def run_eval(
         timings=timings,
         first_stage_run=first_run,
         reranked_run=reranked_run,
+        fusion=fusion.describe() if fusion is not None else None,
+        fused=None if fused_run is None else _stage_metrics(fused_run, dataset.qrels, top_k),
+        fused_run=fused_run,
     )

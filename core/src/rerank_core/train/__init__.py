@@ -13,7 +13,14 @@ from rerank_core.train.data import (
     read_rows,
     split_queries,
 )
-from rerank_core.train.finetune import FINETUNE_INFO_FILE, FinetuneResult, finetune, model_card
+from rerank_core.train.finetune import (
+    FINETUNE_INFO_FILE,
+    FinetuneResult,
+    finetune,
+    model_card,
+    tune_dev_fusion,
+    update_model_fusion,
+)
 
 __all__ = [
     "FINETUNE_INFO_FILE",
@@ -28,4 +35,6 @@ __all__ = [
     "model_card",
     "read_rows",
     "split_queries",
+    "tune_dev_fusion",
+    "update_model_fusion",
 ]

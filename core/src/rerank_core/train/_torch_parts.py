@@ -71,7 +71,8 @@ class DevRerankEvaluator(BaseEvaluator):
         self.primary_metric = "mean_ndcg@10"
         self.history: list[dict[str, float]] = []
 
-    def rerank(self, model: Any, dev: DevSet) -> dict[str, list[str]]:
+    def scores(self, model: Any, dev: DevSet) -> dict[str, list[float]]:
+        """The model's score of every candidate of every dev query, in candidate order."""
         pairs: list[tuple[str, str]] = []
         owners: list[tuple[str, str]] = []
         for qid, ids in dev.candidates.items():
@@ -85,11 +86,18 @@ class DevRerankEvaluator(BaseEvaluator):
             scores = model.predict(
                 pairs, batch_size=self.batch_size, show_progress_bar=False, convert_to_numpy=True
             )
-        scored: dict[str, list[tuple[float, str]]] = {qid: [] for qid in dev.candidates}
-        for (qid, doc_id), score in zip(owners, scores, strict=True):
-            scored[qid].append((float(score), doc_id))
+        out: dict[str, list[float]] = {qid: [] for qid in dev.candidates}
+        for (qid, _), score in zip(owners, scores, strict=True):
+            out[qid].append(float(score))
+        return out
+
+    def rerank(self, model: Any, dev: DevSet) -> dict[str, list[str]]:
+        scored = self.scores(model, dev)
         # Stable: equal scores keep first-stage order.
-        return {qid: [d for _, d in sorted(items, key=lambda x: -x[0])] for qid, items in scored.items()}
+        return {
+            qid: [dev.candidates[qid][i] for i in sorted(range(len(s)), key=lambda i: -s[i])]
+            for qid, s in scored.items()
+        }
 
     def __call__(
         self, model: Any, output_path: str | None = None, epoch: int = -1, steps: int = -1

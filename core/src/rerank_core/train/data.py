@@ -52,7 +52,11 @@ class TrainingGroup:
 
 @dataclass
 class DevSet:
-    """A dev rerank task: first-stage candidates per query and graded qrels, scored by nDCG@10."""
+    """A dev rerank task: first-stage candidates per query and graded qrels, scored by nDCG@10.
+
+    ``first_stage`` holds the first stage's own metrics; ``candidate_scores`` its score of each candidate
+    (used to tune the fusion of first-stage and reranker scores).
+    """
 
     name: str
     queries: dict[str, str]
@@ -60,6 +64,7 @@ class DevSet:
     texts: dict[str, str]
     qrels: dict[str, dict[str, int]]
     first_stage: dict[str, float] = field(default_factory=dict)
+    candidate_scores: dict[str, list[float]] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         return f"DevSet(name={self.name!r}, queries={len(self.queries)})"
@@ -261,6 +266,7 @@ def dev_set_from_beir(
     queries = {q: dataset.queries[q] for q in chosen}
     hits = retriever.retrieve(list(queries.values()), k=top_k)
     candidates = {q: [d for d, _ in h] for q, h in zip(queries, hits, strict=True)}
+    candidate_scores = {q: [float(s) for _, s in h] for q, h in zip(queries, hits, strict=True)}
     qrels = {q: dataset.qrels[q] for q in chosen}
     used = {d for ids in candidates.values() for d in ids}
     return DevSet(
@@ -270,4 +276,5 @@ def dev_set_from_beir(
         texts={d: texts[d] for d in used},
         qrels=qrels,
         first_stage=evaluate(candidates, qrels, k_values=(10,)),
+        candidate_scores=candidate_scores,
     )

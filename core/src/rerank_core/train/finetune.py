@@ -22,7 +22,14 @@ from rerank_core.errors import ConfigurationError, InvalidInputError
 from rerank_core.train.data import DevSet, TrainingGroup
 from rerank_core.validation import check_positive_int
 
-__all__ = ["FINETUNE_INFO_FILE", "FinetuneResult", "finetune", "model_card"]
+__all__ = [
+    "FINETUNE_INFO_FILE",
+    "FinetuneResult",
+    "finetune",
+    "model_card",
+    "tune_dev_fusion",
+    "update_model_fusion",
+]
 
 FINETUNE_INFO_FILE = "rerank_finetune.json"
 _FEATURE = "fine-tuning"
@@ -228,6 +235,10 @@ def finetune(
     trainer.train()
     train_seconds = time.perf_counter() - started
 
+    fusion_info = None
+    if dev_sets:
+        fit = tune_dev_fusion(model, dev_sets, bf16=use_bf16, batch_size=eval_batch_size)
+        fusion_info = _fusion_info(fit)
     history = list(evaluator.history) if evaluator is not None else []
     best_metrics: dict[str, float] = {}
     if history:
@@ -270,6 +281,7 @@ def finetune(
         "data": data,
         "dev_history": history,
         "best_dev": best_metrics,
+        "fusion": fusion_info,
         "train_seconds": round(train_seconds, 1),
         "environment": {
             "python": platform.python_version(),
@@ -292,6 +304,69 @@ def finetune(
         seconds=time.perf_counter() - started,
         info=info,
     )
+
+
+def tune_dev_fusion(
+    model: Any, dev_sets: Sequence[DevSet], *, bf16: bool = False, batch_size: int = 64
+) -> Any:
+    """Score every dev candidate with ``model`` and pick the fusion with the first stage that maximises
+    nDCG@10 over all dev queries pooled (:func:`rerank_core.fusion.tune_fusion`).
+
+    A dev set without ``candidate_scores`` contributes its first-stage order as scores (``-position``).
+    """
+    from rerank_core.fusion import tune_fusion
+    from rerank_core.train._torch_parts import DevRerankEvaluator
+
+    evaluator = DevRerankEvaluator(list(dev_sets), batch_size=batch_size, bf16=bf16)
+    candidates: dict[str, list[str]] = {}
+    first: dict[str, list[float]] = {}
+    rerank: dict[str, list[float]] = {}
+    qrels: dict[str, dict[str, int]] = {}
+    for dev in dev_sets:
+        scores = evaluator.scores(model, dev)
+        for qid, ids in dev.candidates.items():
+            key = f"{dev.name}/{qid}"
+            candidates[key] = list(ids)
+            rerank[key] = scores[qid]
+            first[key] = dev.candidate_scores.get(qid) or [-float(i) for i in range(len(ids))]
+            qrels[key] = dict(dev.qrels.get(qid, {}))
+    return tune_fusion(candidates, first, rerank, qrels)
+
+
+def _fusion_info(fit: Any) -> dict[str, Any]:
+    return {
+        "method": fit.fusion.method,
+        "weight": fit.fusion.weight,
+        "dev_ndcg@10": round(fit.ndcg, 4),
+        "dev_rerank_only_ndcg@10": round(fit.rerank_only, 4),
+        "dev_first_stage_ndcg@10": round(fit.first_stage_only, 4),
+        "table": {f"{m}:{w:g}": round(v, 4) for (m, w), v in fit.table.items()},
+    }
+
+
+def update_model_fusion(
+    model_dir: str | Path, dev_sets: Sequence[DevSet], *, bf16: bool = False, device: str | None = None
+) -> dict[str, Any]:
+    """Tune the fusion for an already fine-tuned model folder and record it in its
+    ``rerank_finetune.json`` and model card (what :func:`finetune` does at the end of training)."""
+    require("sentence_transformers", extra="train", feature=_FEATURE, package="sentence-transformers")
+    from sentence_transformers.cross_encoder import CrossEncoder
+
+    folder = Path(model_dir).expanduser()
+    info_file = folder / FINETUNE_INFO_FILE
+    if not info_file.is_file():
+        raise InvalidInputError("model_dir", f"{folder} has no {FINETUNE_INFO_FILE}: not made by finetune")
+    if not dev_sets:
+        raise InvalidInputError("dev_sets", "give at least one dev set")
+    import torch
+
+    model = CrossEncoder(str(folder), device=device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model.model.float()
+    info = json.loads(info_file.read_text(encoding="utf-8"))
+    info["fusion"] = _fusion_info(tune_dev_fusion(model, dev_sets, bf16=bf16))
+    info_file.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    (folder / "README.md").write_text(model_card(info), encoding="utf-8")
+    return info["fusion"]
 
 
 def _cpu_count() -> int | None:
@@ -352,6 +427,19 @@ def model_card(info: Mapping[str, Any]) -> str:
         ]
     else:
         lines.append("No dev set was given; the last checkpoint was kept.")
+    fusion = info.get("fusion")
+    if fusion:
+        lines += [
+            "",
+            "## Fusion with the first stage (tuned on dev)",
+            "",
+            f"Best on the pooled dev queries: `{fusion['method']}` with the reranker's weight "
+            f"{fusion['weight']:g}: nDCG@10 {fusion['dev_ndcg@10']:.4f}, against "
+            f"{fusion['dev_rerank_only_ndcg@10']:.4f} for the reranker alone and "
+            f"{fusion['dev_first_stage_ndcg@10']:.4f} for the first stage alone. "
+            'Use it with `Reranker(backend, fusion="%s:%g")` and first-stage scores, or '
+            "`rerank eval ... --fusion model`." % (fusion["method"], fusion["weight"]),
+        ]
     env = info["environment"]
     lines += [
         "",
