@@ -3,9 +3,8 @@
 For a few test queries it prints the ranking before and after reranking, with the relevance judgments
 (``*`` marks a judged-relevant document), then nDCG@10 / MRR@10 of both stages over a sample of queries.
 
-Model: ``--model PATH_OR_ID``, else ``$RERANK_MODEL``, else the project's reference reranker at
-``models/reference-reranker`` once it exists (it is produced by the fine-tuning work). Without any of
-these the demo runs the first stage alone and says so: no model can be downloaded on these machines.
+The model: ``--model PATH_OR_ID`` (see ``--help``; the reference reranker at ``models/reference-reranker``
+is produced by the fine-tuning work). Without one the demo runs the first stage alone and says so.
 """
 
 from __future__ import annotations
@@ -16,24 +15,15 @@ import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # for _common, however this file is loaded
+from _common import MODEL_HELP, WORKSPACE, no_model_notice, resolve_model
 
-WORKSPACE = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = Path(os.environ.get("RERANK_SHARED_DIR", WORKSPACE.parent / "shared")) / "data" / "scifact"
-REFERENCE_MODEL = WORKSPACE / "models" / "reference-reranker"
-
-
-def resolve_model(arg: str | None) -> str | None:
-    if arg:
-        return None if arg == "none" else arg
-    if os.environ.get("RERANK_MODEL"):
-        return os.environ["RERANK_MODEL"]
-    return str(REFERENCE_MODEL) if REFERENCE_MODEL.is_dir() else None
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=__doc__, epilog=MODEL_HELP, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
         "--data", default=str(DEFAULT_DATA), help="BEIR folder (default: ../shared/data/scifact)"
@@ -63,10 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     model = resolve_model(args.model)
     reranker = None
     if model is None:
-        print(
-            "No reranker model given and the reference reranker (models/reference-reranker) is not built "
-            "yet:\nrunning the first stage alone. Pass --model PATH_OR_ID (or set RERANK_MODEL) to rerank.\n"
-        )
+        print(no_model_notice("running the first stage alone"))
     else:
         reranker = Reranker(CrossEncoderBackend(model))
     print(

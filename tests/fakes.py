@@ -2,11 +2,13 @@
 
 ``FakeBackend`` scores a pair by looking the text up in ``scores`` (default: a stable hash), counts
 every pair it is asked to score, and, when ``max_length`` is set, exposes a whitespace tokenizer so
-that windowing can be checked token by token.
+that windowing can be checked token by token. ``NativeAsyncBackend`` is the same with a native async
+path and a sync path that fails.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 import threading
 import zlib
@@ -69,6 +71,9 @@ class FakeBackend(Backend):
         return sum(len(c) for c in self.calls)
 
     def score(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
+        return self._score(pairs)
+
+    def _score(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
         with self._lock:
             self.calls.append(list(pairs))
         out = []
@@ -80,6 +85,20 @@ class FakeBackend(Backend):
             else:
                 out.append(float(self._scores[t]))
         return out
+
+
+class NativeAsyncBackend(FakeBackend):
+    """A :class:`FakeBackend` with a native async path (like a remote API) that refuses sync scoring: a
+    caller that goes through it used the core's async path, not a thread around the sync one."""
+
+    blocking = False
+
+    def score(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
+        raise AssertionError("the async path must not call the sync scorer")
+
+    async def ascore(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
+        await asyncio.sleep(0)
+        return self._score(pairs)
 
 
 def run_in_threads(work: Callable[[int], None], n: int) -> None:

@@ -1,8 +1,39 @@
 """LangChain adapter for rerank-core.
 
-The document compressor and tool selector are not built yet (tracked in the adapters issue); this
-package installs and imports so that the workspace layout and dependency isolation can be tested.
+- :class:`RerankCompressor`: a ``BaseDocumentCompressor`` (use it in ``ContextualCompressionRetriever``,
+  ``DocumentCompressorPipeline`` or, through ``as_runnable()``, in any LCEL chain).
+- :func:`select_tools` / :func:`aselect_tools`: the tools most relevant to a query.
+- ``RerankToolSelectorMiddleware``: a LangChain v1 agent middleware choosing the tools the model sees
+  (needs ``pip install langchain``; imported on first access).
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from langchain_rerank.compressor import RAW_SCORE_KEY, RELEVANCE_SCORE_KEY, RERANK_EVENT, RerankCompressor
+from langchain_rerank.tool_selection import aselect_tools, select_tools, tool_text
+
+if TYPE_CHECKING:  # pragma: no cover
+    from langchain_rerank.middleware import RerankToolSelectorMiddleware
+
 __version__ = "0.1.0"
-__all__ = ["__version__"]
+__all__ = [
+    "RAW_SCORE_KEY",
+    "RELEVANCE_SCORE_KEY",
+    "RERANK_EVENT",
+    "RerankCompressor",
+    "RerankToolSelectorMiddleware",
+    "__version__",
+    "aselect_tools",
+    "select_tools",
+    "tool_text",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "RerankToolSelectorMiddleware":
+        from langchain_rerank.middleware import RerankToolSelectorMiddleware
+
+        return RerankToolSelectorMiddleware
+    raise AttributeError(f"module 'langchain_rerank' has no attribute {name!r}")

@@ -1,8 +1,23 @@
 """LlamaIndex adapter for rerank-core.
 
-The node postprocessor and tool selector are not built yet (tracked in the adapters issue); this
-package installs and imports so that the workspace layout and dependency isolation can be tested.
+- :class:`RerankPostprocessor`: a ``BaseNodePostprocessor`` (``node_postprocessors=[...]`` of a query
+  engine, chat engine or retriever), sync and native async, emitting ``ReRankStartEvent``/``ReRankEndEvent``.
+- :func:`select_tools` / :func:`aselect_tools`: the tools most relevant to a query.
+- :class:`RerankObjectRetriever`: an ``ObjectRetriever`` (for ``FunctionAgent(tool_retriever=...)``) whose
+  async path reranks without blocking the event loop.
 """
 
+from llamaindex_rerank.postprocessor import RAW_SCORE_KEY, RETRIEVAL_SCORE_KEY, RerankPostprocessor
+from llamaindex_rerank.tool_selection import RerankObjectRetriever, aselect_tools, select_tools, tool_text
+
 __version__ = "0.1.0"
-__all__ = ["__version__"]
+__all__ = [
+    "RAW_SCORE_KEY",
+    "RETRIEVAL_SCORE_KEY",
+    "RerankObjectRetriever",
+    "RerankPostprocessor",
+    "__version__",
+    "aselect_tools",
+    "select_tools",
+    "tool_text",
+]

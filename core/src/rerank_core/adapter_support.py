@@ -1,0 +1,242 @@
+"""What every framework adapter needs from the core, written once (no framework imports).
+
+- :func:`resolve_reranker`: the adapters accept either a ready :class:`Reranker` (its policy is used as it
+  is; ``top_n`` and ``score_threshold`` given next to it override it per call) or a :class:`Backend`, from
+  which a Reranker is built with the options given. Nothing about ordering, thresholds or batching is
+  decided here.
+- :class:`AdapterConstructors`: the adapter classes' constructor on top of :func:`resolve_reranker`, and
+  their ``from_backend`` / ``from_<back end>`` constructors, one per back end, written once for all.
+- :func:`check_items`: a list of framework objects of one type, or an error naming the argument (or the
+  position of a bad item).
+- :func:`result_metadata`: the metadata keys a :class:`RerankResult` adds to the framework object it is
+  mapped back to (``rerank_raw_score``, and ``rerank_window`` / ``rerank_truncated`` for long texts).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any, ClassVar, TypeVar
+
+from rerank_core.backends.base import Backend
+from rerank_core.backends.cross_encoder import CrossEncoderBackend
+from rerank_core.errors import ConfigurationError, InvalidInputError
+from rerank_core.reranker import _UNSET, Reranker
+from rerank_core.types import RerankResult
+from rerank_core.validation import check_score_threshold, check_top_n
+
+__all__ = [
+    "RAW_SCORE_KEY",
+    "RERANKER_OPTIONS",
+    "TRUNCATED_KEY",
+    "UNSET",
+    "WINDOW_KEY",
+    "AdapterConstructors",
+    "check_items",
+    "resolve_reranker",
+    "result_metadata",
+]
+
+T = TypeVar("T")
+AdapterT = TypeVar("AdapterT", bound="AdapterConstructors")
+
+UNSET: Any = _UNSET
+"""Marks an option the caller did not give (``None`` is a real value for ``top_n``). The same marker
+``Reranker.rerank`` reads as "the reranker's own setting"."""
+
+RERANKER_OPTIONS = ("long_text", "window_size", "window_stride", "aggregate", "cache")
+"""The Reranker options an adapter takes in ``reranker_kwargs`` (the others are arguments of their own)."""
+
+RAW_SCORE_KEY = "rerank_raw_score"
+"""Metadata key of the back end's raw score."""
+WINDOW_KEY = "rerank_window"
+"""Metadata key of the best token window of a long text: ``{"index", "start", "end", "count"}``."""
+TRUNCATED_KEY = "rerank_truncated"
+"""Metadata key set to ``True`` when ``long_text="truncate"`` cut the text to fit the model."""
+
+
+def resolve_reranker(
+    reranker: object,
+    *,
+    top_n: Any = UNSET,
+    score_threshold: Any = UNSET,
+    normalization: str | None = None,
+    temperature: float | None = None,
+    reranker_kwargs: Mapping[str, Any] | None = None,
+) -> tuple[Reranker, int | None, float | None]:
+    """Return ``(reranker, top_n, score_threshold)``: the core reranker and the effective policy values.
+
+    ``top_n`` / ``score_threshold`` left :data:`UNSET` mean the Reranker's own (``None`` for a back end).
+    Errors are :class:`ConfigurationError` naming the argument (``reranker``, ``top_n``,
+    ``score_threshold``, ``normalization``, ``temperature``, ``reranker_kwargs``).
+    """
+    try:
+        if top_n is not UNSET:
+            top_n = check_top_n(top_n)
+        if score_threshold is not UNSET:
+            score_threshold = check_score_threshold(score_threshold)
+    except ValueError as exc:
+        argument = getattr(exc, "argument", "top_n")
+        raise ConfigurationError(argument, str(exc).split(": ", 1)[-1]) from None
+    if reranker_kwargs is not None and not isinstance(reranker_kwargs, Mapping):
+        raise ConfigurationError(
+            "reranker_kwargs", f"must be a mapping of Reranker options, got {type(reranker_kwargs).__name__}"
+        )
+    extra = dict(reranker_kwargs or {})
+    unknown = sorted(set(extra) - set(RERANKER_OPTIONS))
+    if unknown:
+        raise ConfigurationError(
+            "reranker_kwargs",
+            f"unknown Reranker option(s) {unknown}; allowed: {list(RERANKER_OPTIONS)} "
+            "(top_n, score_threshold, normalization and temperature are arguments of their own)",
+        )
+
+    if isinstance(reranker, Reranker):
+        given = {
+            "normalization": normalization is not None,
+            "temperature": temperature is not None,
+            "reranker_kwargs": bool(extra),
+        }
+        clash = [name for name, is_given in given.items() if is_given]
+        if clash:
+            raise ConfigurationError(
+                clash[0],
+                "is fixed by the Reranker passed as `reranker`; set it on that Reranker, or pass a "
+                "Backend and let the adapter build the Reranker",
+            )
+        return (
+            reranker,
+            reranker.top_n if top_n is UNSET else top_n,
+            reranker.score_threshold if score_threshold is UNSET else score_threshold,
+        )
+
+    if isinstance(reranker, Backend):
+        options: dict[str, Any] = dict(extra)
+        if normalization is not None:
+            options["normalization"] = normalization
+        if temperature is not None:
+            options["temperature"] = temperature
+        built = Reranker(
+            reranker,
+            top_n=None if top_n is UNSET else top_n,
+            score_threshold=None if score_threshold is UNSET else score_threshold,
+            **options,
+        )
+        return built, built.top_n, built.score_threshold
+
+    raise ConfigurationError(
+        "reranker",
+        f"must be a rerank_core Reranker or Backend, got {type(reranker).__name__} "
+        "(for a local cross-encoder use from_cross_encoder(model_id_or_path))",
+    )
+
+
+class AdapterConstructors:
+    """Constructors shared by the framework adapter classes (``RerankCompressor``, ``RerankPostprocessor``).
+
+    A mixin listed before the framework base class, which must be a model taking ``reranker``, ``top_n``
+    and ``score_threshold`` fields as keywords (pydantic models, as LangChain's and LlamaIndex's are)::
+
+        class RerankCompressor(AdapterConstructors, BaseDocumentCompressor): ...
+
+    ``Adapter(reranker, *, top_n, score_threshold, normalization, temperature, reranker_kwargs, **fields)``
+    resolves the reranker with :func:`resolve_reranker` and passes the other fields on. ``from_backend``
+    and the ``from_<back end>`` constructors build it over a back end; ``adapter_options`` names the
+    class's own options that those constructors pass to the class rather than to the back end.
+    """
+
+    adapter_options: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(
+        self,
+        reranker: Reranker | Backend | None = None,
+        *,
+        top_n: int | None = UNSET,
+        score_threshold: float | None = UNSET,
+        normalization: str | None = None,
+        temperature: float | None = None,
+        reranker_kwargs: Mapping[str, Any] | None = None,
+        **data: Any,
+    ) -> None:
+        core, n, threshold = resolve_reranker(
+            reranker,
+            top_n=top_n,
+            score_threshold=score_threshold,
+            normalization=normalization,
+            temperature=temperature,
+            reranker_kwargs=reranker_kwargs,
+        )
+        super().__init__(reranker=core, top_n=n, score_threshold=threshold, **data)  # type: ignore[call-arg]
+
+    # -- one constructor per back end, all through from_backend -------------------------------------------
+
+    @classmethod
+    def from_backend(cls: type[AdapterT], backend: Backend, **options: Any) -> AdapterT:
+        """An adapter over ``backend``; ``options`` are those of the constructor."""
+        return cls(backend, **options)
+
+    @classmethod
+    def from_cross_encoder(
+        cls: type[AdapterT],
+        model: str | os.PathLike[str] | Any,
+        *,
+        top_n: int | None = UNSET,
+        score_threshold: float | None = UNSET,
+        normalization: str | None = None,
+        temperature: float | None = None,
+        reranker_kwargs: Mapping[str, Any] | None = None,
+        **backend_kwargs: Any,
+    ) -> AdapterT:
+        """A local cross-encoder by Hugging Face id, local path or loaded ``CrossEncoder``.
+
+        ``backend_kwargs`` go to :class:`rerank_core.backends.CrossEncoderBackend` (``device``,
+        ``batch_size``, ``max_length``, ``activation``, ...), except the class's ``adapter_options``. Needs
+        ``pip install 'rerank-core[local]'``; the model loads on first use.
+        """
+        options = {name: backend_kwargs.pop(name) for name in cls.adapter_options if name in backend_kwargs}
+        return cls.from_backend(
+            CrossEncoderBackend(model, **backend_kwargs),
+            top_n=top_n,
+            score_threshold=score_threshold,
+            normalization=normalization,
+            temperature=temperature,
+            reranker_kwargs=reranker_kwargs,
+            **options,
+        )
+
+
+def check_items(items: object, item_type: type[T], argument: str, *, plural: str, singular: str) -> list[T]:
+    """``items`` as a list of ``item_type`` objects, or an :class:`InvalidInputError` naming ``argument``
+    (a string, a mapping or a single item is refused) or ``argument[i]`` for a bad item.
+
+    ``plural`` / ``singular`` name the objects in messages: "must be a list of {plural}", "must be
+    {singular}".
+    """
+    refused = InvalidInputError(argument, f"must be a list of {plural}, got {type(items).__name__}")
+    if items is None or isinstance(items, str | bytes | Mapping | item_type):
+        raise refused
+    try:
+        out = list(items)  # type: ignore[call-overload]
+    except TypeError:
+        raise refused from None
+    for i, item in enumerate(out):
+        if not isinstance(item, item_type):
+            raise InvalidInputError(f"{argument}[{i}]", f"must be {singular}, got {type(item).__name__}")
+    return out
+
+
+def result_metadata(result: RerankResult) -> dict[str, Any]:
+    """What a result adds to the metadata of the object it is mapped back to: the raw score, and the
+    window or truncation flag when the core split or cut a long text."""
+    added: dict[str, Any] = {RAW_SCORE_KEY: result.raw_score}
+    if result.window is not None:
+        window = result.window
+        added[WINDOW_KEY] = {
+            "index": window.index,
+            "start": window.start,
+            "end": window.end,
+            "count": window.count,
+        }
+    if result.truncated:
+        added[TRUNCATED_KEY] = True
+    return added

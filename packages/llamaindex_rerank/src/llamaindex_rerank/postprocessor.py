@@ -1,0 +1,174 @@
+"""``RerankPostprocessor``: a LlamaIndex ``BaseNodePostprocessor`` over a rerank-core :class:`Reranker`.
+
+``NodeWithScore`` in, new ``NodeWithScore`` out, best first, with ``score`` = the calibrated
+``relevance_score`` (what ``score_threshold`` compares). The core ranks each node's content
+(``node.get_content(metadata_mode)``, ``MetadataMode.EMBED`` by default as LlamaIndex's rerankers do);
+the postprocessor only maps the results back to copies of the caller's nodes, whose metadata gains:
+
+- ``retrieval_score``: the score the node came in with (LlamaIndex's ``keep_retrieval_score``
+  convention; on by default, skipped when the incoming score is ``None``);
+- ``rerank_raw_score``: what the back end returned;
+- ``rerank_window`` / ``rerank_truncated`` when the core windowed or truncated a long text.
+
+These keys are added to the copy's ``excluded_llm_metadata_keys`` and ``excluded_embed_metadata_keys``,
+so the text the LLM and the embedder see is unchanged. The input nodes, their metadata and their scores
+are never mutated. Each call emits ``ReRankStartEvent`` / ``ReRankEndEvent`` through the instrumentation
+dispatcher and a ``RERANKING`` event to the legacy callback manager.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from llama_index.core.bridge.pydantic import ConfigDict, Field
+from llama_index.core.callbacks import CBEventType, EventPayload
+from llama_index.core.instrumentation import get_dispatcher
+from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
+from llama_index.core.postprocessor.types import BaseNodePostprocessor
+from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
+
+from rerank_core import InvalidInputError, Reranker, RerankResponse, RerankResult
+from rerank_core.adapter_support import RAW_SCORE_KEY, AdapterConstructors, check_items, result_metadata
+
+__all__ = ["RAW_SCORE_KEY", "RETRIEVAL_SCORE_KEY", "RerankPostprocessor", "check_nodes"]
+
+dispatcher = get_dispatcher(__name__)
+
+RETRIEVAL_SCORE_KEY = "retrieval_score"
+"""Metadata key of the incoming (retrieval) score, as LlamaIndex's ``keep_retrieval_score`` uses.
+``RAW_SCORE_KEY`` (the back end's raw score) and the long-text keys are the core's
+(:mod:`rerank_core.adapter_support`)."""
+
+
+def check_nodes(nodes: object, argument: str = "nodes") -> list[NodeWithScore]:
+    """The nodes as a list, or an error naming the argument (or the position of a bad item)."""
+    return check_items(nodes, NodeWithScore, argument, plural="NodeWithScore", singular="a NodeWithScore")
+
+
+def _check_query_bundle(query_bundle: object) -> QueryBundle:
+    if query_bundle is None:
+        raise InvalidInputError(
+            "query_bundle",
+            "is required to rerank: pass query_bundle=QueryBundle(...) or query_str=... to postprocess_nodes",
+        )
+    if not isinstance(query_bundle, QueryBundle):
+        raise InvalidInputError("query_bundle", f"must be a QueryBundle, got {type(query_bundle).__name__}")
+    return query_bundle
+
+
+class RerankPostprocessor(AdapterConstructors, BaseNodePostprocessor):
+    """Rerank retrieved nodes with a rerank-core :class:`Reranker` and keep the best.
+
+    Args:
+        reranker: a :class:`rerank_core.Reranker` (its policy is used), or a back end
+            (:class:`rerank_core.backends.Backend`) from which a Reranker is built with the options below.
+        top_n: keep at most this many (``None``: all that pass the threshold). With a Reranker, defaults
+            to the Reranker's and, when given, overrides it.
+        score_threshold: drop nodes whose relevance score is below this. Same defaulting.
+        normalization, temperature, reranker_kwargs: Reranker options, only with a back end (see
+            ``langchain_rerank``/the core's ``Reranker``).
+        keep_retrieval_score: copy the incoming score to ``metadata["retrieval_score"]`` (default on).
+        metadata_mode: which node content is ranked (``MetadataMode.EMBED`` by default).
+
+    ``RerankPostprocessor.from_cross_encoder(model, top_n=3, ...)`` (the options above, the rest going to
+    the back end) and ``from_backend(backend, **options)`` are the core's constructors
+    (:class:`rerank_core.adapter_support.AdapterConstructors`), shared with every adapter.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+    adapter_options: ClassVar[tuple[str, ...]] = ("keep_retrieval_score", "metadata_mode")
+
+    reranker: Reranker = Field(exclude=True, description="The core reranker doing the work.")
+    top_n: int | None = Field(default=None, description="Keep at most this many nodes (None: all).")
+    score_threshold: float | None = Field(default=None, description="Minimum relevance score kept.")
+    keep_retrieval_score: bool = Field(
+        default=True, description="Keep the incoming score in metadata['retrieval_score']."
+    )
+    metadata_mode: MetadataMode = Field(
+        default=MetadataMode.EMBED, description="Which node content the reranker reads."
+    )
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "RerankPostprocessor"
+
+    # -- the postprocessor -----------------------------------------------------------------------------
+
+    def _postprocess_nodes(
+        self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None
+    ) -> list[NodeWithScore]:
+        query_bundle, items, texts = self._start(nodes, query_bundle)
+        with self._reranking_event(items, query_bundle) as event:
+            response = self.reranker.rerank(
+                query_bundle.query_str, texts, top_n=self.top_n, score_threshold=self.score_threshold
+            )
+            return self._end(event, items, response)
+
+    async def _apostprocess_nodes(
+        self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None
+    ) -> list[NodeWithScore]:
+        query_bundle, items, texts = self._start(nodes, query_bundle)
+        with self._reranking_event(items, query_bundle) as event:
+            response = await self.reranker.arerank(
+                query_bundle.query_str, texts, top_n=self.top_n, score_threshold=self.score_threshold
+            )
+            return self._end(event, items, response)
+
+    # -- what the sync and async paths share (no I/O) ------------------------------------------------------
+
+    def _start(
+        self, nodes: object, query_bundle: object
+    ) -> tuple[QueryBundle, list[NodeWithScore], list[str]]:
+        """Check the call, emit ``ReRankStartEvent``; (the query bundle, the nodes, the texts to rank)."""
+        query_bundle = _check_query_bundle(query_bundle)
+        items = check_nodes(nodes)
+        dispatcher.event(
+            ReRankStartEvent(
+                query=query_bundle,
+                nodes=items,
+                top_n=self.top_n if self.top_n is not None else len(items),
+                model_name=self.reranker.backend.fingerprint,
+            )
+        )
+        texts = [item.node.get_content(metadata_mode=self.metadata_mode) for item in items]
+        return query_bundle, items, texts
+
+    def _end(self, event: Any, items: list[NodeWithScore], response: RerankResponse) -> list[NodeWithScore]:
+        """Map the results back to new nodes, end the callback event and emit ``ReRankEndEvent``."""
+        out = [self._node(items[r.index], r) for r in response.results]
+        event.on_end(payload={EventPayload.NODES: out})
+        dispatcher.event(ReRankEndEvent(nodes=out))
+        return out
+
+    def _node(self, item: NodeWithScore, result: RerankResult) -> NodeWithScore:
+        node = item.node
+        added: dict[str, Any] = {}
+        if self.keep_retrieval_score and item.score is not None:
+            added[RETRIEVAL_SCORE_KEY] = item.score
+        added.update(result_metadata(result))
+        copy = node.model_copy(
+            update={
+                "metadata": {**node.metadata, **added},
+                "excluded_llm_metadata_keys": _with(node.excluded_llm_metadata_keys, added),
+                "excluded_embed_metadata_keys": _with(node.excluded_embed_metadata_keys, added),
+                "relationships": dict(node.relationships),
+            }
+        )
+        return NodeWithScore(node=copy, score=result.relevance_score)
+
+    # -- events ----------------------------------------------------------------------------------------
+
+    def _reranking_event(self, items: list[NodeWithScore], query_bundle: QueryBundle) -> Any:
+        """The legacy callback manager's ``RERANKING`` event (a context manager)."""
+        payload = {
+            EventPayload.NODES: items,
+            EventPayload.MODEL_NAME: self.reranker.backend.fingerprint,
+            EventPayload.QUERY_STR: query_bundle.query_str,
+            EventPayload.TOP_K: self.top_n,
+        }
+        return self.callback_manager.event(CBEventType.RERANKING, payload=payload)
+
+
+def _with(keys: list[str], added: Mapping[str, Any]) -> list[str]:
+    return [*keys, *(k for k in added if k not in keys)]
