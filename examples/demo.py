@@ -2,6 +2,8 @@
 
 For a few test queries it prints the ranking before and after reranking, with the relevance judgments
 (``*`` marks a judged-relevant document), then nDCG@10 / MRR@10 of both stages over a sample of queries.
+When the model was fine-tuned with rerank-core and carries a fusion with the first stage tuned on dev
+(``rerank_finetune.json``), the demo also shows that fused ranking (``--no-fusion`` turns it off).
 
 The model: ``--model PATH_OR_ID`` (see ``--help``; the reference reranker at ``models/reference-reranker``
 is produced by the fine-tuning work). Without one the demo runs the first stage alone and says so.
@@ -34,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--top-k", type=int, default=20, help="first-stage candidates reranked per query")
     parser.add_argument("--show", type=int, default=3, help="queries whose rankings are printed")
+    parser.add_argument("--no-fusion", action="store_true", help="ignore the model's stored fusion")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
 
@@ -41,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     from rerank_core.backends import CrossEncoderBackend
     from rerank_core.eval import load_beir, run_eval
     from rerank_core.eval.beir import doc_text
+    from rerank_core.train import stored_fusion
 
     if not Path(args.data).is_dir():
         print(
@@ -55,11 +59,17 @@ def main(argv: list[str] | None = None) -> int:
     if model is None:
         print(no_model_notice("running the first stage alone"))
     else:
-        reranker = Reranker(CrossEncoderBackend(model))
+        fusion = None if args.no_fusion else stored_fusion(model)
+        reranker = Reranker(CrossEncoderBackend(model), fusion=fusion)
     print(
         f"{dataset.name}: {len(dataset.corpus)} documents, {len(dataset.queries)} test queries; "
         f"evaluating the first {args.queries} with BM25 top-{args.top_k}"
         + (f", reranked by {model}" if model else "")
+        + (
+            f", fused with BM25 ({reranker.fusion.describe()}, tuned on dev)"
+            if reranker and reranker.fusion
+            else ""
+        )
     )
     report = run_eval(
         dataset,
@@ -76,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         stages = [("BM25", report.first_stage_run[qid])]
         if report.reranked_run is not None:
             stages.append(("reranked", report.reranked_run[qid]))
+        if report.fused_run is not None:
+            stages.append(("fused", report.fused_run[qid]))
         for label, ranking in stages:
             print(f"  {label}:")
             for rank, doc_id in enumerate(ranking[:5], 1):
@@ -87,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  {'BM25':<12}" + "".join(f"{v:>12.4f}" for v in report.first_stage.values()))
     if report.reranked is not None:
         print(f"  {'reranked':<12}" + "".join(f"{v:>12.4f}" for v in report.reranked.values()))
+    if report.fused is not None:
+        print(f"  {'fused':<12}" + "".join(f"{v:>12.4f}" for v in report.fused.values()))
     print(f"\nDone in {time.perf_counter() - started:.1f} s.")
     return 0
 

@@ -285,6 +285,11 @@ def test_finetune_learns_keeps_the_best_checkpoint_and_loads_by_path(
     assert fusion["method"] in ("zscore", "minmax", "rrf") and 0.0 <= fusion["weight"] <= 1.0
     assert fusion["dev_ndcg@10"] >= max(fusion["dev_rerank_only_ndcg@10"], fusion["dev_first_stage_ndcg@10"])
     assert "Fusion with the first stage" in card
+    from rerank_core import Fusion
+    from rerank_core.train import stored_fusion
+
+    assert stored_fusion(out) == Fusion(fusion["method"], fusion["weight"])
+    assert stored_fusion(trainable_ce_path) is None  # not fine-tuned here: no stored fusion
 
     backend = CrossEncoderBackend(str(out), device="cpu")
     assert backend.model is not None

@@ -128,17 +128,13 @@ def _seed_everything(seed: int, *, torch_too: bool) -> None:
 
 def _model_fusion(model: str) -> Any:
     """The fusion stored beside a fine-tuned model (``rerank_finetune.json``), or a usage error."""
-    from rerank_core.fusion import Fusion
-    from rerank_core.train.finetune import FINETUNE_INFO_FILE
+    from rerank_core.train.finetune import FINETUNE_INFO_FILE, stored_fusion
 
-    info_file = Path(model).expanduser() / FINETUNE_INFO_FILE
-    try:
-        stored = json.loads(info_file.read_text(encoding="utf-8")).get("fusion")
-    except (OSError, ValueError):
-        stored = None
-    if not stored:
+    fusion = stored_fusion(model)
+    if fusion is None:
+        info_file = Path(model).expanduser() / FINETUNE_INFO_FILE
         raise _UsageError(f"--fusion model: {info_file} has no tuned fusion; give METHOD[:WEIGHT]")
-    return Fusion(method=stored["method"], weight=stored["weight"])
+    return fusion
 
 
 def _parse_fusion(spec: str | None, model: str) -> Any:

@@ -178,6 +178,13 @@ class CrossEncoderBackend(Backend):
         )
         device = _resolve_device(self._device_arg)
         kwargs = {k: v for k, v in self._load_kwargs.items() if v is not None}
+        model_kwargs = dict(kwargs.get("model_kwargs") or {})
+        if "dtype" not in model_kwargs and "torch_dtype" not in model_kwargs:
+            # Load straight into the precision we run in (half-precision checkpoints would otherwise be
+            # loaded as such on CPU, with a warning, and cast afterwards).
+            torch = require("torch", extra="local", feature="The local cross-encoder back end")
+            model_kwargs["dtype"] = getattr(torch, self._target_dtype(device))
+            kwargs["model_kwargs"] = model_kwargs
         try:
             model = st.CrossEncoder(str(self._source), device=device, max_length=self._max_length, **kwargs)
         except (OSError, ValueError) as exc:
@@ -186,6 +193,12 @@ class CrossEncoderBackend(Backend):
             ) from exc
         self._prepare_loaded(model)
         return model
+
+    def _target_dtype(self, device: str) -> str:
+        if self._dtype_arg != "auto":
+            return self._dtype_arg
+        # Half-precision weights (as the reference reranker ships) are upcast off CUDA: CPU fp16 is slow.
+        return "float16" if device.startswith("cuda") else "float32"
 
     def _prepare_loaded(self, model: CrossEncoder) -> None:
         torch = require("torch", extra="local", feature="The local cross-encoder back end")
@@ -198,11 +211,7 @@ class CrossEncoderBackend(Backend):
         if self._max_length is not None and model.max_seq_length != self._max_length:
             model.max_seq_length = self._max_length
         device = str(model.device)
-        dtype = self._dtype_arg
-        if dtype == "auto":
-            # Half-precision weights (as the reference reranker ships) are upcast off CUDA: CPU fp16 is slow.
-            dtype = "float16" if device.startswith("cuda") else "float32"
-        model.to(getattr(torch, dtype))
+        model.to(getattr(torch, self._target_dtype(device)))
         self._dtype_name = str(next(model.parameters()).dtype).removeprefix("torch.")
         model.eval()
         if self._activation_arg == "sigmoid":

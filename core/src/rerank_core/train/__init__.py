@@ -18,6 +18,7 @@ from rerank_core.train.finetune import (
     FinetuneResult,
     finetune,
     model_card,
+    stored_fusion,
     tune_dev_fusion,
     update_model_fusion,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "model_card",
     "read_rows",
     "split_queries",
+    "stored_fusion",
     "tune_dev_fusion",
     "update_model_fusion",
 ]

@@ -27,6 +27,7 @@ __all__ = [
     "FinetuneResult",
     "finetune",
     "model_card",
+    "stored_fusion",
     "tune_dev_fusion",
     "update_model_fusion",
 ]
@@ -367,6 +368,21 @@ def update_model_fusion(
     info_file.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     (folder / "README.md").write_text(model_card(info), encoding="utf-8")
     return info["fusion"]
+
+
+def stored_fusion(model_dir: str | Path) -> Any:
+    """The :class:`~rerank_core.fusion.Fusion` tuned at fine-tuning time and stored beside the model
+    (``rerank_finetune.json``), or ``None`` when the folder has none (any other model)."""
+    from rerank_core.fusion import Fusion
+
+    info_file = Path(model_dir).expanduser() / FINETUNE_INFO_FILE
+    try:
+        stored = json.loads(info_file.read_text(encoding="utf-8")).get("fusion")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(stored, dict) or "method" not in stored or "weight" not in stored:
+        return None
+    return Fusion(method=stored["method"], weight=stored["weight"])
 
 
 def _cpu_count() -> int | None:
