@@ -6,17 +6,21 @@ from __future__ import annotations
 import asyncio
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 from fakes import FakeBackend, NativeAsyncBackend
 
-from rerank_core import ConfigurationError, InvalidInputError, Reranker, RerankResult, Window
+from rerank_core import ConfigurationError, Fusion, InvalidInputError, Reranker, RerankResult, Window
 from rerank_core.adapter_support import (
+    FIRST_STAGE_SCORE_KEY,
     RAW_SCORE_KEY,
+    RERANK_SCORE_KEY,
     TRUNCATED_KEY,
     UNSET,
     WINDOW_KEY,
     AdapterConstructors,
     check_items,
+    collect_first_stage_scores,
     resolve_reranker,
     result_metadata,
 )
@@ -70,6 +74,12 @@ def test_unset_is_the_marker_reranker_reads_as_its_own_setting() -> None:
         ("reranker", {"normalization": "sigmoid"}, "normalization"),
         ("reranker", {"temperature": 2.0}, "temperature"),
         ("reranker", {"reranker_kwargs": {"cache": True}}, "reranker_kwargs"),
+        ("reranker", {"fusion": "zscore:0.6"}, "fusion"),
+        ("reranker", {"fusion": Fusion("rrf")}, "fusion"),
+        ("fake", {"fusion": 0.5}, "fusion"),
+        ("fake", {"fusion": "sum:0.5"}, "fusion.method"),
+        ("fake", {"fusion": "zscore:2"}, "fusion.weight"),
+        ("fake", {"reranker_kwargs": {"fusion": "rrf"}}, "reranker_kwargs"),
         ("cross-encoder/ms-marco-MiniLM-L6-v2", {}, "reranker"),
         (None, {}, "reranker"),
     ],
@@ -82,6 +92,18 @@ def test_bad_options_are_configuration_errors_naming_the_argument(
         resolve_reranker(given, **kwargs)
     assert info.value.argument == argument and argument in str(info.value)
     assert isinstance(info.value, ValueError)
+
+
+def test_fusion_is_an_option_for_a_backend_and_a_clash_with_a_ready_reranker() -> None:
+    backend = FakeBackend()
+    assert resolve_reranker(backend, fusion="zscore:0.6")[0].fusion == Fusion("zscore", 0.6)
+    assert resolve_reranker(backend, fusion=Fusion("rrf", 0.3, rrf_k=10))[0].fusion == Fusion("rrf", 0.3, 10)
+    assert resolve_reranker(backend)[0].fusion is None
+    fused = Reranker(backend, fusion="minmax:0.5")
+    assert resolve_reranker(fused)[0] is fused  # a Reranker's own fusion is used
+    with pytest.raises(ConfigurationError, match="fixed by the Reranker") as info:
+        resolve_reranker(fused, fusion="minmax:0.5")
+    assert info.value.argument == "fusion"
 
 
 # -- AdapterConstructors ---------------------------------------------------------------------------------
@@ -109,12 +131,19 @@ def test_adapter_constructor_resolves_the_reranker_and_passes_the_other_fields_o
     with pytest.raises(ConfigurationError) as info:
         Adapter(reranker, normalization="sigmoid")
     assert info.value.argument == "normalization"
+    assert Adapter(backend, fusion="rrf:0.4").fields["reranker"].fusion == Fusion("rrf", 0.4)
+    with pytest.raises(ConfigurationError) as info:
+        Adapter(reranker, fusion="rrf")
+    assert info.value.argument == "fusion"
 
 
 def test_from_backend_and_from_cross_encoder_split_adapter_options_from_backend_options() -> None:
     via = Adapter.from_backend(FakeBackend(), score_threshold=0.5)
     assert isinstance(via, Adapter) and via.fields["score_threshold"] == 0.5
-    adapter = Adapter.from_cross_encoder("/no/such/model", top_n=1, mode="y", device="cpu", batch_size=4)
+    adapter = Adapter.from_cross_encoder(
+        "/no/such/model", top_n=1, mode="y", fusion="zscore:0.7", device="cpu", batch_size=4
+    )
+    assert adapter.fields["reranker"].fusion == Fusion("zscore", 0.7)
     backend = adapter.fields["reranker"].backend  # the model itself loads on first use
     assert isinstance(backend, CrossEncoderBackend) and "/no/such/model" in backend.fingerprint
     assert (adapter.fields["top_n"], adapter.fields["mode"]) == (1, "y")
@@ -165,6 +194,68 @@ def test_result_metadata_has_the_raw_score_and_only_the_long_text_keys_that_appl
         "rerank_window",
         "rerank_truncated",
     )
+
+
+def test_result_metadata_adds_the_reranker_and_first_stage_scores_only_when_fused() -> None:
+    both = result(rerank_score=0.7, first_stage_score=12.0)
+    assert result_metadata(both) == {RAW_SCORE_KEY: 2.5}  # not fused: relevance is the reranker's score
+    assert result_metadata(both, fused=True) == {
+        RAW_SCORE_KEY: 2.5,
+        RERANK_SCORE_KEY: 0.7,
+        FIRST_STAGE_SCORE_KEY: 12.0,
+    }
+    # rrf on the input order: there was no first-stage score to keep
+    assert result_metadata(result(rerank_score=0.7), fused=True) == {
+        RAW_SCORE_KEY: 2.5,
+        RERANK_SCORE_KEY: 0.7,
+    }
+    assert (RERANK_SCORE_KEY, FIRST_STAGE_SCORE_KEY) == ("rerank_score", "first_stage_score")
+
+
+# -- collect_first_stage_scores ------------------------------------------------------------------------
+
+
+def where(i: int) -> str:
+    return f"items[{i}].score"
+
+
+@pytest.mark.parametrize("fusion", [None, Fusion("zscore"), Fusion("rrf")])
+def test_first_stage_scores_are_passed_whenever_every_item_has_one(fusion: Fusion | None) -> None:
+    got = collect_first_stage_scores([1, 2.5, np.float32(0.5), np.int64(3)], fusion, where)
+    assert got == [1.0, 2.5, 0.5, 3.0] and all(type(v) is float for v in got)
+    assert collect_first_stage_scores([], fusion, where) is None  # nothing to rank, nothing to fuse
+
+
+@pytest.mark.parametrize(
+    "values", [[None, None], [1.0, None], ["0.5", 1.0], [True, 1.0], [float("nan"), 1.0]]
+)
+def test_without_fusion_missing_or_bad_scores_are_simply_not_passed(values: list) -> None:
+    assert collect_first_stage_scores(values, None, where) is None
+
+
+def test_rrf_without_any_score_uses_the_input_order() -> None:
+    assert collect_first_stage_scores([None, None, None], Fusion("rrf"), where) is None
+
+
+@pytest.mark.parametrize(
+    ("values", "fusion", "argument", "message"),
+    [
+        ([None, None], Fusion("zscore", 0.6), "items[0].score", "is missing: fusion 'zscore:0.6' needs"),
+        ([1.0, None, 2.0], Fusion("minmax"), "items[1].score", "only 'rrf' can use the input order"),
+        ([1.0, None], Fusion("rrf"), "items[1].score", "input order only when no candidate has one"),
+        ([1.0, "high"], Fusion("rrf"), "items[1].score", "must be a finite number, got 'high'"),
+        ([1.0, float("inf")], Fusion("zscore"), "items[1].score", "must be a finite number, got inf"),
+        ([False, 1.0], Fusion("zscore"), "items[0].score", "must be a finite number, got False"),
+    ],
+)
+def test_a_fusion_that_lacks_a_score_names_where_it_should_be(
+    values: list, fusion: Fusion, argument: str, message: str
+) -> None:
+    with pytest.raises(InvalidInputError) as info:
+        collect_first_stage_scores(values, fusion, where, hint="look there")
+    assert info.value.argument == argument
+    assert str(info.value).startswith(f"{argument}: ") and message in str(info.value)
+    assert str(info.value).endswith("; look there")
 
 
 # -- tool selection --------------------------------------------------------------------------------------

@@ -8,31 +8,42 @@
   their ``from_backend`` / ``from_<back end>`` constructors, one per back end, written once for all.
 - :func:`check_items`: a list of framework objects of one type, or an error naming the argument (or the
   position of a bad item).
+- :func:`collect_first_stage_scores`: the first-stage (retriever) scores the framework objects carry, as the
+  list ``Reranker.rerank(first_stage_scores=...)`` takes, or ``None``, or an error naming the object whose
+  score a fusion needs and that lacks one. Where a framework keeps the score is the adapter's business;
+  what a fusion needs is decided here, once.
 - :func:`result_metadata`: the metadata keys a :class:`RerankResult` adds to the framework object it is
-  mapped back to (``rerank_raw_score``, and ``rerank_window`` / ``rerank_truncated`` for long texts).
+  mapped back to (``rerank_raw_score``; ``rerank_window`` / ``rerank_truncated`` for long texts; and, when
+  the reranker fused its score with the first stage's, ``rerank_score`` and ``first_stage_score``).
 """
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
 
 from rerank_core.backends.base import Backend
 from rerank_core.backends.cross_encoder import CrossEncoderBackend
 from rerank_core.errors import ConfigurationError, InvalidInputError
+from rerank_core.fusion import Fusion
 from rerank_core.reranker import _UNSET, Reranker
 from rerank_core.types import RerankResult
 from rerank_core.validation import check_score_threshold, check_top_n
 
 __all__ = [
+    "FIRST_STAGE_SCORE_KEY",
     "RAW_SCORE_KEY",
     "RERANKER_OPTIONS",
+    "RERANK_SCORE_KEY",
     "TRUNCATED_KEY",
     "UNSET",
     "WINDOW_KEY",
     "AdapterConstructors",
     "check_items",
+    "collect_first_stage_scores",
     "resolve_reranker",
     "result_metadata",
 ]
@@ -45,7 +56,8 @@ UNSET: Any = _UNSET
 ``Reranker.rerank`` reads as "the reranker's own setting"."""
 
 RERANKER_OPTIONS = ("long_text", "window_size", "window_stride", "aggregate", "cache")
-"""The Reranker options an adapter takes in ``reranker_kwargs`` (the others are arguments of their own)."""
+"""The Reranker options an adapter takes in ``reranker_kwargs`` (the others, ``top_n``, ``score_threshold``,
+``normalization``, ``temperature`` and ``fusion``, are arguments of their own)."""
 
 RAW_SCORE_KEY = "rerank_raw_score"
 """Metadata key of the back end's raw score."""
@@ -53,6 +65,12 @@ WINDOW_KEY = "rerank_window"
 """Metadata key of the best token window of a long text: ``{"index", "start", "end", "count"}``."""
 TRUNCATED_KEY = "rerank_truncated"
 """Metadata key set to ``True`` when ``long_text="truncate"`` cut the text to fit the model."""
+RERANK_SCORE_KEY = "rerank_score"
+"""Metadata key of the reranker's own calibrated score, added when the reranker has a fusion (the
+relevance score is then the fused score; without a fusion the two are equal and this key is not added)."""
+FIRST_STAGE_SCORE_KEY = "first_stage_score"
+"""Metadata key of the first-stage (retriever) score that was fused, added when the reranker has a fusion
+and the call had first-stage scores (absent when ``rrf`` fell back on the input order)."""
 
 
 def resolve_reranker(
@@ -63,12 +81,15 @@ def resolve_reranker(
     normalization: str | None = None,
     temperature: float | None = None,
     reranker_kwargs: Mapping[str, Any] | None = None,
+    fusion: Fusion | str | None = None,
 ) -> tuple[Reranker, int | None, float | None]:
     """Return ``(reranker, top_n, score_threshold)``: the core reranker and the effective policy values.
 
     ``top_n`` / ``score_threshold`` left :data:`UNSET` mean the Reranker's own (``None`` for a back end).
-    Errors are :class:`ConfigurationError` naming the argument (``reranker``, ``top_n``,
-    ``score_threshold``, ``normalization``, ``temperature``, ``reranker_kwargs``).
+    ``fusion`` (a :class:`Fusion` or ``"zscore:0.6"``-style string) is passed to the Reranker built over a
+    back end; a ready Reranker carries its own. Errors are :class:`ConfigurationError` naming the argument
+    (``reranker``, ``top_n``, ``score_threshold``, ``normalization``, ``temperature``, ``reranker_kwargs``,
+    ``fusion`` / ``fusion.method`` / ``fusion.weight``).
     """
     try:
         if top_n is not UNSET:
@@ -88,7 +109,7 @@ def resolve_reranker(
         raise ConfigurationError(
             "reranker_kwargs",
             f"unknown Reranker option(s) {unknown}; allowed: {list(RERANKER_OPTIONS)} "
-            "(top_n, score_threshold, normalization and temperature are arguments of their own)",
+            "(top_n, score_threshold, normalization, temperature and fusion are arguments of their own)",
         )
 
     if isinstance(reranker, Reranker):
@@ -96,6 +117,7 @@ def resolve_reranker(
             "normalization": normalization is not None,
             "temperature": temperature is not None,
             "reranker_kwargs": bool(extra),
+            "fusion": fusion is not None,
         }
         clash = [name for name, is_given in given.items() if is_given]
         if clash:
@@ -116,6 +138,8 @@ def resolve_reranker(
             options["normalization"] = normalization
         if temperature is not None:
             options["temperature"] = temperature
+        if fusion is not None:
+            options["fusion"] = fusion
         built = Reranker(
             reranker,
             top_n=None if top_n is UNSET else top_n,
@@ -139,7 +163,8 @@ class AdapterConstructors:
 
         class RerankCompressor(AdapterConstructors, BaseDocumentCompressor): ...
 
-    ``Adapter(reranker, *, top_n, score_threshold, normalization, temperature, reranker_kwargs, **fields)``
+    ``Adapter(reranker, *, top_n, score_threshold, normalization, temperature, reranker_kwargs, fusion,
+    **fields)``
     resolves the reranker with :func:`resolve_reranker` and passes the other fields on. ``from_backend``
     and the ``from_<back end>`` constructors build it over a back end; ``adapter_options`` names the
     class's own options that those constructors pass to the class rather than to the back end.
@@ -156,6 +181,7 @@ class AdapterConstructors:
         normalization: str | None = None,
         temperature: float | None = None,
         reranker_kwargs: Mapping[str, Any] | None = None,
+        fusion: Fusion | str | None = None,
         **data: Any,
     ) -> None:
         core, n, threshold = resolve_reranker(
@@ -165,6 +191,7 @@ class AdapterConstructors:
             normalization=normalization,
             temperature=temperature,
             reranker_kwargs=reranker_kwargs,
+            fusion=fusion,
         )
         super().__init__(reranker=core, top_n=n, score_threshold=threshold, **data)  # type: ignore[call-arg]
 
@@ -185,6 +212,7 @@ class AdapterConstructors:
         normalization: str | None = None,
         temperature: float | None = None,
         reranker_kwargs: Mapping[str, Any] | None = None,
+        fusion: Fusion | str | None = None,
         **backend_kwargs: Any,
     ) -> AdapterT:
         """A local cross-encoder by Hugging Face id, local path or loaded ``CrossEncoder``.
@@ -201,6 +229,7 @@ class AdapterConstructors:
             normalization=normalization,
             temperature=temperature,
             reranker_kwargs=reranker_kwargs,
+            fusion=fusion,
             **options,
         )
 
@@ -225,10 +254,59 @@ def check_items(items: object, item_type: type[T], argument: str, *, plural: str
     return out
 
 
-def result_metadata(result: RerankResult) -> dict[str, Any]:
+def _is_score(value: object) -> bool:
+    """A finite number (a bool is not a score)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(float(value))
+
+
+def collect_first_stage_scores(
+    values: Sequence[object],
+    fusion: Fusion | None,
+    argument: Callable[[int], str],
+    *,
+    hint: str = "",
+) -> list[float] | None:
+    """The first-stage scores to pass to ``Reranker.rerank(first_stage_scores=...)``, or ``None``.
+
+    ``values[i]`` is what the framework keeps as item ``i``'s first-stage score (``None`` where it has
+    none); ``argument(i)`` names where it lives (``"documents[3].metadata['score']"``, ``"nodes[3].score"``).
+
+    - every value a finite number: the scores, as floats (with or without a fusion, so that the results
+      keep ``first_stage_score``);
+    - otherwise, without a fusion: ``None`` (nothing needs them; never an error);
+    - no value at all and an ``rrf`` fusion: ``None`` (the core ranks the input order instead);
+    - otherwise an :class:`InvalidInputError` naming ``argument(i)`` for the first missing or non-numeric
+      value; ``hint`` ends its message (where the adapter reads the score, how to change it).
+    """
+    if all(_is_score(v) for v in values):
+        return [float(v) for v in values] if values else None  # type: ignore[arg-type]
+    if fusion is None:
+        return None
+    if fusion.method == "rrf" and all(v is None for v in values):
+        return None
+    i, bad = next((i, v) for i, v in enumerate(values) if not _is_score(v))
+    need = f"fusion {fusion.describe()!r} needs a first-stage score for every candidate"
+    if fusion.method == "rrf":
+        need += " (it uses the input order only when no candidate has one)"
+    else:
+        need += " (only 'rrf' can use the input order instead)"
+    what = "is missing" if bad is None else f"must be a finite number, got {bad!r}"
+    raise InvalidInputError(argument(i), f"{what}: {need}" + (f"; {hint}" if hint else ""))
+
+
+def result_metadata(result: RerankResult, *, fused: bool = False) -> dict[str, Any]:
     """What a result adds to the metadata of the object it is mapped back to: the raw score, and the
-    window or truncation flag when the core split or cut a long text."""
+    window or truncation flag when the core split or cut a long text.
+
+    ``fused`` (pass ``response.fusion is not None``): the relevance score is a fusion of the reranker's and
+    the first stage's, so both are added too: ``rerank_score`` (the reranker's calibrated score) and, when
+    the call had first-stage scores, ``first_stage_score``.
+    """
     added: dict[str, Any] = {RAW_SCORE_KEY: result.raw_score}
+    if fused:
+        added[RERANK_SCORE_KEY] = result.rerank_score
+        if result.first_stage_score is not None:
+            added[FIRST_STAGE_SCORE_KEY] = result.first_stage_score
     if result.window is not None:
         window = result.window
         added[WINDOW_KEY] = {

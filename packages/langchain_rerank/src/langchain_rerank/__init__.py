@@ -11,7 +11,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from langchain_rerank.compressor import RAW_SCORE_KEY, RELEVANCE_SCORE_KEY, RERANK_EVENT, RerankCompressor
+from langchain_rerank.compressor import (
+    DEFAULT_FIRST_STAGE_SCORE_KEY,
+    FIRST_STAGE_SCORE_KEY,
+    RAW_SCORE_KEY,
+    RELEVANCE_SCORE_KEY,
+    RERANK_EVENT,
+    RERANK_SCORE_KEY,
+    RerankCompressor,
+    documents_with_scores,
+)
 from langchain_rerank.tool_selection import aselect_tools, select_tools, tool_text
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -19,13 +28,17 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __version__ = "0.1.0"
 __all__ = [
+    "DEFAULT_FIRST_STAGE_SCORE_KEY",
+    "FIRST_STAGE_SCORE_KEY",
     "RAW_SCORE_KEY",
     "RELEVANCE_SCORE_KEY",
     "RERANK_EVENT",
+    "RERANK_SCORE_KEY",
     "RerankCompressor",
     "RerankToolSelectorMiddleware",
     "__version__",
     "aselect_tools",
+    "documents_with_scores",
     "select_tools",
     "tool_text",
 ]

@@ -7,7 +7,17 @@ compressor only maps the results back to copies of the caller's Documents:
 - ``metadata`` = the original metadata plus ``relevance_score`` (the calibrated score that
   ``score_threshold`` compares) and ``rerank_raw_score`` (what the back end returned), and, when the core
   split a long text into windows, ``rerank_window`` (``{"index", "start", "end", "count"}``, character
-  offsets of the best window) or, when it truncated one, ``rerank_truncated: True``.
+  offsets of the best window) or, when it truncated one, ``rerank_truncated: True``;
+- with a fusion (``fusion="zscore:0.6"``, or a Reranker that has one), ``relevance_score`` is the fused
+  score and the metadata also gains ``rerank_score`` (the reranker's own calibrated score) and
+  ``first_stage_score`` (the retriever's).
+
+The first-stage score of a Document is read from ``metadata[first_stage_score_key]`` (``"score"`` by
+default, where LangChain's "add scores to retriever results" recipe and several vector stores put it). When
+every Document has a number there it is passed to the core (so the results keep it, fused or not); a fusion
+that needs it and does not find it is an :class:`InvalidInputError` naming
+``documents[i].metadata['<key>']``, except ``rrf`` when no Document has one (it then fuses with the input
+order, and the trace event says so).
 
 The caller's Documents and their metadata are never mutated. Each call reports a rerank step to the
 LangChain callbacks (a retriever-type run named after the class, with the back end fingerprint and
@@ -18,8 +28,8 @@ when it fails).
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, ClassVar
 
 from langchain_core.callbacks import AsyncCallbackManager, CallbackManager, Callbacks
 from langchain_core.documents import BaseDocumentCompressor, Document
@@ -27,15 +37,34 @@ from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
 from pydantic import ConfigDict
 
 from rerank_core import InvalidInputError, Reranker, RerankResponse
-from rerank_core.adapter_support import RAW_SCORE_KEY, AdapterConstructors, check_items, result_metadata
+from rerank_core.adapter_support import (
+    FIRST_STAGE_SCORE_KEY,
+    RAW_SCORE_KEY,
+    RERANK_SCORE_KEY,
+    AdapterConstructors,
+    check_items,
+    collect_first_stage_scores,
+    result_metadata,
+)
 
-__all__ = ["RAW_SCORE_KEY", "RELEVANCE_SCORE_KEY", "RERANK_EVENT", "RerankCompressor"]
+__all__ = [
+    "DEFAULT_FIRST_STAGE_SCORE_KEY",
+    "FIRST_STAGE_SCORE_KEY",
+    "RAW_SCORE_KEY",
+    "RELEVANCE_SCORE_KEY",
+    "RERANK_EVENT",
+    "RERANK_SCORE_KEY",
+    "RerankCompressor",
+    "documents_with_scores",
+]
 
 RELEVANCE_SCORE_KEY = "relevance_score"
 """Metadata key of the calibrated score (what ``score_threshold`` compares). ``RAW_SCORE_KEY`` (the back
 end's raw score) and the long-text keys are the core's (:mod:`rerank_core.adapter_support`)."""
 RERANK_EVENT = "rerank"
 """Name of the custom callback event each call dispatches (counts, timing, back end)."""
+DEFAULT_FIRST_STAGE_SCORE_KEY = "score"
+"""Default metadata key the first-stage score of a Document is read from (``first_stage_score_key``)."""
 
 
 def check_documents(documents: object, argument: str = "documents") -> list[Document]:
@@ -58,6 +87,10 @@ class RerankCompressor(AdapterConstructors, BaseDocumentCompressor):
             ``Reranker``); only with a back end.
         reranker_kwargs: further Reranker options (``long_text``, ``window_size``, ``window_stride``,
             ``aggregate``, ``cache``); only with a back end.
+        fusion: fuse the reranker's score with each Document's first-stage score (a
+            :class:`rerank_core.Fusion` or ``"zscore:0.6"``, ``"minmax:0.5"``, ``"rrf:0.5"``); only with a
+            back end (a Reranker carries its own ``fusion``).
+        first_stage_score_key: the metadata key holding a Document's first-stage score (``"score"``).
 
     ``RerankCompressor.from_cross_encoder("cross-encoder/ms-marco-MiniLM-L6-v2", top_n=3)`` is the
     one-line local case; ``from_backend(backend, **options)`` is the generic one. The constructors are the
@@ -65,6 +98,7 @@ class RerankCompressor(AdapterConstructors, BaseDocumentCompressor):
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
+    adapter_options: ClassVar[tuple[str, ...]] = ("first_stage_score_key",)
 
     reranker: Reranker
     """The core reranker doing the work."""
@@ -72,6 +106,8 @@ class RerankCompressor(AdapterConstructors, BaseDocumentCompressor):
     """Keep at most this many Documents per call (``None``: keep all that pass the threshold)."""
     score_threshold: float | None = None
     """Keep Documents whose ``relevance_score`` is at least this (``None``: no threshold)."""
+    first_stage_score_key: str = DEFAULT_FIRST_STAGE_SCORE_KEY
+    """The metadata key a Document's first-stage (retriever) score is read from."""
 
     # -- the compressor --------------------------------------------------------------------------------
 
@@ -87,10 +123,15 @@ class RerankCompressor(AdapterConstructors, BaseDocumentCompressor):
         started = time.perf_counter()
         try:
             docs = check_documents(documents)
+            first_stage = self._first_stage_scores(docs)
             response = self.reranker.rerank(
-                query, _texts(docs), top_n=self.top_n, score_threshold=self.score_threshold
+                query,
+                _texts(docs),
+                top_n=self.top_n,
+                score_threshold=self.score_threshold,
+                first_stage_scores=first_stage,
             )
-            out, event = self._finish(docs, response, started)
+            out, event = self._finish(docs, response, started, first_stage)
         except BaseException as exc:
             run.on_retriever_error(exc)
             raise
@@ -110,10 +151,15 @@ class RerankCompressor(AdapterConstructors, BaseDocumentCompressor):
         started = time.perf_counter()
         try:
             docs = check_documents(documents)
+            first_stage = self._first_stage_scores(docs)
             response = await self.reranker.arerank(
-                query, _texts(docs), top_n=self.top_n, score_threshold=self.score_threshold
+                query,
+                _texts(docs),
+                top_n=self.top_n,
+                score_threshold=self.score_threshold,
+                first_stage_scores=first_stage,
             )
-            out, event = self._finish(docs, response, started)
+            out, event = self._finish(docs, response, started, first_stage)
         except BaseException as exc:
             await run.on_retriever_error(exc)
             raise
@@ -151,17 +197,28 @@ class RerankCompressor(AdapterConstructors, BaseDocumentCompressor):
 
     # -- what the sync and async paths share (no I/O) ------------------------------------------------------
 
+    def _first_stage_scores(self, docs: list[Document]) -> list[float] | None:
+        """The Documents' first-stage scores for the core (rules: ``collect_first_stage_scores``)."""
+        key = self.first_stage_score_key
+        return collect_first_stage_scores(
+            [d.metadata.get(key) for d in docs],
+            self.reranker.fusion,
+            lambda i: f"documents[{i}].metadata[{key!r}]",
+            hint=f"put each Document's retriever score in metadata[{key!r}], or set first_stage_score_key",
+        )
+
     def _finish(
-        self, docs: list[Document], response: RerankResponse, started: float
+        self, docs: list[Document], response: RerankResponse, started: float, first_stage: list[float] | None
     ) -> tuple[list[Document], dict[str, Any]]:
         """(copies of the kept Documents, best first; the rerank event's data)."""
+        fused = response.fusion is not None
         out = [
             docs[r.index].model_copy(
                 update={
                     "metadata": {
                         **docs[r.index].metadata,
                         RELEVANCE_SCORE_KEY: r.relevance_score,
-                        **result_metadata(r),
+                        **result_metadata(r, fused=fused),
                     }
                 }
             )
@@ -176,6 +233,8 @@ class RerankCompressor(AdapterConstructors, BaseDocumentCompressor):
             "score_threshold": self.score_threshold,
             "normalization": response.normalization,
             "score_kind": response.score_kind,
+            "fusion": response.fusion,
+            "first_stage": _first_stage_source(first_stage, fused, len(docs), self.first_stage_score_key),
             "seconds": time.perf_counter() - started,
             "usage": dict(response.usage),
         }
@@ -187,7 +246,30 @@ class RerankCompressor(AdapterConstructors, BaseDocumentCompressor):
             "rerank_top_n": self.top_n,
             "rerank_score_threshold": self.score_threshold,
             "rerank_normalization": self.reranker.normalization,
+            "rerank_fusion": None if self.reranker.fusion is None else self.reranker.fusion.describe(),
         }
+
+
+def documents_with_scores(
+    docs_and_scores: Iterable[tuple[Document, float]], key: str = DEFAULT_FIRST_STAGE_SCORE_KEY
+) -> list[Document]:
+    """Copies of the Documents of ``(Document, score)`` pairs (what ``similarity_search_with_score`` and
+    ``similarity_search_with_relevance_scores`` return) with the score in ``metadata[key]``, ready for a
+    compressor with a fusion. The given Documents are not mutated. Scores must be "higher is better":
+    prefer ``similarity_search_with_relevance_scores`` for stores whose raw score is a distance."""
+    return [
+        doc.model_copy(update={"metadata": {**doc.metadata, key: score}}) for doc, score in docs_and_scores
+    ]
+
+
+def _first_stage_source(first_stage: list[float] | None, fused: bool, n: int, key: str) -> str | None:
+    """What the trace event says the first stage was: the metadata key read, the input order (``rrf``
+    without scores), or ``None`` (no first-stage scores, no fusion)."""
+    if first_stage is not None:
+        return f"metadata[{key!r}]"
+    if fused and n:
+        return "input order"
+    return None
 
 
 def _texts(docs: list[Document]) -> list[str]:

@@ -7,12 +7,20 @@
   async path reranks without blocking the event loop.
 """
 
-from llamaindex_rerank.postprocessor import RAW_SCORE_KEY, RETRIEVAL_SCORE_KEY, RerankPostprocessor
+from llamaindex_rerank.postprocessor import (
+    FIRST_STAGE_SCORE_KEY,
+    RAW_SCORE_KEY,
+    RERANK_SCORE_KEY,
+    RETRIEVAL_SCORE_KEY,
+    RerankPostprocessor,
+)
 from llamaindex_rerank.tool_selection import RerankObjectRetriever, aselect_tools, select_tools, tool_text
 
 __version__ = "0.1.0"
 __all__ = [
+    "FIRST_STAGE_SCORE_KEY",
     "RAW_SCORE_KEY",
+    "RERANK_SCORE_KEY",
     "RETRIEVAL_SCORE_KEY",
     "RerankObjectRetriever",
     "RerankPostprocessor",

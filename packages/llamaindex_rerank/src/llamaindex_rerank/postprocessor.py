@@ -8,7 +8,15 @@ the postprocessor only maps the results back to copies of the caller's nodes, wh
 - ``retrieval_score``: the score the node came in with (LlamaIndex's ``keep_retrieval_score``
   convention; on by default, skipped when the incoming score is ``None``);
 - ``rerank_raw_score``: what the back end returned;
-- ``rerank_window`` / ``rerank_truncated`` when the core windowed or truncated a long text.
+- ``rerank_window`` / ``rerank_truncated`` when the core windowed or truncated a long text;
+- with a fusion (``fusion="zscore:0.6"``, or a Reranker that has one): ``rerank_score`` (the reranker's own
+  calibrated score) and ``first_stage_score`` (the incoming ``NodeWithScore.score`` that was fused), while
+  ``score`` is the fused relevance score.
+
+The first-stage score is the incoming ``NodeWithScore.score``. When every node has one it is passed to the
+core (so the results keep it, fused or not); a fusion that needs it and does not find it is an
+:class:`InvalidInputError` naming ``nodes[i].score``, except ``rrf`` when no node has one (it then fuses with
+the input order).
 
 These keys are added to the copy's ``excluded_llm_metadata_keys`` and ``excluded_embed_metadata_keys``,
 so the text the LLM and the embedder see is unchanged. The input nodes, their metadata and their scores
@@ -29,9 +37,24 @@ from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
 from rerank_core import InvalidInputError, Reranker, RerankResponse, RerankResult
-from rerank_core.adapter_support import RAW_SCORE_KEY, AdapterConstructors, check_items, result_metadata
+from rerank_core.adapter_support import (
+    FIRST_STAGE_SCORE_KEY,
+    RAW_SCORE_KEY,
+    RERANK_SCORE_KEY,
+    AdapterConstructors,
+    check_items,
+    collect_first_stage_scores,
+    result_metadata,
+)
 
-__all__ = ["RAW_SCORE_KEY", "RETRIEVAL_SCORE_KEY", "RerankPostprocessor", "check_nodes"]
+__all__ = [
+    "FIRST_STAGE_SCORE_KEY",
+    "RAW_SCORE_KEY",
+    "RERANK_SCORE_KEY",
+    "RETRIEVAL_SCORE_KEY",
+    "RerankPostprocessor",
+    "check_nodes",
+]
 
 dispatcher = get_dispatcher(__name__)
 
@@ -68,6 +91,9 @@ class RerankPostprocessor(AdapterConstructors, BaseNodePostprocessor):
         score_threshold: drop nodes whose relevance score is below this. Same defaulting.
         normalization, temperature, reranker_kwargs: Reranker options, only with a back end (see
             ``langchain_rerank``/the core's ``Reranker``).
+        fusion: fuse the reranker's score with each node's incoming score (a :class:`rerank_core.Fusion` or
+            ``"zscore:0.6"``, ``"minmax:0.5"``, ``"rrf:0.5"``); only with a back end (a Reranker carries
+            its own ``fusion``).
         keep_retrieval_score: copy the incoming score to ``metadata["retrieval_score"]`` (default on).
         metadata_mode: which node content is ranked (``MetadataMode.EMBED`` by default).
 
@@ -98,20 +124,28 @@ class RerankPostprocessor(AdapterConstructors, BaseNodePostprocessor):
     def _postprocess_nodes(
         self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None
     ) -> list[NodeWithScore]:
-        query_bundle, items, texts = self._start(nodes, query_bundle)
+        query_bundle, items, texts, first_stage = self._start(nodes, query_bundle)
         with self._reranking_event(items, query_bundle) as event:
             response = self.reranker.rerank(
-                query_bundle.query_str, texts, top_n=self.top_n, score_threshold=self.score_threshold
+                query_bundle.query_str,
+                texts,
+                top_n=self.top_n,
+                score_threshold=self.score_threshold,
+                first_stage_scores=first_stage,
             )
             return self._end(event, items, response)
 
     async def _apostprocess_nodes(
         self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None
     ) -> list[NodeWithScore]:
-        query_bundle, items, texts = self._start(nodes, query_bundle)
+        query_bundle, items, texts, first_stage = self._start(nodes, query_bundle)
         with self._reranking_event(items, query_bundle) as event:
             response = await self.reranker.arerank(
-                query_bundle.query_str, texts, top_n=self.top_n, score_threshold=self.score_threshold
+                query_bundle.query_str,
+                texts,
+                top_n=self.top_n,
+                score_threshold=self.score_threshold,
+                first_stage_scores=first_stage,
             )
             return self._end(event, items, response)
 
@@ -119,10 +153,17 @@ class RerankPostprocessor(AdapterConstructors, BaseNodePostprocessor):
 
     def _start(
         self, nodes: object, query_bundle: object
-    ) -> tuple[QueryBundle, list[NodeWithScore], list[str]]:
-        """Check the call, emit ``ReRankStartEvent``; (the query bundle, the nodes, the texts to rank)."""
+    ) -> tuple[QueryBundle, list[NodeWithScore], list[str], list[float] | None]:
+        """Check the call, emit ``ReRankStartEvent``; (the query bundle, the nodes, the texts to rank, the
+        first-stage scores for the core)."""
         query_bundle = _check_query_bundle(query_bundle)
         items = check_nodes(nodes)
+        first_stage = collect_first_stage_scores(
+            [item.score for item in items],
+            self.reranker.fusion,
+            lambda i: f"nodes[{i}].score",
+            hint="use a retriever that scores its nodes, or an 'rrf' fusion over unscored ones",
+        )
         dispatcher.event(
             ReRankStartEvent(
                 query=query_bundle,
@@ -132,21 +173,22 @@ class RerankPostprocessor(AdapterConstructors, BaseNodePostprocessor):
             )
         )
         texts = [item.node.get_content(metadata_mode=self.metadata_mode) for item in items]
-        return query_bundle, items, texts
+        return query_bundle, items, texts, first_stage
 
     def _end(self, event: Any, items: list[NodeWithScore], response: RerankResponse) -> list[NodeWithScore]:
         """Map the results back to new nodes, end the callback event and emit ``ReRankEndEvent``."""
-        out = [self._node(items[r.index], r) for r in response.results]
+        fused = response.fusion is not None
+        out = [self._node(items[r.index], r, fused) for r in response.results]
         event.on_end(payload={EventPayload.NODES: out})
         dispatcher.event(ReRankEndEvent(nodes=out))
         return out
 
-    def _node(self, item: NodeWithScore, result: RerankResult) -> NodeWithScore:
+    def _node(self, item: NodeWithScore, result: RerankResult, fused: bool) -> NodeWithScore:
         node = item.node
         added: dict[str, Any] = {}
         if self.keep_retrieval_score and item.score is not None:
             added[RETRIEVAL_SCORE_KEY] = item.score
-        added.update(result_metadata(result))
+        added.update(result_metadata(result, fused=fused))
         copy = node.model_copy(
             update={
                 "metadata": {**node.metadata, **added},
