@@ -6,7 +6,7 @@ Nothing here copies or changes the caller's objects: a candidate is read, never 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from rerank_core.errors import InvalidInputError
@@ -14,6 +14,7 @@ from rerank_core.types import Candidate
 
 __all__ = [
     "CandidateInput",
+    "check_corpus",
     "check_positive_int",
     "check_query",
     "check_score_threshold",
@@ -88,3 +89,15 @@ def to_candidates(candidates: object, argument: str = "candidates") -> list[Cand
                 f"must be a string, a Candidate or a mapping with a 'text' string, got {type(item).__name__}",
             )
     return out
+
+
+def check_corpus(corpus_ids: Sequence[str], corpus_texts: Sequence[str]) -> None:
+    """A retriever's corpus: one unique id per text, not empty (errors name corpus_ids or corpus_texts)."""
+    if len(corpus_ids) != len(corpus_texts):
+        raise InvalidInputError(
+            "corpus_ids", f"has {len(corpus_ids)} ids for {len(corpus_texts)} texts; give one id per text"
+        )
+    if not corpus_ids:
+        raise InvalidInputError("corpus_texts", "the corpus is empty")
+    if len(set(corpus_ids)) != len(corpus_ids):
+        raise InvalidInputError("corpus_ids", "ids must be unique")

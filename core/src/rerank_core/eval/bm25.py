@@ -10,7 +10,7 @@ from typing import Any
 
 from rerank_core._optional import require
 from rerank_core.errors import InvalidInputError
-from rerank_core.validation import check_positive_int
+from rerank_core.validation import check_corpus, check_positive_int
 
 __all__ = ["BM25Retriever"]
 
@@ -39,14 +39,7 @@ class BM25Retriever:
         stemmer: str | None = "english",
         show_progress: bool = False,
     ) -> None:
-        if len(corpus_ids) != len(corpus_texts):
-            raise InvalidInputError(
-                "corpus_ids", f"has {len(corpus_ids)} ids for {len(corpus_texts)} texts; give one id per text"
-            )
-        if not corpus_ids:
-            raise InvalidInputError("corpus_texts", "the corpus is empty")
-        if len(set(corpus_ids)) != len(corpus_ids):
-            raise InvalidInputError("corpus_ids", "ids must be unique")
+        check_corpus(corpus_ids, corpus_texts)
         bm25s = require("bm25s", extra="eval", feature=_FEATURE)
         stemmer_fn: Any = None
         if stemmer is not None:

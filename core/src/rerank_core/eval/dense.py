@@ -13,7 +13,7 @@ import numpy as np
 
 from rerank_core._optional import require
 from rerank_core.errors import ConfigurationError, InvalidInputError
-from rerank_core.validation import check_positive_int
+from rerank_core.validation import check_corpus, check_positive_int
 
 __all__ = ["DenseRetriever"]
 
@@ -32,14 +32,7 @@ class DenseRetriever:
         device: str | None = None,
         show_progress: bool = False,
     ) -> None:
-        if len(corpus_ids) != len(corpus_texts):
-            raise InvalidInputError(
-                "corpus_ids", f"has {len(corpus_ids)} ids for {len(corpus_texts)} texts; give one id per text"
-            )
-        if not corpus_ids:
-            raise InvalidInputError("corpus_texts", "the corpus is empty")
-        if len(set(corpus_ids)) != len(corpus_ids):
-            raise InvalidInputError("corpus_ids", "ids must be unique")
+        check_corpus(corpus_ids, corpus_texts)
         check_positive_int(batch_size, "batch_size")
         st = require(
             "sentence_transformers", extra="local", feature="Dense retrieval", package="sentence-transformers"
