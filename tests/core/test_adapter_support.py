@@ -297,6 +297,14 @@ def test_best_first_and_max_tools() -> None:
     assert backend.calls[0] == [("q", tool_text(*t)) for t in TOOLS]  # one pair per tool, in input order
 
 
+async def test_a_reranker_with_a_fusion_ranks_tools_by_its_own_score() -> None:
+    reranker = Reranker(FakeBackend(SCORES), fusion="zscore:0.5")  # tools have no first-stage score
+    expected = names(select_tools("q", TOOLS, FakeBackend(SCORES), max_tools=3))
+    assert names(select_tools("q", TOOLS, reranker, max_tools=3)) == expected
+    assert names(await aselect_tools("q", TOOLS, reranker, max_tools=3)) == expected
+    assert reranker.fusion == Fusion("zscore", 0.5)  # the caller's reranker is unchanged
+
+
 def test_max_tools_none_means_the_rerankers_own_top_n() -> None:
     reranker = Reranker(FakeBackend(SCORES), top_n=1, score_threshold=-0.5)
     assert names(select_tools("q", TOOLS, reranker)) == ["get_weather"]

@@ -16,6 +16,7 @@ The framework adapters only say how to read a name and a description from their 
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -151,6 +152,11 @@ def plan_tool_selection(
         top_n=UNSET if max_tools is None else max_tools,
         score_threshold=UNSET if score_threshold is None else score_threshold,
     )
+    if core.fusion is not None:
+        # Tools have no first-stage score: rank them by the reranker alone (on a copy; the caller's
+        # Reranker keeps its fusion).
+        core = copy.copy(core)
+        core.fusion = None
     always = set(keep)
     ranked = [i for i, name in enumerate(names) if name not in always]
     return ToolSelectionPlan(
