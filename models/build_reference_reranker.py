@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.output is None and args.retune_fusion is None:
         p.error("--output is required")
 
-    from rerank_core.eval import BM25Retriever, doc_text, load_beir
+    from rerank_core.eval import BM25Retriever, corpus_texts, load_beir
     from rerank_core.train import (
         dev_set_from_beir,
         finetune,
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     train, dev_sets = [], []
     # SciFact: no dev split, so 100 train claims are held out.
     scifact = load_beir(args.data / "scifact", split="train")
-    texts = {d: doc_text(doc) for d, doc in scifact.corpus.items()}
+    texts = corpus_texts(scifact)
     bm25 = BM25Retriever(list(texts), list(texts.values()))
     sf_train, sf_dev = split_queries(list(scifact.queries), 0.15, seed=args.seed, max_dev=100)
     sf_groups = groups_from_beir(
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     # NFCorpus: train split for training, its dev split for checkpoint selection.
     nf_train = load_beir(args.data / "nfcorpus", split="train")
-    texts = {d: doc_text(doc) for d, doc in nf_train.corpus.items()}
+    texts = corpus_texts(nf_train)
     bm25 = BM25Retriever(list(texts), list(texts.values()))
     nf_groups = groups_from_beir(
         nf_train,

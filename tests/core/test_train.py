@@ -10,7 +10,7 @@ import pytest
 
 from rerank_core import cli
 from rerank_core.errors import ConfigurationError, InvalidInputError
-from rerank_core.eval import BM25Retriever, doc_text, load_beir
+from rerank_core.eval import BM25Retriever, corpus_texts, load_beir
 from rerank_core.train import (
     FINETUNE_INFO_FILE,
     DevSet,
@@ -61,7 +61,7 @@ def beir(tmp_path: Path) -> Path:
 
 
 def _bm25(dataset):
-    texts = {d: doc_text(doc) for d, doc in dataset.corpus.items()}
+    texts = corpus_texts(dataset)
     return BM25Retriever(list(texts), list(texts.values())), texts
 
 

@@ -334,7 +334,7 @@ def _first_stage(spec: str, ids: list[str], texts: list[str]) -> Any:
 
 
 def _cmd_finetune(args: argparse.Namespace) -> int:
-    from rerank_core.eval.beir import available_splits, doc_text, load_beir
+    from rerank_core.eval.beir import available_splits, corpus_texts, load_beir
     from rerank_core.train import (
         dev_set_from_beir,
         finetune,
@@ -357,7 +357,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     try:
         for data_dir in args.data_dirs:
             train = load_beir(data_dir, split=args.train_split)
-            texts = {d: doc_text(doc) for d, doc in train.corpus.items()}
+            texts = corpus_texts(train)
             retriever = _first_stage(args.first_stage, list(texts), list(texts.values()))
             qids = list(train.queries)
             if args.dev_split in available_splits(data_dir):

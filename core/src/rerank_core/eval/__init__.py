@@ -3,7 +3,7 @@
 ``bm25s`` and ``PyStemmer`` (the ``eval`` extra) are imported only when a :class:`BM25Retriever` is built.
 """
 
-from rerank_core.eval.beir import BeirDataset, Doc, available_splits, doc_text, load_beir
+from rerank_core.eval.beir import BeirDataset, Doc, available_splits, corpus_texts, doc_text, load_beir
 from rerank_core.eval.bm25 import BM25Retriever
 from rerank_core.eval.dense import DenseRetriever
 from rerank_core.eval.metrics import evaluate, mrr_at_k, ndcg_at_k, per_query, recall_at_k
@@ -16,6 +16,7 @@ __all__ = [
     "Doc",
     "EvalReport",
     "available_splits",
+    "corpus_texts",
     "doc_text",
     "evaluate",
     "load_beir",

@@ -25,7 +25,7 @@ from typing import IO
 
 from rerank_core.errors import InvalidInputError
 
-__all__ = ["BeirDataset", "Doc", "available_splits", "doc_text", "load_beir"]
+__all__ = ["BeirDataset", "Doc", "available_splits", "corpus_texts", "doc_text", "load_beir"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +59,11 @@ def doc_text(doc: Doc) -> str:
     if doc.title:
         return f"{doc.title} {doc.text}".strip()
     return doc.text.strip()
+
+
+def corpus_texts(dataset: BeirDataset) -> dict[str, str]:
+    """Every document's :func:`doc_text` by id, in corpus order (what the first stage indexes)."""
+    return {doc_id: doc_text(doc) for doc_id, doc in dataset.corpus.items()}
 
 
 def _find(path: Path, stem: str) -> Path | None:

@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from rerank_core.eval.beir import BeirDataset, doc_text
+from rerank_core.eval.beir import BeirDataset, corpus_texts
 from rerank_core.eval.bm25 import BM25Retriever
 from rerank_core.eval.metrics import evaluate
 from rerank_core.validation import check_positive_int
@@ -182,7 +182,7 @@ def run_eval(
     timings: dict[str, float] = {}
     qids = list(dataset.queries)[:max_queries]
     queries = {qid: dataset.queries[qid] for qid in qids}
-    texts = {doc_id: doc_text(doc) for doc_id, doc in dataset.corpus.items()}
+    texts = corpus_texts(dataset)
 
     if retriever is None:
         t = time.perf_counter()

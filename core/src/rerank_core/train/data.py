@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import IO, Protocol
 
 from rerank_core.errors import InvalidInputError
-from rerank_core.eval.beir import BeirDataset, doc_text
+from rerank_core.eval.beir import BeirDataset, corpus_texts
 from rerank_core.validation import check_positive_int
 
 __all__ = [
@@ -85,10 +85,6 @@ def split_queries(
     return [q for q in qids if q not in dev], [q for q in qids if q in dev]
 
 
-def _corpus_texts(dataset: BeirDataset) -> dict[str, str]:
-    return {doc_id: doc_text(doc) for doc_id, doc in dataset.corpus.items()}
-
-
 def groups_from_beir(
     dataset: BeirDataset,
     retriever: Retriever,
@@ -114,7 +110,7 @@ def groups_from_beir(
     check_positive_int(depth, "depth")
     check_positive_int(max_positives_per_query, "max_positives_per_query")
     rng = random.Random(seed)
-    texts = dict(texts) if texts is not None else _corpus_texts(dataset)
+    texts = dict(texts) if texts is not None else corpus_texts(dataset)
     all_ids = list(texts)
     wanted = list(qids) if qids is not None else list(dataset.queries)
     wanted = [q for q in wanted if any(r >= min_relevance for r in dataset.qrels.get(q, {}).values())]
@@ -257,7 +253,7 @@ def dev_set_from_beir(
     from rerank_core.eval.metrics import evaluate
 
     check_positive_int(top_k, "top_k")
-    texts = dict(texts) if texts is not None else _corpus_texts(dataset)
+    texts = dict(texts) if texts is not None else corpus_texts(dataset)
     chosen = [q for q in (qids if qids is not None else dataset.queries) if dataset.qrels.get(q)]
     if max_queries is not None:
         chosen = chosen[:max_queries]
