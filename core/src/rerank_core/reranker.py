@@ -201,6 +201,7 @@ class Reranker:
         first_stage_scores: Any = None,
         f_arg: str = "first_stage_scores",
     ) -> _Job:
+        text = check_query(query, q_arg)  # a bad query is reported before bad candidates
         items = to_candidates(candidates, c_arg)
         first_stage = None
         if first_stage_scores is not None:
@@ -212,7 +213,7 @@ class Reranker:
                 "(only 'rrf' can use the input order instead)",
             )
         return _Job(
-            query=check_query(query, q_arg),
+            query=text,
             candidates=items,
             first_stage=first_stage,
             top_n=self.top_n if top_n is _UNSET else check_top_n(top_n),
