@@ -35,6 +35,7 @@ from rerank_core.validation import check_score_threshold, check_top_n
 
 __all__ = [
     "FIRST_STAGE_SCORE_KEY",
+    "NOT_RERANKED_KEY",
     "RAW_SCORE_KEY",
     "RERANKER_OPTIONS",
     "RERANK_SCORE_KEY",
@@ -55,7 +56,7 @@ UNSET: Any = _UNSET
 """Marks an option the caller did not give (``None`` is a real value for ``top_n``). The same marker
 ``Reranker.rerank`` reads as "the reranker's own setting"."""
 
-RERANKER_OPTIONS = ("long_text", "window_size", "window_stride", "aggregate", "cache")
+RERANKER_OPTIONS = ("long_text", "window_size", "window_stride", "aggregate", "cache", "fail_open")
 """The Reranker options an adapter takes in ``reranker_kwargs`` (the others, ``top_n``, ``score_threshold``,
 ``normalization``, ``temperature`` and ``fusion``, are arguments of their own)."""
 
@@ -71,6 +72,9 @@ relevance score is then the fused score; without a fusion the two are equal and 
 FIRST_STAGE_SCORE_KEY = "first_stage_score"
 """Metadata key of the first-stage (retriever) score that was fused, added when the reranker has a fusion
 and the call had first-stage scores (absent when ``rrf`` fell back on the input order)."""
+NOT_RERANKED_KEY = "rerank_failed"
+"""Metadata key set to ``True`` on objects returned in input order because the back end failed and the
+reranker fails open (``fail_open=True``)."""
 
 
 def resolve_reranker(
@@ -300,7 +304,8 @@ def result_metadata(result: RerankResult, *, fused: bool = False) -> dict[str, A
 
     ``fused`` (pass ``response.fusion is not None``): the relevance score is a fusion of the reranker's and
     the first stage's, so both are added too: ``rerank_score`` (the reranker's calibrated score) and, when
-    the call had first-stage scores, ``first_stage_score``.
+    the call had first-stage scores, ``first_stage_score``. A result returned unranked because the back end
+    failed and the reranker fails open gets ``rerank_failed: True`` (its scores are NaN).
     """
     added: dict[str, Any] = {RAW_SCORE_KEY: result.raw_score}
     if fused:
@@ -317,4 +322,6 @@ def result_metadata(result: RerankResult, *, fused: bool = False) -> dict[str, A
         }
     if result.truncated:
         added[TRUNCATED_KEY] = True
+    if not result.reranked:
+        added[NOT_RERANKED_KEY] = True
     return added

@@ -7,8 +7,12 @@ RerankError
 ├── MissingDependencyError  (also ImportError) an optional extra is not installed
 └── BackendError                               the back end failed while scoring
     ├── RetryableBackendError                  may succeed if tried again (timeouts, 429, 5xx)
-    └── NonRetryableBackendError               will fail again (bad key, bad request, bad output)
+    └── NonRetryableBackendError               will fail again (bad key, bad request)
+        └── InvalidResponseError               a server answered, but not with a valid ranking
 ```
+
+``FailOpenWarning`` (a ``RuntimeWarning``) is issued when a reranker built with ``fail_open=True``
+returns the input order because its back end failed.
 
 Every error that is about an argument names it in ``argument`` and in its message.
 """
@@ -18,7 +22,9 @@ from __future__ import annotations
 __all__ = [
     "BackendError",
     "ConfigurationError",
+    "FailOpenWarning",
     "InvalidInputError",
+    "InvalidResponseError",
     "MissingDependencyError",
     "NonRetryableBackendError",
     "RerankError",
@@ -74,3 +80,13 @@ class RetryableBackendError(BackendError):
 
 class NonRetryableBackendError(BackendError):
     """A failure that will happen again on the same input (bad configuration, bad output)."""
+
+
+class InvalidResponseError(NonRetryableBackendError):
+    """A remote back end answered with something that is not a valid ranking of what was sent (malformed
+    JSON, an index out of range or repeated, a missing or non-finite score). Never turned into a ranking.
+    Retried like a transient failure when the back end's retry policy says so (reranking is read-only)."""
+
+
+class FailOpenWarning(RuntimeWarning):
+    """A back end failed and the reranker, built with ``fail_open=True``, returned the input order."""

@@ -10,6 +10,8 @@ model work (in-process back ends run on their bounded thread pool; remote ones u
 
 from __future__ import annotations
 
+import logging
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,13 +21,21 @@ import numpy as np
 from rerank_core.backends.base import Backend
 from rerank_core.cache import ScoreCache
 from rerank_core.chunking import LongTextPolicy, Segment, aggregate_scores, plan_segments
-from rerank_core.errors import ConfigurationError, InvalidInputError, NonRetryableBackendError
+from rerank_core.errors import (
+    BackendError,
+    ConfigurationError,
+    FailOpenWarning,
+    InvalidInputError,
+    NonRetryableBackendError,
+)
 from rerank_core.fusion import Fusion, check_first_stage_scores, fuse_scores
 from rerank_core.normalization import check_normalization, normalize_scores
 from rerank_core.types import Candidate, RerankResponse, RerankResult
 from rerank_core.validation import check_query, check_score_threshold, check_top_n, to_candidates
 
 __all__ = ["Reranker"]
+
+logger = logging.getLogger("rerank_core")
 
 
 class _Unset:
@@ -70,6 +80,11 @@ class Reranker:
             (what the threshold compares) is then the fused score, and each result also carries
             ``rerank_score`` and ``first_stage_score``. ``"rrf"`` without first-stage scores uses the
             input order as the first-stage ranking; the interpolations need the scores.
+        fail_open: when the back end fails (a :class:`~rerank_core.errors.BackendError`, after the back
+            end's own retries), return the candidates in input order instead of raising: every result has
+            ``reranked=False`` and NaN scores (the threshold is not applied; ``top_n`` is), the response
+            carries the error in ``error``, and a :class:`~rerank_core.errors.FailOpenWarning` is issued
+            and logged. Bad input and bad configuration still raise. Default ``False``: raise.
     """
 
     def __init__(
@@ -86,6 +101,7 @@ class Reranker:
         aggregate: str = "max",
         cache: bool | int | ScoreCache = False,
         fusion: Fusion | str | None = None,
+        fail_open: bool = False,
     ) -> None:
         if not isinstance(backend, Backend):
             raise ConfigurationError(
@@ -105,6 +121,9 @@ class Reranker:
         if fusion is not None and not isinstance(fusion, Fusion):
             raise ConfigurationError("fusion", f"must be a Fusion or a string, got {type(fusion).__name__}")
         self.fusion: Fusion | None = fusion
+        if not isinstance(fail_open, bool):
+            raise ConfigurationError("fail_open", f"must be True or False, got {fail_open!r}")
+        self.fail_open = fail_open
         self.long_text = LongTextPolicy(long_text, window_size, window_stride, aggregate)  # type: ignore[arg-type]
         if isinstance(cache, ScoreCache):
             self.cache: ScoreCache | None = cache
@@ -123,7 +142,8 @@ class Reranker:
         return (
             f"Reranker(backend={self.backend!r}, top_n={self.top_n}, score_threshold={self.score_threshold}, "
             f"normalization={self.normalization!r}"
-            + (f", fusion={self.fusion.describe()!r})" if self.fusion is not None else ")")
+            + (f", fusion={self.fusion.describe()!r}" if self.fusion is not None else "")
+            + (", fail_open=True)" if self.fail_open else ")")
         )
 
     # -- public API --------------------------------------------------------------------------------
@@ -143,7 +163,10 @@ class Reranker:
         with the reranker's when the reranker has a ``fusion``).
         """
         job = self._job(query, candidates, top_n, score_threshold, "query", "candidates", first_stage_scores)
-        self._score_sync([job])
+        try:
+            self._score_sync([job])
+        except BackendError as exc:
+            return self._failed([job], exc)[0]
         return self._finish(job)
 
     def rerank_many(
@@ -157,7 +180,10 @@ class Reranker:
     ) -> list[RerankResponse]:
         """Rank one candidate list per query; every pair of every query goes through shared batches."""
         jobs = self._jobs(queries, candidates, top_n, score_threshold, first_stage_scores)
-        self._score_sync(jobs)
+        try:
+            self._score_sync(jobs)
+        except BackendError as exc:
+            return self._failed(jobs, exc)
         return [self._finish(job) for job in jobs]
 
     async def arerank(
@@ -171,7 +197,10 @@ class Reranker:
     ) -> RerankResponse:
         """Async :meth:`rerank`: model work runs off the event loop."""
         job = self._job(query, candidates, top_n, score_threshold, "query", "candidates", first_stage_scores)
-        await self._score_async([job])
+        try:
+            await self._score_async([job])
+        except BackendError as exc:
+            return self._failed([job], exc)[0]
         return self._finish(job)
 
     async def arerank_many(
@@ -185,7 +214,10 @@ class Reranker:
     ) -> list[RerankResponse]:
         """Async :meth:`rerank_many`."""
         jobs = self._jobs(queries, candidates, top_n, score_threshold, first_stage_scores)
-        await self._score_async(jobs)
+        try:
+            await self._score_async(jobs)
+        except BackendError as exc:
+            return self._failed(jobs, exc)
         return [self._finish(job) for job in jobs]
 
     # -- validation --------------------------------------------------------------------------------
@@ -392,6 +424,50 @@ class Reranker:
         return RerankResponse(
             job.query, results, fingerprint, kind, self.normalization, n, usage, self._fusion_name
         )
+
+    def _failed(self, jobs: list[_Job], exc: BackendError) -> list[RerankResponse]:
+        """The input order, flagged as not reranked, when the back end failed and ``fail_open`` is on."""
+        if not self.fail_open:
+            raise exc
+        error = f"{type(exc).__name__}: {exc}"
+        message = f"rerank back end failed, returning the input order unranked (fail_open=True): {error}"
+        logger.warning(message)
+        warnings.warn(message, FailOpenWarning, stacklevel=3)
+        nan = float("nan")
+        kind = self.backend.peek_score_kind() or "logit"
+        responses = []
+        for job in jobs:
+            n = len(job.candidates)
+            keep = range(n) if job.top_n is None else range(min(n, job.top_n))
+            results = tuple(
+                RerankResult(
+                    index=i,
+                    raw_score=nan,
+                    relevance_score=nan,
+                    text=job.candidates[i].text,
+                    id=job.candidates[i].id,
+                    metadata=job.candidates[i].metadata,
+                    reranked=False,
+                    rerank_score=nan,
+                    first_stage_score=None if job.first_stage is None else float(job.first_stage[i]),
+                )
+                for i in keep
+            )
+            usage = {"candidates": n, "failed": 1}
+            responses.append(
+                RerankResponse(
+                    job.query,
+                    results,
+                    self.backend.fingerprint,
+                    kind,
+                    self.normalization,
+                    n,
+                    usage,
+                    self._fusion_name,
+                    error=error,
+                )
+            )
+        return responses
 
     @property
     def _fusion_name(self) -> str | None:

@@ -83,7 +83,9 @@ class RerankResponse:
     """The ranking for one query: kept results, best first, plus how they were produced.
 
     Iterating, ``len()`` and indexing go over ``results``. ``fusion`` names the fusion that produced
-    ``relevance_score`` (``None``: the reranker's calibrated score alone).
+    ``relevance_score`` (``None``: the reranker's calibrated score alone). ``error`` is set (type and
+    message) when the back end failed and the reranker's ``fail_open`` returned the input order instead;
+    every result then has ``reranked=False``.
     """
 
     query: str
@@ -94,6 +96,7 @@ class RerankResponse:
     num_candidates: int
     usage: Mapping[str, int] = field(default_factory=dict)
     fusion: str | None = None
+    error: str | None = None
 
     def __iter__(self) -> Iterator[RerankResult]:
         return iter(self.results)
