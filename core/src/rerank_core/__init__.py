@@ -22,8 +22,9 @@ from rerank_core.errors import (
 )
 from rerank_core.fusion import Fusion, FusionFit, fuse_rankings, fuse_scores, tune_fusion
 from rerank_core.normalization import normalize_scores
+from rerank_core.profiles import FreshnessRule, MatchRule, NumericRule, ScoringProfile
 from rerank_core.reranker import Reranker
-from rerank_core.types import Candidate, RerankResponse, RerankResult, ScoreKind, Window
+from rerank_core.types import Candidate, RerankResponse, RerankResult, RuleEffect, ScoreKind, Window
 
 __version__ = "0.1.0"
 
@@ -31,19 +32,24 @@ __all__ = [
     "BackendError",
     "Candidate",
     "ConfigurationError",
+    "FreshnessRule",
     "Fusion",
     "FusionFit",
     "InvalidInputError",
     "LongTextPolicy",
+    "MatchRule",
     "MissingDependencyError",
     "NonRetryableBackendError",
+    "NumericRule",
     "RerankError",
     "RerankResponse",
     "RerankResult",
     "Reranker",
     "RetryableBackendError",
+    "RuleEffect",
     "ScoreCache",
     "ScoreKind",
+    "ScoringProfile",
     "ThresholdFit",
     "Window",
     "__version__",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +30,8 @@ from rerank_core.errors import (
 )
 from rerank_core.fusion import Fusion, check_first_stage_scores, fuse_scores
 from rerank_core.normalization import check_normalization, normalize_scores
-from rerank_core.types import Candidate, RerankResponse, RerankResult
+from rerank_core.profiles import ScoringProfile, check_profile
+from rerank_core.types import Candidate, RerankResponse, RerankResult, RuleEffect
 from rerank_core.validation import check_query, check_score_threshold, check_top_n, to_candidates
 
 __all__ = ["Reranker"]
@@ -57,6 +58,7 @@ class _Job:
     query_argument: str
     candidate_argument: str
     first_stage: np.ndarray | None = None
+    profile_effects: tuple[tuple[RuleEffect, ...], ...] | None = None
     segments: list[Segment] | None = None
     segment_scores: np.ndarray | None = None
     cache_hits: int = 0
@@ -85,6 +87,12 @@ class Reranker:
             ``reranked=False`` and NaN scores (the threshold is not applied; ``top_n`` is), the response
             carries the error in ``error``, and a :class:`~rerank_core.errors.FailOpenWarning` is issued
             and logged. Bad input and bad configuration still raise. Default ``False``: raise.
+        profile: a :class:`~rerank_core.profiles.ScoringProfile` (or the mapping
+            ``ScoringProfile.from_dict`` reads): business rules over each candidate's metadata, applied
+            after the fusion and before the threshold and ``top_n``. ``relevance_score`` is then the profiled
+            score; ``pre_profile_score`` keeps the score before it (fused, or calibrated without a fusion),
+            ``rerank_score`` and ``first_stage_score`` are unchanged, and ``profile_effects`` lists the rules
+            that fired. Metadata a rule cannot read is an error raised before any model work.
     """
 
     def __init__(
@@ -102,6 +110,7 @@ class Reranker:
         cache: bool | int | ScoreCache = False,
         fusion: Fusion | str | None = None,
         fail_open: bool = False,
+        profile: ScoringProfile | Mapping[str, Any] | None = None,
     ) -> None:
         if not isinstance(backend, Backend):
             raise ConfigurationError(
@@ -124,6 +133,7 @@ class Reranker:
         if not isinstance(fail_open, bool):
             raise ConfigurationError("fail_open", f"must be True or False, got {fail_open!r}")
         self.fail_open = fail_open
+        self.profile: ScoringProfile | None = check_profile(profile)
         self.long_text = LongTextPolicy(long_text, window_size, window_stride, aggregate)  # type: ignore[arg-type]
         if isinstance(cache, ScoreCache):
             self.cache: ScoreCache | None = cache
@@ -143,6 +153,7 @@ class Reranker:
             f"Reranker(backend={self.backend!r}, top_n={self.top_n}, score_threshold={self.score_threshold}, "
             f"normalization={self.normalization!r}"
             + (f", fusion={self.fusion.describe()!r}" if self.fusion is not None else "")
+            + (f", profile={self.profile.describe()!r}" if self.profile is not None else "")
             + (", fail_open=True)" if self.fail_open else ")")
         )
 
@@ -254,6 +265,11 @@ class Reranker:
             ),
             query_argument=q_arg,
             candidate_argument=c_arg,
+            profile_effects=(
+                None
+                if self.profile is None
+                else self.profile.evaluate([c.metadata for c in items], argument=c_arg)
+            ),
         )
 
     def _jobs(
@@ -377,7 +393,15 @@ class Reranker:
         if n == 0:
             kind = self.backend.peek_score_kind() or "logit"
             return RerankResponse(
-                job.query, (), fingerprint, kind, self.normalization, 0, {}, self._fusion_name
+                job.query,
+                (),
+                fingerprint,
+                kind,
+                self.normalization,
+                0,
+                {},
+                self._fusion_name,
+                profile=self._profile_name,
             )
         assert job.segments is not None and job.segment_scores is not None
         kind = self.backend.score_kind
@@ -392,6 +416,11 @@ class Reranker:
             if first is None:  # rrf on the input order: earlier is better
                 first = -np.arange(n, dtype=np.float64)
             relevance = fuse_scores(raw, first, self.fusion)
+        pre_profile = None
+        effects = job.profile_effects
+        if self.profile is not None and effects is not None:
+            pre_profile = relevance
+            relevance = self.profile.combine(relevance, effects)
         keep = np.arange(n)
         if job.score_threshold is not None:
             keep = keep[relevance[keep] >= job.score_threshold]
@@ -411,6 +440,8 @@ class Reranker:
                 truncated=truncated[i],
                 rerank_score=float(calibrated[i]),
                 first_stage_score=None if job.first_stage is None else float(job.first_stage[i]),
+                pre_profile_score=None if pre_profile is None else float(pre_profile[i]),
+                profile_effects=() if effects is None else effects[i],
             )
             for i in keep
         )
@@ -422,7 +453,15 @@ class Reranker:
             "truncated": int(sum(truncated)),
         }
         return RerankResponse(
-            job.query, results, fingerprint, kind, self.normalization, n, usage, self._fusion_name
+            job.query,
+            results,
+            fingerprint,
+            kind,
+            self.normalization,
+            n,
+            usage,
+            self._fusion_name,
+            profile=self._profile_name,
         )
 
     def _failed(self, jobs: list[_Job], exc: BackendError) -> list[RerankResponse]:
@@ -472,3 +511,7 @@ class Reranker:
     @property
     def _fusion_name(self) -> str | None:
         return None if self.fusion is None else self.fusion.describe()
+
+    @property
+    def _profile_name(self) -> str | None:
+        return None if self.profile is None else self.profile.describe()

@@ -14,6 +14,7 @@ __all__ = [
     "Candidate",
     "RerankResponse",
     "RerankResult",
+    "RuleEffect",
     "ScoreKind",
     "Window",
 ]
@@ -52,6 +53,21 @@ class Window:
 
 
 @dataclass(frozen=True, slots=True)
+class RuleEffect:
+    """One scoring-profile rule that fired for a result (see :mod:`rerank_core.profiles`).
+
+    - ``rule``: the rule's name; ``mode``: ``"multiply"`` (``amount`` is a factor) or ``"add"`` (a term).
+    - ``value``: the metadata value the rule read (the rule's ``default`` when ``defaulted``).
+    """
+
+    rule: str
+    mode: str
+    amount: float
+    value: Any = None
+    defaulted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class RerankResult:
     """One kept candidate.
 
@@ -63,6 +79,9 @@ class RerankResult:
     - ``reranked``: ``False`` when the back end failed and the caller chose to get the input order back.
     - ``rerank_score``: the reranker's calibrated score (equal to ``relevance_score`` unless fused).
     - ``first_stage_score``: the retriever's score, when the caller passed ``first_stage_scores``.
+    - ``pre_profile_score``: with a scoring profile, the score before it (the fused score, or the
+      calibrated one without fusion); ``relevance_score`` is then the profiled score. ``None`` without one.
+    - ``profile_effects``: the profile rules that fired for this candidate, in rule order.
     """
 
     index: int
@@ -76,6 +95,8 @@ class RerankResult:
     reranked: bool = True
     rerank_score: float | None = None
     first_stage_score: float | None = None
+    pre_profile_score: float | None = None
+    profile_effects: tuple[RuleEffect, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +118,7 @@ class RerankResponse:
     usage: Mapping[str, int] = field(default_factory=dict)
     fusion: str | None = None
     error: str | None = None
+    profile: str | None = None
 
     def __iter__(self) -> Iterator[RerankResult]:
         return iter(self.results)
