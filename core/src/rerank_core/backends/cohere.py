@@ -1,0 +1,237 @@
+"""Cohere Rerank back end on the official ``cohere`` SDK (``ClientV2`` / ``AsyncClientV2``).
+
+``base_url`` points it at any server that speaks Cohere's ``POST /v2/rerank`` shape (vLLM, Infinity,
+a gateway). The SDK's own retries are switched off: retries, backoff, limits and response checks are
+the shared ones of :class:`~rerank_core.remote.base.RemoteBackend`, the same for every remote back end.
+
+Choices, written down:
+
+- ``top_n`` is never sent. The core needs every candidate's score (thresholds, fusion, merging the
+  requests of a long candidate list), and Cohere bills per search unit (a query and up to 100 documents),
+  not per result returned. The reranker's ``top_n`` cuts after merging.
+- Scores are Cohere's ``relevance_score``, already in [0, 1]: ``score_kind`` is ``"probability"``, so
+  the core refuses to squash them again with a sigmoid or softmax.
+- Documents longer than ``max_tokens_per_doc`` (server default 4096) are truncated by the server; the
+  core cannot count Cohere's tokens, so it cannot window them itself.
+- The API key comes from ``api_key`` or the ``COHERE_API_KEY`` (then ``CO_API_KEY``) environment
+  variable and is kept in a :class:`~rerank_core.remote.http.Secret`: never in a repr, a fingerprint, a log
+  line or an error message. A self-hosted server (``base_url`` given) may need no key.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from rerank_core._optional import require
+from rerank_core.errors import BackendError, ConfigurationError, InvalidResponseError
+from rerank_core.remote.base import PerLoop, RemoteBackend
+from rerank_core.remote.http import Secret, error_for_status, error_for_transport, excerpt
+from rerank_core.remote.retry import RetryPolicy
+from rerank_core.types import ScoreKind
+
+__all__ = ["CohereBackend"]
+
+_FEATURE = "The Cohere back end"
+_NO_KEY = "no-key"  # sent to self-hosted servers that need none (the SDK insists on a token)
+
+
+def _api_key(api_key: str | None, base_url: str | None) -> Secret:
+    if api_key is not None and not isinstance(api_key, str):
+        raise ConfigurationError("api_key", f"must be a string, got {type(api_key).__name__}")
+    key = api_key or os.environ.get("COHERE_API_KEY") or os.environ.get("CO_API_KEY")
+    if not key:
+        if base_url is None:
+            raise ConfigurationError(
+                "api_key",
+                "no Cohere API key: pass api_key=... or set COHERE_API_KEY "
+                "(a self-hosted Cohere-compatible server given by base_url may need none)",
+            )
+        key = _NO_KEY
+    return Secret(key)
+
+
+class CohereBackend(RemoteBackend):
+    """Cohere's Rerank API, or any server speaking its ``/v2/rerank`` shape.
+
+    Args:
+        model: the rerank model (e.g. ``"rerank-v3.5"``, or the model a self-hosted server serves).
+        api_key: the key; default ``COHERE_API_KEY`` / ``CO_API_KEY`` from the environment.
+        base_url: the server (default: Cohere's API; e.g. ``"http://vllm:8000"`` for vLLM).
+        max_tokens_per_doc: the server truncates each document to this many tokens (server default 4096).
+        max_documents_per_request: split longer candidate lists (default 1000, Cohere's recommendation).
+        max_concurrency, requests_per_minute, timeout, retry: see
+            :class:`~rerank_core.remote.base.RemoteBackend`.
+        client_name: sent to Cohere as ``X-Client-Name``.
+    """
+
+    def __init__(
+        self,
+        model: str = "rerank-v3.5",
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        max_tokens_per_doc: int | None = None,
+        max_documents_per_request: int = 1000,
+        max_concurrency: int = 8,
+        requests_per_minute: float | None = None,
+        timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        client_name: str | None = "rerank-core",
+    ) -> None:
+        super().__init__(
+            max_documents_per_request=max_documents_per_request,
+            max_concurrency=max_concurrency,
+            requests_per_minute=requests_per_minute,
+            timeout=timeout,
+            retry=retry,
+        )
+        if not isinstance(model, str) or not model.strip():
+            raise ConfigurationError("model", f"must be a non-empty model name, got {model!r}")
+        if base_url is not None and (
+            not isinstance(base_url, str) or not base_url.startswith(("http://", "https://"))
+        ):
+            raise ConfigurationError("base_url", f"must be an http(s) URL, got {base_url!r}")
+        if max_tokens_per_doc is not None and (
+            not isinstance(max_tokens_per_doc, int)
+            or isinstance(max_tokens_per_doc, bool)
+            or max_tokens_per_doc < 1
+        ):
+            raise ConfigurationError(
+                "max_tokens_per_doc", f"must be an int >= 1 or None, got {max_tokens_per_doc!r}"
+            )
+        self.model = model
+        self.base_url = None if base_url is None else base_url.rstrip("/")
+        self.max_tokens_per_doc = max_tokens_per_doc
+        self.client_name = client_name
+        self._key = _api_key(api_key, base_url)
+        self._client: Any = None
+        self._http: Any = None
+        self._aclients = PerLoop(self._make_async_client, lambda pair: pair[1].aclose())
+        self._fingerprint = f"cohere:{model}@{self.base_url or 'api.cohere.com'}" + (
+            f":max_tokens_per_doc={max_tokens_per_doc}" if max_tokens_per_doc else ""
+        )
+
+    @property
+    def fingerprint(self) -> str:
+        return self._fingerprint
+
+    @property
+    def score_kind(self) -> ScoreKind:
+        return "probability"
+
+    def peek_score_kind(self) -> ScoreKind | None:
+        return "probability"
+
+    # -- clients -----------------------------------------------------------------------------------
+
+    def _client_kwargs(self, http_client: Any) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "api_key": self._key.get(),
+            "timeout": self.timeout,
+            "max_retries": 0,  # retries are ours (RemoteBackend), the same for every remote back end
+            "httpx_client": http_client,
+            "client_name": self.client_name,
+            "log_warning_experimental_features": False,
+        }
+        if self.base_url is not None:
+            kwargs["base_url"] = self.base_url
+        return kwargs
+
+    def _limits(self) -> Any:
+        httpx = require("httpx", extra="cohere", feature=_FEATURE)
+        return httpx.Limits(
+            max_connections=self.max_concurrency, max_keepalive_connections=self.max_concurrency
+        )
+
+    def _sync_client(self) -> Any:
+        if self._client is None:
+            with self._executor_lock:
+                if self._client is None:
+                    cohere = require("cohere", extra="cohere", feature=_FEATURE)
+                    httpx = require("httpx", extra="cohere", feature=_FEATURE)
+                    self._http = httpx.Client(timeout=self.timeout, limits=self._limits())
+                    self._client = cohere.ClientV2(**self._client_kwargs(self._http))
+        return self._client
+
+    def _make_async_client(self) -> tuple[Any, Any]:
+        cohere = require("cohere", extra="cohere", feature=_FEATURE)
+        httpx = require("httpx", extra="cohere", feature=_FEATURE)
+        http = httpx.AsyncClient(timeout=self.timeout, limits=self._limits())
+        return cohere.AsyncClientV2(**self._client_kwargs(http)), http
+
+    # -- one request -------------------------------------------------------------------------------
+
+    def _request_kwargs(self, query: str, texts: Sequence[str]) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"model": self.model, "query": query, "documents": list(texts)}
+        if self.max_tokens_per_doc is not None:
+            kwargs["max_tokens_per_doc"] = self.max_tokens_per_doc
+        return kwargs
+
+    def _entries(self, response: Any) -> list[tuple[object, object]]:
+        results = getattr(response, "results", None)
+        if not isinstance(results, list):
+            raise InvalidResponseError(
+                f"the answer has no list of results: {excerpt(repr(response), self._key)}",
+                backend=self.fingerprint,
+            )
+        return [(getattr(r, "index", None), getattr(r, "relevance_score", None)) for r in results]
+
+    def _translate(self, exc: Exception) -> BackendError:
+        """The SDK's and httpx's exceptions as the core's typed errors (the key scrubbed from every text)."""
+        from cohere.core.api_error import ApiError
+        from cohere.core.parse_error import ParsingError
+
+        transport = error_for_transport(exc, backend=self.fingerprint, timeout=self.timeout)
+        if transport is not None:
+            return transport
+        if isinstance(exc, ApiError):
+            status = exc.status_code
+            if status is not None and 200 <= status < 300:  # an answer the SDK could not parse
+                return InvalidResponseError(
+                    f"malformed answer (HTTP {status}): {excerpt(repr(exc.body), self._key)}",
+                    backend=self.fingerprint,
+                    status_code=status,
+                )
+            if status is None:
+                return InvalidResponseError(
+                    f"unusable answer: {excerpt(repr(exc.body), self._key)}", backend=self.fingerprint
+                )
+            return error_for_status(status, exc.headers, exc.body, backend=self.fingerprint, secret=self._key)
+        if isinstance(
+            exc, ParsingError | ValueError | TypeError | KeyError | AttributeError
+        ):  # unparseable body
+            return InvalidResponseError(
+                f"malformed answer ({type(exc).__name__}: {excerpt(str(exc), self._key)})",
+                backend=self.fingerprint,
+            )
+        raise exc
+
+    def _send(self, query: str, texts: Sequence[str]) -> list[tuple[object, object]]:
+        client = self._sync_client()
+        try:
+            response = client.rerank(**self._request_kwargs(query, texts))
+        except Exception as exc:
+            error = self._translate(exc)
+            raise error from (exc if error.status_code is None else None)
+        return self._entries(response)
+
+    async def _asend(self, query: str, texts: Sequence[str]) -> list[tuple[object, object]]:
+        client, _ = self._aclients.get()
+        try:
+            response = await client.rerank(**self._request_kwargs(query, texts))
+        except Exception as exc:
+            error = self._translate(exc)
+            raise error from (exc if error.status_code is None else None)
+        return self._entries(response)
+
+    def close(self) -> None:
+        """Close the sync HTTP client and the thread pool (async clients: :meth:`aclose` in their loop)."""
+        if self._http is not None:
+            self._http.close()
+            self._http = self._client = None
+        super().close()
+
+    def __repr__(self) -> str:
+        return f"CohereBackend(model={self.model!r}, base_url={self.base_url!r}, api_key=***)"

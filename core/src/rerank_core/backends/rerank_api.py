@@ -1,0 +1,238 @@
+"""Self-hosted rerank servers whose wire format is not Cohere's, over httpx (sync and async clients,
+pooled keep-alive connections, timeouts).
+
+Protocols:
+
+- ``"tei"``: Hugging Face Text Embeddings Inference. ``POST {base_url}/rerank`` with
+  ``{"query", "texts", "raw_scores", "truncate", "return_text": false}``; the answer is a bare list of
+  ``{"index", "score"}``. TEI refuses more than ``--max-client-batch-size`` texts per request (32 by
+  default), hence ``max_documents_per_request=32``. ``raw_scores=False`` (TEI's default) returns sigmoid
+  scores (``score_kind="probability"``); ``True`` returns logits (``"logit"``).
+- ``"jina"``: the Jina / vLLM / Infinity ``POST {base_url}/v1/rerank`` shape: ``{"model", "query",
+  "documents", "top_n", "return_documents": false}``; the answer is ``{"results": [{"index",
+  "relevance_score"}, ...]}``. ``top_n`` is sent as the number of documents (every score is needed).
+
+For Cohere's own ``/v2/rerank`` shape use :class:`~rerank_core.backends.cohere.CohereBackend` with
+``base_url``. Retries, limits, splitting and response checks are those of
+:class:`~rerank_core.remote.base.RemoteBackend`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from rerank_core._optional import require
+from rerank_core.errors import BackendError, ConfigurationError, InvalidResponseError
+from rerank_core.remote.base import PerLoop, RemoteBackend
+from rerank_core.remote.http import Secret, entries_from_json, error_for_status, error_for_transport, excerpt
+from rerank_core.remote.retry import RetryPolicy
+from rerank_core.types import ScoreKind
+
+__all__ = ["PROTOCOLS", "RerankAPIBackend"]
+
+_FEATURE = "The rerank-server back end"
+PROTOCOLS: dict[str, dict[str, Any]] = {
+    "tei": {"path": "/rerank", "max_documents": 32, "index": "index", "score": "score"},
+    "jina": {"path": "/v1/rerank", "max_documents": 1000, "index": "index", "score": "relevance_score"},
+}
+
+
+class RerankAPIBackend(RemoteBackend):
+    """A rerank server speaking the TEI or the Jina/vLLM protocol.
+
+    Args:
+        base_url: the server, e.g. ``"http://tei:8080"``.
+        protocol: ``"tei"`` or ``"jina"`` (see the module docstring).
+        model: sent in ``"jina"`` requests (vLLM and Infinity route on it); TEI serves one model.
+        api_key: sent as ``Authorization: Bearer``, if given (kept secret).
+        path: the endpoint path if the server mounts it elsewhere (default ``/rerank`` or ``/v1/rerank``).
+        raw_scores: TEI only: ask for logits instead of sigmoid scores.
+        truncate: TEI only: let the server truncate texts longer than the model (default ``True``; with
+            ``False`` TEI refuses such texts, a non-retryable error).
+        score_kind: what the scores are; default ``"probability"`` (``"logit"`` for TEI with raw_scores).
+        max_documents_per_request: default 32 for TEI, 1000 for Jina.
+        headers: extra HTTP headers (e.g. a gateway's routing header).
+        max_concurrency, requests_per_minute, timeout, retry: see
+            :class:`~rerank_core.remote.base.RemoteBackend`.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        protocol: str = "tei",
+        model: str | None = None,
+        api_key: str | None = None,
+        path: str | None = None,
+        raw_scores: bool = False,
+        truncate: bool = True,
+        score_kind: ScoreKind | None = None,
+        max_documents_per_request: int | None = None,
+        headers: Mapping[str, str] | None = None,
+        max_concurrency: int = 8,
+        requests_per_minute: float | None = None,
+        timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        if protocol not in PROTOCOLS:
+            raise ConfigurationError("protocol", f"must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+        spec = PROTOCOLS[protocol]
+        super().__init__(
+            max_documents_per_request=(
+                spec["max_documents"] if max_documents_per_request is None else max_documents_per_request
+            ),
+            max_concurrency=max_concurrency,
+            requests_per_minute=requests_per_minute,
+            timeout=timeout,
+            retry=retry,
+        )
+        if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
+            raise ConfigurationError("base_url", f"must be an http(s) URL, got {base_url!r}")
+        if path is not None and (not isinstance(path, str) or not path.startswith("/")):
+            raise ConfigurationError("path", f"must start with '/', got {path!r}")
+        if model is not None and (not isinstance(model, str) or not model.strip()):
+            raise ConfigurationError("model", f"must be a non-empty model name or None, got {model!r}")
+        if protocol == "jina" and model is None:
+            model = "default"
+        if api_key is not None and not isinstance(api_key, str):
+            raise ConfigurationError("api_key", f"must be a string, got {type(api_key).__name__}")
+        for name, value in (("raw_scores", raw_scores), ("truncate", truncate)):
+            if not isinstance(value, bool):
+                raise ConfigurationError(name, f"must be True or False, got {value!r}")
+        if score_kind is None:
+            score_kind = "logit" if (protocol == "tei" and raw_scores) else "probability"
+        if score_kind not in ("logit", "probability"):
+            raise ConfigurationError("score_kind", f"must be 'logit' or 'probability', got {score_kind!r}")
+        self.base_url = base_url.rstrip("/")
+        self.protocol = protocol
+        self.model = model
+        self.path = path or spec["path"]
+        self.raw_scores = raw_scores
+        self.truncate = truncate
+        self._score_kind: ScoreKind = score_kind
+        self._key = Secret(api_key or "")
+        self._headers = {"content-type": "application/json", **dict(headers or {})}
+        if self._key:
+            self._headers["authorization"] = f"Bearer {self._key.get()}"
+        self._index_key, self._score_key = spec["index"], spec["score"]
+        self._client: Any = None
+        self._aclients = PerLoop(self._make_async_client, lambda client: client.aclose())
+        options = f":raw_scores={raw_scores}" if protocol == "tei" else f":model={model}"
+        self._fingerprint = f"{protocol}:{self.base_url}{self.path}{options}"
+
+    @property
+    def fingerprint(self) -> str:
+        return self._fingerprint
+
+    @property
+    def score_kind(self) -> ScoreKind:
+        return self._score_kind
+
+    def peek_score_kind(self) -> ScoreKind | None:
+        return self._score_kind
+
+    # -- clients -----------------------------------------------------------------------------------
+
+    def _client_kwargs(self) -> dict[str, Any]:
+        httpx = require("httpx", extra="cohere", feature=_FEATURE)
+        return {
+            "base_url": self.base_url,
+            "timeout": self.timeout,
+            "headers": self._headers,
+            "limits": httpx.Limits(
+                max_connections=self.max_concurrency, max_keepalive_connections=self.max_concurrency
+            ),
+        }
+
+    def _sync_client(self) -> Any:
+        if self._client is None:
+            with self._executor_lock:
+                if self._client is None:
+                    httpx = require("httpx", extra="cohere", feature=_FEATURE)
+                    self._client = httpx.Client(**self._client_kwargs())
+        return self._client
+
+    def _make_async_client(self) -> Any:
+        httpx = require("httpx", extra="cohere", feature=_FEATURE)
+        return httpx.AsyncClient(**self._client_kwargs())
+
+    # -- one request -------------------------------------------------------------------------------
+
+    def _body(self, query: str, texts: Sequence[str]) -> dict[str, Any]:
+        if self.protocol == "tei":
+            return {
+                "query": query,
+                "texts": list(texts),
+                "raw_scores": self.raw_scores,
+                "truncate": self.truncate,
+                "return_text": False,
+            }
+        return {
+            "model": self.model,
+            "query": query,
+            "documents": list(texts),
+            "top_n": len(texts),
+            "return_documents": False,
+        }
+
+    def _entries(self, response: Any) -> list[tuple[object, object]]:
+        if not 200 <= response.status_code < 300:
+            raise error_for_status(
+                response.status_code,
+                response.headers,
+                response.text,
+                backend=self.fingerprint,
+                secret=self._key,
+            )
+        try:
+            data = response.json()
+        except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
+            raise InvalidResponseError(
+                f"malformed JSON (HTTP {response.status_code}): {excerpt(response.text, self._key)}",
+                backend=self.fingerprint,
+                status_code=response.status_code,
+            ) from None
+        if self.protocol == "jina":
+            if not isinstance(data, Mapping):
+                raise InvalidResponseError(
+                    f"expected an object with 'results', got {excerpt(repr(data), self._key)}",
+                    backend=self.fingerprint,
+                )
+            data = data.get("results")
+        return entries_from_json(data, self._index_key, self._score_key, backend=self.fingerprint)
+
+    def _transport_error(self, exc: Exception) -> BackendError:
+        error = error_for_transport(exc, backend=self.fingerprint, timeout=self.timeout)
+        if error is None:
+            raise exc
+        return error
+
+    def _send(self, query: str, texts: Sequence[str]) -> list[tuple[object, object]]:
+        try:
+            response = self._sync_client().post(self.path, json=self._body(query, texts))
+        except Exception as exc:
+            raise self._transport_error(exc) from exc
+        return self._entries(response)
+
+    async def _asend(self, query: str, texts: Sequence[str]) -> list[tuple[object, object]]:
+        try:
+            response = await self._aclients.get().post(self.path, json=self._body(query, texts))
+        except Exception as exc:
+            raise self._transport_error(exc) from exc
+        return self._entries(response)
+
+    def close(self) -> None:
+        """Close the sync HTTP client and the thread pool (async clients: :meth:`aclose` in their loop)."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        super().close()
+
+    def __repr__(self) -> str:
+        key = ", api_key=***" if self._key else ""
+        return (
+            f"RerankAPIBackend(base_url={self.base_url!r}, protocol={self.protocol!r}, "
+            f"model={self.model!r}{key})"
+        )

@@ -1,0 +1,114 @@
+"""Client-side limits of a remote back end: requests per minute, and requests in flight.
+
+- :class:`RateLimiter` spaces requests evenly at ``requests_per_minute`` (each request reserves the next
+  free slot under a lock, then waits for it outside the lock), shared by sync and async callers.
+- :class:`ConcurrencyLimit` caps sync requests in flight across threads; :class:`AsyncConcurrencyLimit`
+  caps async requests in flight, with one semaphore per event loop (an asyncio semaphore belongs to one
+  loop; a back end may be used from several, e.g. one ``asyncio.run`` per call).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from types import TracebackType
+
+from rerank_core.errors import ConfigurationError
+
+__all__ = ["AsyncConcurrencyLimit", "ConcurrencyLimit", "RateLimiter", "check_limit"]
+
+
+def check_limit(value: object, argument: str, *, allow_none: bool = False, integer: bool = True) -> None:
+    """Raise :class:`ConfigurationError` unless ``value`` is a positive int (or number, or ``None``)."""
+    if value is None and allow_none:
+        return
+    ok_type = isinstance(value, int) if integer else isinstance(value, int | float)
+    if (
+        not ok_type
+        or isinstance(value, bool)
+        or not math.isfinite(value)  # type: ignore[arg-type]
+        or value <= 0  # type: ignore[operator]
+    ):
+        kind = "an int" if integer else "a number"
+        raise ConfigurationError(
+            argument, f"must be {kind} > 0{' or None' if allow_none else ''}, got {value!r}"
+        )
+
+
+class RateLimiter:
+    """Evenly spaced requests: at most ``requests_per_minute``, with no burst."""
+
+    def __init__(self, requests_per_minute: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+        check_limit(requests_per_minute, "requests_per_minute", integer=False)
+        self.requests_per_minute = float(requests_per_minute)
+        self._interval = 60.0 / self.requests_per_minute
+        self._clock = clock
+        self._next = -math.inf
+        self._lock = threading.Lock()
+
+    def reserve(self) -> float:
+        """Reserve the next slot; returns how many seconds to wait for it."""
+        with self._lock:
+            now = self._clock()
+            slot = max(now, self._next)
+            self._next = slot + self._interval
+            return slot - now
+
+    def acquire(self) -> None:
+        wait = self.reserve()
+        if wait > 0:
+            time.sleep(wait)
+
+    async def aacquire(self) -> None:
+        wait = self.reserve()
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+
+class ConcurrencyLimit:
+    """At most ``limit`` sync requests in flight (a context manager around each request)."""
+
+    def __init__(self, limit: int) -> None:
+        check_limit(limit, "max_concurrency")
+        self.limit = limit
+        self._semaphore = threading.BoundedSemaphore(limit)
+
+    def __enter__(self) -> None:
+        self._semaphore.acquire()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._semaphore.release()
+
+
+class AsyncConcurrencyLimit:
+    """At most ``limit`` async requests in flight per event loop (``async with`` around each request)."""
+
+    def __init__(self, limit: int) -> None:
+        check_limit(limit, "max_concurrency")
+        self.limit = limit
+        self._semaphores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._lock = threading.Lock()
+
+    def _semaphore(self) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            semaphore = self._semaphores.get(loop)
+            if semaphore is None:
+                semaphore = self._semaphores[loop] = asyncio.Semaphore(self.limit)
+            return semaphore
+
+    async def __aenter__(self) -> None:
+        await self._semaphore().acquire()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._semaphore().release()

@@ -1,0 +1,173 @@
+"""Retries with exponential backoff and jitter, written once for every remote back end.
+
+A request is a callable that either returns or raises a :class:`~rerank_core.errors.BackendError` whose
+class says whether trying again can help (:class:`RetryableBackendError`: 429, 5xx, timeouts, dropped
+connections) or not (:class:`NonRetryableBackendError`: a bad key, a bad request). An
+:class:`InvalidResponseError` (the server answered, but not with a valid ranking) is retried when the
+policy says so: reranking is read-only, so sending the same request again is always safe, and behind a
+load balancer the next try usually reaches a healthy replica.
+
+The delay before retry ``k`` (1-based) is ``min(max_delay, initial_delay * multiplier ** (k - 1))`` with
+"equal jitter" (half fixed, half uniformly random, so a fleet of clients does not retry in lockstep and no
+delay is zero), and never less than the server's ``Retry-After`` (capped at ``max_retry_after``).
+After the last try the last error is raised again, with ``attempts`` set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from rerank_core.errors import BackendError, ConfigurationError, InvalidResponseError
+from rerank_core.remote.limits import AsyncConcurrencyLimit, ConcurrencyLimit, RateLimiter
+from rerank_core.remote.stats import RemoteStats
+
+__all__ = ["RetryPolicy", "acall_with_retries", "call_with_retries"]
+
+T = TypeVar("T")
+logger = logging.getLogger("rerank_core.remote")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How a remote back end retries.
+
+    Args:
+        max_attempts: tries in all, the first included (``1``: never retry).
+        initial_delay: seconds before the first retry (before jitter).
+        max_delay: cap on the backoff delay.
+        multiplier: growth of the delay per retry.
+        max_retry_after: cap on a server's ``Retry-After``; a server asking for longer gets this.
+        retry_invalid_responses: retry answers that are not a valid ranking (malformed JSON, bad indices).
+    """
+
+    max_attempts: int = 4
+    initial_delay: float = 0.5
+    max_delay: float = 20.0
+    multiplier: float = 2.0
+    max_retry_after: float = 60.0
+    retry_invalid_responses: bool = True
+
+    def __post_init__(self) -> None:
+        if (
+            not isinstance(self.max_attempts, int)
+            or isinstance(self.max_attempts, bool)
+            or self.max_attempts < 1
+        ):
+            raise ConfigurationError("retry.max_attempts", f"must be an int >= 1, got {self.max_attempts!r}")
+        for name in ("initial_delay", "max_delay", "max_retry_after"):
+            value = getattr(self, name)
+            if not _finite_number(value) or value < 0:
+                raise ConfigurationError(f"retry.{name}", f"must be a finite number >= 0, got {value!r}")
+        if not _finite_number(self.multiplier) or self.multiplier < 1:
+            raise ConfigurationError(
+                "retry.multiplier", f"must be a finite number >= 1, got {self.multiplier!r}"
+            )
+
+    def should_retry(self, error: BackendError, attempt: int) -> bool:
+        """Whether to try again after ``error`` on try number ``attempt`` (1-based)."""
+        if attempt >= self.max_attempts:
+            return False
+        if isinstance(error, InvalidResponseError):
+            return self.retry_invalid_responses
+        return error.retryable
+
+    def delay(self, retry: int, retry_after: float | None = None, rng: random.Random | None = None) -> float:
+        """Seconds to wait before retry number ``retry`` (1-based)."""
+        backoff = min(self.max_delay, self.initial_delay * self.multiplier ** (retry - 1))
+        jittered = backoff / 2 + (rng or random).uniform(0, backoff / 2)
+        if retry_after is not None:
+            jittered = max(jittered, min(retry_after, self.max_retry_after))
+        return jittered
+
+
+def _finite_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _final(error: BackendError, attempts: int) -> BackendError:
+    error.attempts = attempts
+    return error
+
+
+def _note_retry(
+    stats: RemoteStats | None, error: BackendError, attempt: int, delay: float, what: str
+) -> None:
+    if stats is not None:
+        stats.add("retries")
+    logger.info(
+        "%s failed on try %d (%s: %s); retrying in %.2fs",
+        what,
+        attempt,
+        type(error).__name__,
+        error.detail,
+        delay,
+    )
+
+
+def call_with_retries(
+    send: Callable[[], T],
+    policy: RetryPolicy,
+    *,
+    what: str = "request",
+    limiter: RateLimiter | None = None,
+    concurrency: ConcurrencyLimit | None = None,
+    stats: RemoteStats | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """Call ``send()`` until it returns, retrying as ``policy`` says. Each try waits for the rate limiter,
+    then holds one concurrency slot while in flight (never while backing off)."""
+    attempt = 0
+    while True:
+        attempt += 1
+        if limiter is not None:
+            limiter.acquire()
+        try:
+            if concurrency is not None:
+                with concurrency:
+                    return send()
+            return send()
+        except BackendError as error:
+            if not policy.should_retry(error, attempt):
+                if stats is not None:
+                    stats.add("failures")
+                raise _final(error, attempt) from error.__cause__
+            delay = policy.delay(attempt, error.retry_after)
+            _note_retry(stats, error, attempt, delay, what)
+        sleep(delay)
+
+
+async def acall_with_retries(
+    send: Callable[[], Awaitable[T]],
+    policy: RetryPolicy,
+    *,
+    what: str = "request",
+    limiter: RateLimiter | None = None,
+    concurrency: AsyncConcurrencyLimit | None = None,
+    stats: RemoteStats | None = None,
+) -> T:
+    """Async :func:`call_with_retries` (waits with ``asyncio.sleep``)."""
+    attempt = 0
+    while True:
+        attempt += 1
+        if limiter is not None:
+            await limiter.aacquire()
+        try:
+            if concurrency is not None:
+                async with concurrency:
+                    return await send()
+            return await send()
+        except BackendError as error:
+            if not policy.should_retry(error, attempt):
+                if stats is not None:
+                    stats.add("failures")
+                raise _final(error, attempt) from error.__cause__
+            delay = policy.delay(attempt, error.retry_after)
+            _note_retry(stats, error, attempt, delay, what)
+        await asyncio.sleep(delay)
