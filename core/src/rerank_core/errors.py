@@ -63,12 +63,30 @@ class MissingDependencyError(RerankError, ImportError):
 
 
 class BackendError(RerankError):
-    """The back end failed to score. ``backend`` is its fingerprint when known."""
+    """The back end failed to score.
+
+    - ``backend``: its fingerprint when known (never a secret).
+    - ``status_code``: the HTTP status of a remote back end's answer, when there was one.
+    - ``retry_after``: seconds the server asked to wait (``Retry-After``), when it said.
+    - ``attempts``: how many times the request was tried before this error was raised.
+    """
 
     retryable: bool = False
 
-    def __init__(self, message: str, *, backend: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        backend: str | None = None,
+        status_code: int | None = None,
+        retry_after: float | None = None,
+        attempts: int = 1,
+    ) -> None:
         self.backend = backend
+        self.status_code = status_code
+        self.retry_after = retry_after
+        self.attempts = attempts
+        self.detail = message
         super().__init__(message if backend is None else f"[{backend}] {message}")
 
 
