@@ -62,6 +62,7 @@ class _Job:
     segments: list[Segment] | None = None
     segment_scores: np.ndarray | None = None
     cache_hits: int = 0
+    backend_usage: dict[str, int] | None = None  # what the back end reported this query cost (LLM calls...)
 
 
 class Reranker:
@@ -371,7 +372,8 @@ class Reranker:
     def _score_sync(self, jobs: list[_Job]) -> None:
         pairs = self._plan(jobs)
         cached, missing = self._lookup(pairs)
-        fresh = self.backend.score([pairs[i] for i in missing]) if missing else []
+        groups = self._groups(jobs, missing)
+        fresh = self._take_usage(jobs, self.backend.score_groups(groups)) if missing else []
         self._store(jobs, pairs, cached, missing, fresh)
 
     async def _score_async(self, jobs: list[_Job]) -> None:
@@ -382,8 +384,37 @@ class Reranker:
         else:
             pairs = self._plan(jobs)
             cached, missing = self._lookup(pairs)
-            fresh = await self.backend.ascore([pairs[i] for i in missing]) if missing else []
+            groups = self._groups(jobs, missing)
+            fresh = self._take_usage(jobs, await self.backend.ascore_groups(groups)) if missing else []
             self._store(jobs, pairs, cached, missing, fresh)
+
+    @staticmethod
+    def _groups(jobs: list[_Job], missing: list[int]) -> list[tuple[str, list[str]]]:
+        """The pairs to score as one (query, texts) group per job (a job's pairs are contiguous)."""
+        groups: list[tuple[str, list[str]]] = []
+        offset, k = 0, 0
+        for job in jobs:
+            assert job.segments is not None
+            end = offset + len(job.segments)
+            texts = []
+            while k < len(missing) and missing[k] < end:
+                texts.append(job.segments[missing[k] - offset].text)
+                k += 1
+            groups.append((job.query, texts))
+            offset = end
+        return groups
+
+    def _take_usage(self, jobs: list[_Job], scored: Sequence[Any]) -> list[float]:
+        """Flatten the back end's per-group scores; keep each group's usage on its job."""
+        if len(scored) != len(jobs):
+            raise NonRetryableBackendError(
+                f"returned {len(scored)} score groups for {len(jobs)} queries", backend=self.backend.fingerprint
+            )
+        fresh: list[float] = []
+        for job, group in zip(jobs, scored, strict=True):
+            fresh.extend(group.scores)
+            job.backend_usage = dict(group.usage) if group.usage else None
+        return fresh
 
     # -- ranking -----------------------------------------------------------------------------------
 
@@ -452,6 +483,8 @@ class Reranker:
             "pairs_scored": len(job.segments) - job.cache_hits,
             "truncated": int(sum(truncated)),
         }
+        if job.backend_usage:
+            usage.update(job.backend_usage)
         return RerankResponse(
             job.query,
             results,

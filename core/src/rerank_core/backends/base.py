@@ -11,14 +11,15 @@ from __future__ import annotations
 import asyncio
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
+from rerank_core.errors import NonRetryableBackendError
 from rerank_core.types import ScoreKind
 
-__all__ = ["Backend", "PairLimit", "TextTokenizer"]
+__all__ = ["Backend", "GroupScores", "PairLimit", "TextTokenizer"]
 
 T = TypeVar("T")
 
@@ -39,6 +40,15 @@ class PairLimit:
     max_length: int
     special_tokens: int
     tokenizer: TextTokenizer
+
+
+@dataclass(frozen=True)
+class GroupScores:
+    """The scores of one query's texts (in order), and what producing them cost (``usage``: e.g. LLM
+    calls and tokens), which the Reranker adds to that query's ``RerankResponse.usage``."""
+
+    scores: list[float]
+    usage: Mapping[str, int] = field(default_factory=dict)
 
 
 class Backend(ABC):
@@ -80,6 +90,35 @@ class Backend(ABC):
 
     async def ascore(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
         return await self.run_blocking(self.score, pairs)
+
+    def score_groups(self, groups: Sequence[tuple[str, Sequence[str]]]) -> list[GroupScores]:
+        """Score each (query, texts) group; what the Reranker calls, one group per query.
+
+        The default makes one :meth:`score` call over all pairs (shared batches) and reports no usage.
+        Back ends whose cost is per query (an LLM judge: calls, tokens) override it to report that cost
+        per group, which stays correct when several calls run at once (nothing is kept on the back end).
+        """
+        pairs = [(q, t) for q, texts in groups for t in texts]
+        return self._split_groups(groups, self.score(pairs) if pairs else [])
+
+    async def ascore_groups(self, groups: Sequence[tuple[str, Sequence[str]]]) -> list[GroupScores]:
+        """Async :meth:`score_groups` (the default makes one :meth:`ascore` call)."""
+        pairs = [(q, t) for q, texts in groups for t in texts]
+        return self._split_groups(groups, await self.ascore(pairs) if pairs else [])
+
+    def _split_groups(
+        self, groups: Sequence[tuple[str, Sequence[str]]], scores: Sequence[float]
+    ) -> list[GroupScores]:
+        total = sum(len(texts) for _, texts in groups)
+        if len(scores) != total:
+            raise NonRetryableBackendError(
+                f"returned {len(scores)} scores for {total} pairs", backend=self.fingerprint
+            )
+        out, offset = [], 0
+        for _, texts in groups:
+            out.append(GroupScores(list(scores[offset : offset + len(texts)])))
+            offset += len(texts)
+        return out
 
     async def run_blocking(self, fn: Callable[..., T], *args: object) -> T:
         """Run ``fn(*args)`` on this back end's bounded thread pool without blocking the loop."""

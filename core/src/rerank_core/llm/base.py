@@ -1,0 +1,123 @@
+"""The framework-free LLM protocol the judge talks to: chat messages in, text out, and optionally the
+log-probabilities of the first generated token.
+
+Everything an LLM judge needs from a model fits in one call, :meth:`LLM.complete`. Adapters (a local
+Hugging Face causal LM, any OpenAI-compatible HTTP endpoint, a LangChain chat model, a LlamaIndex LLM)
+translate that call and nothing else; prompts, parsing, batching and concurrency live in the judge.
+
+The first token's top log-probabilities are enough for a yes/no judge: P(yes) / (P(yes) + P(no)) is a
+calibrated-looking relevance probability that needs no text parsing at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from rerank_core.errors import ConfigurationError
+
+__all__ = ["LLM", "ChatMessage", "LLMResponse", "Role", "TokenLogprob", "check_messages"]
+
+Role = Literal["system", "user", "assistant"]
+_ROLES = ("system", "user", "assistant")
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    """One chat turn."""
+
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class TokenLogprob:
+    """One alternative for the first generated token: its text and natural-log probability."""
+
+    token: str
+    logprob: float
+
+
+@dataclass(frozen=True, slots=True)
+class LLMResponse:
+    """What one LLM call returned.
+
+    - ``text``: the generated text.
+    - ``top_logprobs``: the most likely alternatives for the *first* generated token, best first, or
+      ``None`` when the model or endpoint did not return them.
+    - ``prompt_tokens`` / ``completion_tokens``: token counts as the model reports them (``None``: not
+      reported; the judge then estimates them with :meth:`LLM.count_tokens` and says so in its usage).
+    """
+
+    text: str
+    top_logprobs: tuple[TokenLogprob, ...] | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+def check_messages(messages: object, argument: str = "messages") -> list[ChatMessage]:
+    """``messages`` as a list of :class:`ChatMessage`, or a :class:`ConfigurationError` naming it."""
+    if isinstance(messages, str | bytes) or not isinstance(messages, Sequence) or not messages:
+        raise ConfigurationError(argument, "must be a non-empty list of ChatMessage")
+    out = []
+    for i, m in enumerate(messages):
+        if not isinstance(m, ChatMessage) or m.role not in _ROLES or not isinstance(m.content, str):
+            raise ConfigurationError(f"{argument}[{i}]", f"must be a ChatMessage with role in {_ROLES}")
+        out.append(m)
+    return out
+
+
+class LLM(ABC):
+    """A chat model as the judge sees it. Subclasses implement ``fingerprint`` and ``complete``.
+
+    Attributes:
+        blocking: ``True`` when ``complete`` does its work in this process (a local model) or on a
+            blocking client; ``acomplete`` then runs it on a worker thread. Adapters with a native
+            async client override ``acomplete`` and set ``blocking = False``.
+        supports_logprobs: whether ``complete(..., top_logprobs=k)`` returns ``top_logprobs``. ``None``
+            means "unknown until tried" (an HTTP endpoint); the judge then asks and falls back to text
+            when none come back.
+        context_window: the model's context length in tokens, when known; the judge sizes its batches and
+            windows to fit it.
+    """
+
+    blocking: bool = True
+    supports_logprobs: bool | None = False
+    context_window: int | None = None
+
+    @property
+    @abstractmethod
+    def fingerprint(self) -> str:
+        """A stable description of the model and every setting that changes its output."""
+
+    @abstractmethod
+    def complete(
+        self, messages: Sequence[ChatMessage], *, max_tokens: int, top_logprobs: int = 0
+    ) -> LLMResponse:
+        """Generate a reply to ``messages`` (greedy / temperature 0 where the model allows).
+
+        ``top_logprobs > 0`` asks for that many alternatives of the first generated token.
+        Failures are :class:`~rerank_core.errors.BackendError` (retryable or not).
+        """
+
+    async def acomplete(
+        self, messages: Sequence[ChatMessage], *, max_tokens: int, top_logprobs: int = 0
+    ) -> LLMResponse:
+        """Async :meth:`complete`; by default ``complete`` on a worker thread."""
+        return await asyncio.to_thread(
+            lambda: self.complete(messages, max_tokens=max_tokens, top_logprobs=top_logprobs)
+        )
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens in ``text``; by default an estimate (4 characters a token). Local adapters count."""
+        return max(1, math.ceil(len(text) / 4))
+
+    def close(self) -> None:  # noqa: B027 (optional hook, a no-op by default)
+        """Release clients or models (no-op by default)."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.fingerprint!r})"

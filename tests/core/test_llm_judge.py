@@ -1,0 +1,263 @@
+"""LLMJudgeBackend with a fake LLM: pointwise (log-probabilities, graded batches), listwise windows,
+messy answers, per-query usage under concurrency, and the Reranker around it."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import pytest
+from fakes import run_in_threads
+from llm_fakes import PASSAGE, FakeJudgeLLM, grade_of
+
+from rerank_core import ConfigurationError, NonRetryableBackendError, Reranker
+from rerank_core.backends.llm_judge import USAGE_KEYS, LLMJudgeBackend
+from rerank_core.llm import JudgePrompts, PromptTemplate
+
+DOCS = [f"doc {i} rel={r}" for i, r in enumerate([0.1, 0.9, 0.4, 0.0, 1.0, 0.6, 0.2])]
+
+
+def test_pointwise_logprobs_scores_are_p_yes() -> None:
+    llm = FakeJudgeLLM(grade_of)
+    judge = LLMJudgeBackend(llm)
+    assert judge.scoring == "logprobs" and judge.score_kind == "probability"
+    response = Reranker(judge).rerank("q", DOCS)
+    assert response.indices == [4, 1, 5, 2, 6, 0, 3]
+    by_index = {r.index: r.raw_score for r in response}
+    assert by_index[1] == pytest.approx(0.9) and by_index[2] == pytest.approx(0.4)
+    assert response.usage["llm_calls"] == len(DOCS) == len(llm.calls)
+    assert response.usage["llm_prompt_tokens"] > 0 and response.usage["llm_completion_tokens"] == len(DOCS)
+    assert response.usage["llm_unparsed"] == 0
+    assert set(USAGE_KEYS) <= set(response.usage)
+
+
+def test_pointwise_graded_batches_and_normalises() -> None:
+    llm = FakeJudgeLLM(grade_of, logprobs=False)
+    judge = LLMJudgeBackend(llm, batch_size=3, max_grade=3)
+    assert judge.scoring == "graded" and judge.score_kind == "probability"
+    response = Reranker(judge).rerank("q", DOCS)
+    assert response.usage["llm_calls"] == 3  # 7 candidates, 3 per call
+    assert [len(PASSAGE.findall(c[-1].content)) for c in llm.calls] == [3, 3, 1]
+    by_index = {r.index: r.raw_score for r in response}
+    assert by_index == pytest.approx({i: round(grade_of(d) * 3) / 3 for i, d in enumerate(DOCS)})
+
+
+def test_graded_batch_missing_answers_are_asked_again_singly() -> None:
+    def answer(user: str, passages: list[tuple[int, str]], _k: int) -> str | None:
+        if len(passages) > 1:
+            return "[1] 3\nI am not sure about the others."
+        return None  # single passages: answered properly
+
+    llm = FakeJudgeLLM(grade_of, logprobs=False, answer=answer)
+    response = Reranker(LLMJudgeBackend(llm, batch_size=4)).rerank("q", DOCS[:4])
+    assert response.usage["llm_calls"] == 1 + 3
+    assert response.usage["llm_unparsed"] == 0
+    assert {r.index: r.raw_score for r in response}[0] == 1.0  # from the batch answer (said 3)
+
+
+@pytest.mark.parametrize(
+    "garbage", ["", "I cannot help with that.", "[9] > [8]", "yes yes yes", "¯\\_(ツ)_/¯"]
+)
+@pytest.mark.parametrize("scoring", ["logprobs", "graded", "listwise"])
+def test_garbage_answers_never_crash_and_are_counted(garbage: str, scoring: str) -> None:
+    llm = FakeJudgeLLM(grade_of, logprobs=scoring == "logprobs", answer=lambda *_: garbage)
+    mode = "listwise" if scoring == "listwise" else "pointwise"
+    judge = LLMJudgeBackend(llm, mode=mode, window_size=3, step=1, batch_size=2)
+    response = Reranker(judge).rerank("q", DOCS[:4])
+    assert sorted(response.indices) == [0, 1, 2, 3]
+    if scoring == "listwise":
+        assert response.indices == [0, 1, 2, 3]  # nothing usable: the input order is kept
+        assert response.usage["llm_unparsed"] == response.usage["llm_calls"] == 2
+    elif garbage == "yes yes yes" and scoring == "logprobs":
+        assert all(r.raw_score == 1.0 for r in response)  # a text answer read when no logprobs came
+    else:
+        assert response.usage["llm_unparsed"] == 4
+        assert all(r.raw_score == 0.0 for r in response)
+
+
+def test_on_parse_error_raise() -> None:
+    llm = FakeJudgeLLM(grade_of, logprobs=False, answer=lambda *_: "no idea")
+    judge = LLMJudgeBackend(llm, on_parse_error="raise")
+    with pytest.raises(NonRetryableBackendError, match="unparseable"):
+        Reranker(judge).rerank("q", DOCS[:2])
+
+
+def _rankgpt_reference(rel: list[float], window: int, step: int) -> list[int]:
+    """RankGPT's back-to-front sliding window with a perfect judge, written independently."""
+    order = list(range(len(rel)))
+    end = len(order)
+    while True:
+        start = max(0, end - window)
+        order[start:end] = sorted(order[start:end], key=lambda i: -rel[i])
+        if start == 0:
+            return order
+        end -= step
+
+
+@pytest.mark.parametrize(
+    ("n", "window", "step"), [(7, 4, 2), (7, 20, 10), (12, 10, 5), (20, 5, 1), (2, 2, 1)]
+)
+def test_listwise_sliding_window(n: int, window: int, step: int) -> None:
+    rel = [((i * 7919) % 13) / 13 for i in range(n)]
+    docs = [f"doc {i} rel={r}" for i, r in enumerate(rel)]
+    llm = FakeJudgeLLM(grade_of)
+    judge = LLMJudgeBackend(llm, mode="listwise", window_size=window, step=step)
+    assert judge.score_kind == "rank"
+    response = Reranker(judge).rerank("q", docs)
+    expected = _rankgpt_reference(rel, window, step)
+    assert response.indices == expected
+    assert [r.raw_score for r in response] == pytest.approx([(n - k) / n for k in range(n)])
+    calls = 1 if n <= window else 1 + -(-(n - window) // step)
+    assert response.usage["llm_calls"] == calls == len(llm.calls)
+    assert response.indices[0] == max(range(n), key=lambda i: rel[i])  # the best always reaches the top
+
+
+def test_listwise_single_candidate_makes_no_call() -> None:
+    llm = FakeJudgeLLM(grade_of)
+    response = Reranker(LLMJudgeBackend(llm, mode="listwise")).rerank("q", ["only one"])
+    assert response.usage["llm_calls"] == 0 and response[0].raw_score == 1.0
+
+
+def test_usage_is_per_query_in_rerank_many_and_with_cache() -> None:
+    llm = FakeJudgeLLM(grade_of)
+    reranker = Reranker(LLMJudgeBackend(llm), cache=True)
+    a, b = reranker.rerank_many(["q1", "q2"], [DOCS[:3], DOCS[:5]])
+    assert (a.usage["llm_calls"], b.usage["llm_calls"]) == (3, 5)
+    again = reranker.rerank("q2", DOCS[:6])
+    assert again.usage["llm_calls"] == 1 and again.usage["cache_hits"] == 5
+
+
+def test_usage_is_correct_under_concurrent_sync_calls() -> None:
+    llm = FakeJudgeLLM(grade_of, delay=0.01)
+    reranker = Reranker(LLMJudgeBackend(llm, max_concurrency=3))
+    got: dict[int, int] = {}
+
+    def work(i: int) -> None:
+        got[i] = reranker.rerank(f"q{i}", DOCS[: i + 1]).usage["llm_calls"]
+
+    run_in_threads(work, 6)
+    assert got == {i: i + 1 for i in range(6)}
+    assert llm.peak <= 3
+
+
+def test_sync_calls_run_concurrently_within_bound() -> None:
+    llm = FakeJudgeLLM(grade_of, delay=0.02)
+    response = Reranker(LLMJudgeBackend(llm, max_concurrency=4)).rerank_many(["a", "b"], [DOCS, DOCS])
+    assert 1 < llm.peak <= 4
+    assert [r.usage["llm_calls"] for r in response] == [7, 7]
+
+
+async def test_async_native_llm_bounded_and_usage_per_query() -> None:
+    llm = FakeJudgeLLM(grade_of, blocking=False, delay=0.01)
+    judge = LLMJudgeBackend(llm, max_concurrency=3)
+    assert judge.blocking is False
+    reranker = Reranker(judge)
+    responses = await asyncio.gather(*(reranker.arerank(f"q{i}", DOCS[: i + 2]) for i in range(5)))
+    assert [r.usage["llm_calls"] for r in responses] == [i + 2 for i in range(5)]
+    assert 1 < llm.peak <= 3
+    assert responses[0].indices == [1, 0]
+
+
+async def test_async_listwise_and_blocking_llm_paths_agree_with_sync() -> None:
+    for blocking in (True, False):
+        llm = FakeJudgeLLM(grade_of, blocking=blocking)
+        reranker = Reranker(LLMJudgeBackend(llm, mode="listwise", window_size=3, step=1))
+        sync, asynced = reranker.rerank("q", DOCS), await reranker.arerank("q", DOCS)
+        assert sync.indices == asynced.indices
+        assert sync.usage == asynced.usage
+
+
+def test_tokens_estimated_when_not_reported() -> None:
+    llm = FakeJudgeLLM(grade_of, report_tokens=False)
+    response = Reranker(LLMJudgeBackend(llm)).rerank("q", DOCS[:2])
+    assert response.usage["llm_estimated_tokens"] == 2 and response.usage["llm_prompt_tokens"] > 0
+
+
+def test_score_groups_consecutive_pairs_by_query() -> None:
+    llm = FakeJudgeLLM(grade_of)
+    judge = LLMJudgeBackend(llm, mode="listwise", window_size=4, step=2)
+    scores = judge.score([("a", DOCS[0]), ("a", DOCS[1]), ("b", DOCS[2]), ("b", DOCS[3]), ("b", DOCS[4])])
+    assert scores == pytest.approx([0.5, 1.0, 2 / 3, 1 / 3, 1.0])
+
+
+def test_max_passage_chars_truncates_and_counts() -> None:
+    llm = FakeJudgeLLM(grade_of)
+    response = Reranker(LLMJudgeBackend(llm, max_passage_chars=20)).rerank(
+        "q", ["x" * 50 + " rel=1", "short"]
+    )
+    assert response.usage["llm_truncated"] == 1
+    assert all(len(p) <= 20 for c in llm.calls for _, p in PASSAGE.findall(c[-1].content))
+
+
+def test_context_window_shrinks_passages_to_fit() -> None:
+    llm = FakeJudgeLLM(grade_of)
+    llm.context_window = 400
+    docs = ["word " * 300 + f"rel={i / 10}" for i in range(4)]
+    response = Reranker(LLMJudgeBackend(llm, mode="listwise")).rerank("q", docs)
+    assert response.usage["llm_truncated"] == 4
+    assert all(len(c[-1].content) < 400 * 4 * 1.5 for c in llm.calls)
+
+
+def test_custom_prompts_are_used_and_change_the_fingerprint() -> None:
+    prompts = JudgePrompts(
+        listwise=PromptTemplate("Be brief.", "Q={query}\n{passages}\nOrder the {num}: [2] > [1]")
+    )
+    llm = FakeJudgeLLM(grade_of)
+    judge = LLMJudgeBackend(llm, mode="listwise", prompts=prompts)
+    assert judge.fingerprint != LLMJudgeBackend(llm, mode="listwise").fingerprint
+    Reranker(judge).rerank("my query", DOCS[:3])
+    system, user = llm.calls[0]
+    assert system.content == "Be brief." and user.content.startswith("Q=my query\n<passage")
+    assert "Order the 3" in user.content
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "argument"),
+    [
+        ({"mode": "pairwise"}, "mode"),
+        ({"scoring": "vibes"}, "scoring"),
+        ({"mode": "listwise", "scoring": "graded"}, "scoring"),
+        ({"window_size": 1}, "window_size"),
+        ({"window_size": 4, "step": 4}, "step"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"max_grade": 0}, "max_grade"),
+        ({"max_concurrency": 0}, "max_concurrency"),
+        ({"on_parse_error": "ignore"}, "on_parse_error"),
+        ({"prompts": "rate it"}, "prompts"),
+        ({"max_passage_chars": 3}, "max_passage_chars"),
+    ],
+)
+def test_configuration_errors_name_the_argument(kwargs: dict, argument: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        LLMJudgeBackend(FakeJudgeLLM(grade_of), **kwargs)
+    assert info.value.argument == argument
+
+
+def test_logprobs_refused_for_a_text_only_llm_and_non_llm_refused() -> None:
+    with pytest.raises(ConfigurationError, match="log-probabilities"):
+        LLMJudgeBackend(FakeJudgeLLM(grade_of, logprobs=False), scoring="logprobs")
+    with pytest.raises(ConfigurationError) as info:
+        LLMJudgeBackend("gpt-4")  # type: ignore[arg-type]
+    assert info.value.argument == "llm"
+
+
+def test_prompt_template_needs_its_placeholders() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        JudgePrompts(graded=PromptTemplate("", "Rate: {query}"))
+    assert info.value.argument == "prompts.graded" and "{passages}" in str(info.value)
+
+
+def test_llm_exceptions_become_backend_errors() -> None:
+    def boom(*_: object) -> str:
+        raise RuntimeError("connection reset")
+
+    judge = LLMJudgeBackend(FakeJudgeLLM(grade_of, answer=boom))
+    with pytest.raises(NonRetryableBackendError, match="connection reset"):
+        Reranker(judge).rerank("q", DOCS[:2])
+
+
+def test_sigmoid_refused_on_judge_scores() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        Reranker(LLMJudgeBackend(FakeJudgeLLM(grade_of)), normalization="sigmoid")
+    assert info.value.argument == "normalization"
+    assert re.search("probability", str(info.value))
