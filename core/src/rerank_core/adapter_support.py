@@ -14,7 +14,8 @@
   what a fusion needs is decided here, once.
 - :func:`result_metadata`: the metadata keys a :class:`RerankResult` adds to the framework object it is
   mapped back to (``rerank_raw_score``; ``rerank_window`` / ``rerank_truncated`` for long texts; and, when
-  the reranker fused its score with the first stage's, ``rerank_score`` and ``first_stage_score``).
+  the reranker fused its score with the first stage's, ``rerank_score`` and ``first_stage_score``; with a
+  scoring profile, ``pre_profile_score`` and ``profile_effects``).
 """
 
 from __future__ import annotations
@@ -29,13 +30,16 @@ from rerank_core.backends.base import Backend
 from rerank_core.backends.cross_encoder import CrossEncoderBackend
 from rerank_core.errors import ConfigurationError, InvalidInputError
 from rerank_core.fusion import Fusion
+from rerank_core.profiles import ScoringProfile, json_value
 from rerank_core.reranker import _UNSET, Reranker
-from rerank_core.types import RerankResult
+from rerank_core.types import Candidate, RerankResult
 from rerank_core.validation import check_score_threshold, check_top_n
 
 __all__ = [
     "FIRST_STAGE_SCORE_KEY",
     "NOT_RERANKED_KEY",
+    "PRE_PROFILE_SCORE_KEY",
+    "PROFILE_EFFECTS_KEY",
     "RAW_SCORE_KEY",
     "RERANKER_OPTIONS",
     "RERANK_SCORE_KEY",
@@ -43,6 +47,7 @@ __all__ = [
     "UNSET",
     "WINDOW_KEY",
     "AdapterConstructors",
+    "candidates_with_metadata",
     "check_items",
     "collect_first_stage_scores",
     "resolve_reranker",
@@ -75,6 +80,13 @@ and the call had first-stage scores (absent when ``rrf`` fell back on the input 
 NOT_RERANKED_KEY = "rerank_failed"
 """Metadata key set to ``True`` on objects returned in input order because the back end failed and the
 reranker fails open (``fail_open=True``)."""
+PRE_PROFILE_SCORE_KEY = "pre_profile_score"
+"""Metadata key of the score before the reranker's scoring profile (the relevance score is then the profiled
+score), added when the reranker has a profile."""
+PROFILE_EFFECTS_KEY = "profile_effects"
+"""Metadata key of the profile rules that fired, a list of ``{"rule", "mode", "amount", "value",
+"defaulted"}`` dicts (JSON-compatible; ``mode`` "multiply" means ``amount`` is a factor, "add" a term), added
+when the reranker has a profile (an empty list when no rule fired)."""
 
 
 def resolve_reranker(
@@ -86,12 +98,14 @@ def resolve_reranker(
     temperature: float | None = None,
     reranker_kwargs: Mapping[str, Any] | None = None,
     fusion: Fusion | str | None = None,
+    profile: ScoringProfile | Mapping[str, Any] | None = None,
 ) -> tuple[Reranker, int | None, float | None]:
     """Return ``(reranker, top_n, score_threshold)``: the core reranker and the effective policy values.
 
     ``top_n`` / ``score_threshold`` left :data:`UNSET` mean the Reranker's own (``None`` for a back end).
     ``fusion`` (a :class:`Fusion` or ``"zscore:0.6"``-style string) is passed to the Reranker built over a
-    back end; a ready Reranker carries its own. Errors are :class:`ConfigurationError` naming the argument
+    back end; a ready Reranker carries its own; so is ``profile`` (a :class:`ScoringProfile` or the mapping
+    ``ScoringProfile.from_dict`` reads). Errors are :class:`ConfigurationError` naming the argument
     (``reranker``, ``top_n``, ``score_threshold``, ``normalization``, ``temperature``, ``reranker_kwargs``,
     ``fusion`` / ``fusion.method`` / ``fusion.weight``).
     """
@@ -122,6 +136,7 @@ def resolve_reranker(
             "temperature": temperature is not None,
             "reranker_kwargs": bool(extra),
             "fusion": fusion is not None,
+            "profile": profile is not None,
         }
         clash = [name for name, is_given in given.items() if is_given]
         if clash:
@@ -144,6 +159,8 @@ def resolve_reranker(
             options["temperature"] = temperature
         if fusion is not None:
             options["fusion"] = fusion
+        if profile is not None:
+            options["profile"] = profile
         built = Reranker(
             reranker,
             top_n=None if top_n is UNSET else top_n,
@@ -168,7 +185,7 @@ class AdapterConstructors:
         class RerankCompressor(AdapterConstructors, BaseDocumentCompressor): ...
 
     ``Adapter(reranker, *, top_n, score_threshold, normalization, temperature, reranker_kwargs, fusion,
-    **fields)``
+    profile, **fields)``
     resolves the reranker with :func:`resolve_reranker` and passes the other fields on. ``from_backend``
     and the ``from_<back end>`` constructors build it over a back end; ``adapter_options`` names the
     class's own options that those constructors pass to the class rather than to the back end.
@@ -186,6 +203,7 @@ class AdapterConstructors:
         temperature: float | None = None,
         reranker_kwargs: Mapping[str, Any] | None = None,
         fusion: Fusion | str | None = None,
+        profile: ScoringProfile | Mapping[str, Any] | None = None,
         **data: Any,
     ) -> None:
         core, n, threshold = resolve_reranker(
@@ -196,6 +214,7 @@ class AdapterConstructors:
             temperature=temperature,
             reranker_kwargs=reranker_kwargs,
             fusion=fusion,
+            profile=profile,
         )
         super().__init__(reranker=core, top_n=n, score_threshold=threshold, **data)  # type: ignore[call-arg]
 
@@ -217,6 +236,7 @@ class AdapterConstructors:
         temperature: float | None = None,
         reranker_kwargs: Mapping[str, Any] | None = None,
         fusion: Fusion | str | None = None,
+        profile: ScoringProfile | Mapping[str, Any] | None = None,
         **backend_kwargs: Any,
     ) -> AdapterT:
         """A local cross-encoder by Hugging Face id, local path or loaded ``CrossEncoder``.
@@ -234,6 +254,7 @@ class AdapterConstructors:
             temperature=temperature,
             reranker_kwargs=reranker_kwargs,
             fusion=fusion,
+            profile=profile,
             **options,
         )
 
@@ -298,6 +319,14 @@ def collect_first_stage_scores(
     raise InvalidInputError(argument(i), f"{what}: {need}" + (f"; {hint}" if hint else ""))
 
 
+def candidates_with_metadata(
+    texts: Sequence[str], metadata: Sequence[Mapping[str, Any] | None]
+) -> list[Candidate]:
+    """The texts to rank as core candidates carrying the framework objects' metadata (the same objects,
+    not copies), so that a scoring profile's rules can read it."""
+    return [Candidate(text, metadata=meta) for text, meta in zip(texts, metadata, strict=True)]
+
+
 def result_metadata(result: RerankResult, *, fused: bool = False) -> dict[str, Any]:
     """What a result adds to the metadata of the object it is mapped back to: the raw score, and the
     window or truncation flag when the core split or cut a long text.
@@ -305,7 +334,8 @@ def result_metadata(result: RerankResult, *, fused: bool = False) -> dict[str, A
     ``fused`` (pass ``response.fusion is not None``): the relevance score is a fusion of the reranker's and
     the first stage's, so both are added too: ``rerank_score`` (the reranker's calibrated score) and, when
     the call had first-stage scores, ``first_stage_score``. A result returned unranked because the back end
-    failed and the reranker fails open gets ``rerank_failed: True`` (its scores are NaN).
+    failed and the reranker fails open gets ``rerank_failed: True`` (its scores are NaN). With a scoring
+    profile, ``pre_profile_score`` and ``profile_effects`` (see :data:`PROFILE_EFFECTS_KEY`) are added.
     """
     added: dict[str, Any] = {RAW_SCORE_KEY: result.raw_score}
     if fused:
@@ -324,4 +354,16 @@ def result_metadata(result: RerankResult, *, fused: bool = False) -> dict[str, A
         added[TRUNCATED_KEY] = True
     if not result.reranked:
         added[NOT_RERANKED_KEY] = True
+    if result.pre_profile_score is not None:
+        added[PRE_PROFILE_SCORE_KEY] = result.pre_profile_score
+        added[PROFILE_EFFECTS_KEY] = [
+            {
+                "rule": e.rule,
+                "mode": e.mode,
+                "amount": e.amount,
+                "value": json_value(e.value),
+                "defaulted": e.defaulted,
+            }
+            for e in result.profile_effects
+        ]
     return added

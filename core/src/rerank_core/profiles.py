@@ -82,6 +82,7 @@ __all__ = [
     "RuleEffect",
     "ScoringProfile",
     "check_profile",
+    "json_value",
     "parse_date",
     "parse_duration",
 ]
@@ -167,7 +168,7 @@ def parse_date(value: object, epoch_unit: str = "s") -> datetime:
     return out.replace(tzinfo=_UTC) if out.tzinfo is None else out.astimezone(_UTC)
 
 
-def _json_value(value: Any) -> Any:
+def json_value(value: Any) -> Any:
     """``value`` as something JSON can hold (dates as ISO strings, other objects as ``str``)."""
     if value is None or isinstance(value, bool | int | float | str):
         return value
@@ -178,7 +179,7 @@ def _json_value(value: Any) -> Any:
     if isinstance(value, timedelta):
         return _format_duration(value)
     if isinstance(value, list | tuple):
-        return [_json_value(v) for v in value]
+        return [json_value(v) for v in value]
     return str(value)
 
 
@@ -252,7 +253,7 @@ class ProfileRule:
         for f in fields(self):
             value = getattr(self, f.name)
             if value is not None:
-                out[f.name] = _json_value(value)
+                out[f.name] = json_value(value)
         return out
 
 

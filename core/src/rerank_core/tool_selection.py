@@ -152,11 +152,12 @@ def plan_tool_selection(
         top_n=UNSET if max_tools is None else max_tools,
         score_threshold=UNSET if score_threshold is None else score_threshold,
     )
-    if core.fusion is not None:
-        # Tools have no first-stage score: rank them by the reranker alone (on a copy; the caller's
-        # Reranker keeps its fusion).
+    if core.fusion is not None or core.profile is not None:
+        # Tools have no first-stage score and no metadata: rank them by the reranker alone (on a copy; the
+        # caller's Reranker keeps its fusion and scoring profile).
         core = copy.copy(core)
         core.fusion = None
+        core.profile = None
     always = set(keep)
     ranked = [i for i, name in enumerate(names) if name not in always]
     return ToolSelectionPlan(

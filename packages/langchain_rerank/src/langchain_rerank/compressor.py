@@ -10,7 +10,10 @@ compressor only maps the results back to copies of the caller's Documents:
   offsets of the best window) or, when it truncated one, ``rerank_truncated: True``;
 - with a fusion (``fusion="zscore:0.6"``, or a Reranker that has one), ``relevance_score`` is the fused
   score and the metadata also gains ``rerank_score`` (the reranker's own calibrated score) and
-  ``first_stage_score`` (the retriever's).
+  ``first_stage_score`` (the retriever's);
+- with a scoring profile (``profile=...``, or a Reranker that has one), ``relevance_score`` is the profiled
+  score and the metadata also gains ``pre_profile_score`` and ``profile_effects`` (the rules that fired),
+  the rules reading the Document's own metadata.
 
 The first-stage score of a Document is read from ``metadata[first_stage_score_key]`` (``"score"`` by
 default, where LangChain's "add scores to retriever results" recipe and several vector stores put it). When
@@ -36,12 +39,13 @@ from langchain_core.documents import BaseDocumentCompressor, Document
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
 from pydantic import ConfigDict
 
-from rerank_core import InvalidInputError, Reranker, RerankResponse
+from rerank_core import Candidate, InvalidInputError, Reranker, RerankResponse
 from rerank_core.adapter_support import (
     FIRST_STAGE_SCORE_KEY,
     RAW_SCORE_KEY,
     RERANK_SCORE_KEY,
     AdapterConstructors,
+    candidates_with_metadata,
     check_items,
     collect_first_stage_scores,
     result_metadata,
@@ -90,6 +94,8 @@ class RerankCompressor(AdapterConstructors, BaseDocumentCompressor):
         fusion: fuse the reranker's score with each Document's first-stage score (a
             :class:`rerank_core.Fusion` or ``"zscore:0.6"``, ``"minmax:0.5"``, ``"rrf:0.5"``); only with a
             back end (a Reranker carries its own ``fusion``).
+        profile: a :class:`rerank_core.ScoringProfile` (or its ``from_dict`` mapping) applied to each
+            Document's metadata after the fusion; only with a back end (a Reranker carries its own).
         first_stage_score_key: the metadata key holding a Document's first-stage score (``"score"``).
 
     ``RerankCompressor.from_cross_encoder("cross-encoder/ms-marco-MiniLM-L6-v2", top_n=3)`` is the
@@ -234,6 +240,7 @@ class RerankCompressor(AdapterConstructors, BaseDocumentCompressor):
             "normalization": response.normalization,
             "score_kind": response.score_kind,
             "fusion": response.fusion,
+            "profile": response.profile,
             "first_stage": _first_stage_source(first_stage, fused, len(docs), self.first_stage_score_key),
             "seconds": time.perf_counter() - started,
             "usage": dict(response.usage),
@@ -247,6 +254,7 @@ class RerankCompressor(AdapterConstructors, BaseDocumentCompressor):
             "rerank_score_threshold": self.score_threshold,
             "rerank_normalization": self.reranker.normalization,
             "rerank_fusion": None if self.reranker.fusion is None else self.reranker.fusion.describe(),
+            "rerank_profile": None if self.reranker.profile is None else self.reranker.profile.describe(),
         }
 
 
@@ -272,8 +280,9 @@ def _first_stage_source(first_stage: list[float] | None, fused: bool, n: int, ke
     return None
 
 
-def _texts(docs: list[Document]) -> list[str]:
-    return [d.page_content for d in docs]
+def _texts(docs: list[Document]) -> list[Candidate]:
+    """What the core ranks: each Document's ``page_content``, with its metadata for a scoring profile."""
+    return candidates_with_metadata([d.page_content for d in docs], [d.metadata for d in docs])
 
 
 def _query_text(query: object) -> str:

@@ -11,7 +11,9 @@ the postprocessor only maps the results back to copies of the caller's nodes, wh
 - ``rerank_window`` / ``rerank_truncated`` when the core windowed or truncated a long text;
 - with a fusion (``fusion="zscore:0.6"``, or a Reranker that has one): ``rerank_score`` (the reranker's own
   calibrated score) and ``first_stage_score`` (the incoming ``NodeWithScore.score`` that was fused), while
-  ``score`` is the fused relevance score.
+  ``score`` is the fused relevance score;
+- with a scoring profile (``profile=...``, or a Reranker that has one; its rules read the node's metadata):
+  ``pre_profile_score`` and ``profile_effects`` (the rules that fired), while ``score`` is the profiled score.
 
 The first-stage score is the incoming ``NodeWithScore.score``. When every node has one it is passed to the
 core (so the results keep it, fused or not); a fusion that needs it and does not find it is an
@@ -36,12 +38,13 @@ from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRan
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
-from rerank_core import InvalidInputError, Reranker, RerankResponse, RerankResult
+from rerank_core import Candidate, InvalidInputError, Reranker, RerankResponse, RerankResult
 from rerank_core.adapter_support import (
     FIRST_STAGE_SCORE_KEY,
     RAW_SCORE_KEY,
     RERANK_SCORE_KEY,
     AdapterConstructors,
+    candidates_with_metadata,
     check_items,
     collect_first_stage_scores,
     result_metadata,
@@ -94,6 +97,8 @@ class RerankPostprocessor(AdapterConstructors, BaseNodePostprocessor):
         fusion: fuse the reranker's score with each node's incoming score (a :class:`rerank_core.Fusion` or
             ``"zscore:0.6"``, ``"minmax:0.5"``, ``"rrf:0.5"``); only with a back end (a Reranker carries
             its own ``fusion``).
+        profile: a :class:`rerank_core.ScoringProfile` (or its ``from_dict`` mapping) applied to each node's
+            metadata after the fusion; only with a back end (a Reranker carries its own).
         keep_retrieval_score: copy the incoming score to ``metadata["retrieval_score"]`` (default on).
         metadata_mode: which node content is ranked (``MetadataMode.EMBED`` by default).
 
@@ -153,7 +158,7 @@ class RerankPostprocessor(AdapterConstructors, BaseNodePostprocessor):
 
     def _start(
         self, nodes: object, query_bundle: object
-    ) -> tuple[QueryBundle, list[NodeWithScore], list[str], list[float] | None]:
+    ) -> tuple[QueryBundle, list[NodeWithScore], list[Candidate], list[float] | None]:
         """Check the call, emit ``ReRankStartEvent``; (the query bundle, the nodes, the texts to rank, the
         first-stage scores for the core)."""
         query_bundle = _check_query_bundle(query_bundle)
@@ -172,7 +177,10 @@ class RerankPostprocessor(AdapterConstructors, BaseNodePostprocessor):
                 model_name=self.reranker.backend.fingerprint,
             )
         )
-        texts = [item.node.get_content(metadata_mode=self.metadata_mode) for item in items]
+        texts = candidates_with_metadata(
+            [item.node.get_content(metadata_mode=self.metadata_mode) for item in items],
+            [item.node.metadata for item in items],  # for a scoring profile's rules
+        )
         return query_bundle, items, texts, first_stage
 
     def _end(self, event: Any, items: list[NodeWithScore], response: RerankResponse) -> list[NodeWithScore]:
