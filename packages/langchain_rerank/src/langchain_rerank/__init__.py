@@ -2,6 +2,8 @@
 
 - :class:`RerankCompressor`: a ``BaseDocumentCompressor`` (use it in ``ContextualCompressionRetriever``,
   ``DocumentCompressorPipeline`` or, through ``as_runnable()``, in any LCEL chain).
+- :class:`FusionRetriever`: a ``BaseRetriever`` fusing several retrievers (BM25 + dense, ...) with the core's
+  reciprocal rank fusion or weighted score fusion, each document once, each source's rank and score kept.
 - :func:`select_tools` / :func:`aselect_tools`: the tools most relevant to a query.
 - ``RerankToolSelectorMiddleware``: a LangChain v1 agent middleware choosing the tools the model sees
   (needs ``pip install langchain``; imported on first access).
@@ -21,6 +23,7 @@ from langchain_rerank.compressor import (
     RerankCompressor,
     documents_with_scores,
 )
+from langchain_rerank.fusion_retriever import FUSION_SOURCES_KEY, FusionRetriever
 from langchain_rerank.tool_selection import aselect_tools, select_tools, tool_text
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -30,10 +33,12 @@ __version__ = "0.1.0"
 __all__ = [
     "DEFAULT_FIRST_STAGE_SCORE_KEY",
     "FIRST_STAGE_SCORE_KEY",
+    "FUSION_SOURCES_KEY",
     "RAW_SCORE_KEY",
     "RELEVANCE_SCORE_KEY",
     "RERANK_EVENT",
     "RERANK_SCORE_KEY",
+    "FusionRetriever",
     "RerankCompressor",
     "RerankToolSelectorMiddleware",
     "__version__",
