@@ -27,7 +27,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
 
 from rerank_core.backends.base import Backend
+from rerank_core.backends.cohere import CohereBackend
 from rerank_core.backends.cross_encoder import CrossEncoderBackend
+from rerank_core.backends.rerank_api import RerankAPIBackend
 from rerank_core.errors import ConfigurationError, InvalidInputError
 from rerank_core.fusion import Fusion
 from rerank_core.profiles import ScoringProfile, json_value
@@ -226,6 +228,16 @@ class AdapterConstructors:
         return cls(backend, **options)
 
     @classmethod
+    def _over_new_backend(
+        cls: type[AdapterT], make: Callable[..., Backend], args: tuple[Any, ...], options: dict[str, Any]
+    ) -> AdapterT:
+        """``from_<back end>``'s shared body: the class's ``adapter_options`` and the Reranker options in
+        ``options`` go to the adapter, everything else in ``options["backend_kwargs"]`` to ``make``."""
+        backend_kwargs = dict(options.pop("backend_kwargs"))
+        own = {name: backend_kwargs.pop(name) for name in cls.adapter_options if name in backend_kwargs}
+        return cls.from_backend(make(*args, **backend_kwargs), **options, **own)
+
+    @classmethod
     def from_cross_encoder(
         cls: type[AdapterT],
         model: str | os.PathLike[str] | Any,
@@ -245,18 +257,58 @@ class AdapterConstructors:
         ``batch_size``, ``max_length``, ``activation``, ...), except the class's ``adapter_options``. Needs
         ``pip install 'rerank-core[local]'``; the model loads on first use.
         """
-        options = {name: backend_kwargs.pop(name) for name in cls.adapter_options if name in backend_kwargs}
-        return cls.from_backend(
-            CrossEncoderBackend(model, **backend_kwargs),
-            top_n=top_n,
-            score_threshold=score_threshold,
-            normalization=normalization,
-            temperature=temperature,
-            reranker_kwargs=reranker_kwargs,
-            fusion=fusion,
-            profile=profile,
-            **options,
-        )
+        options = dict(locals())
+        del options["cls"], options["model"]
+        return cls._over_new_backend(CrossEncoderBackend, (model,), options)
+
+    @classmethod
+    def from_cohere(
+        cls: type[AdapterT],
+        model: str = "rerank-v3.5",
+        *,
+        top_n: int | None = UNSET,
+        score_threshold: float | None = UNSET,
+        normalization: str | None = None,
+        temperature: float | None = None,
+        reranker_kwargs: Mapping[str, Any] | None = None,
+        fusion: Fusion | str | None = None,
+        profile: ScoringProfile | Mapping[str, Any] | None = None,
+        **backend_kwargs: Any,
+    ) -> AdapterT:
+        """Cohere's Rerank API, or a Cohere-compatible server (``base_url=...``: vLLM, Infinity).
+
+        ``backend_kwargs`` go to :class:`rerank_core.backends.CohereBackend` (``api_key``, ``base_url``,
+        ``max_tokens_per_doc``, ``max_documents_per_request``, ``max_concurrency``, ``requests_per_minute``,
+        ``timeout``, ``retry``). Pass ``reranker_kwargs={"fail_open": True}`` to get the input order back,
+        flagged, when the API stays down. Needs ``pip install 'rerank-core[cohere]'``.
+        """
+        options = dict(locals())
+        del options["cls"], options["model"]
+        return cls._over_new_backend(CohereBackend, (model,), options)
+
+    @classmethod
+    def from_rerank_api(
+        cls: type[AdapterT],
+        base_url: str,
+        *,
+        protocol: str = "tei",
+        top_n: int | None = UNSET,
+        score_threshold: float | None = UNSET,
+        normalization: str | None = None,
+        temperature: float | None = None,
+        reranker_kwargs: Mapping[str, Any] | None = None,
+        fusion: Fusion | str | None = None,
+        profile: ScoringProfile | Mapping[str, Any] | None = None,
+        **backend_kwargs: Any,
+    ) -> AdapterT:
+        """A self-hosted rerank server: Hugging Face TEI (``protocol="tei"``) or the Jina / vLLM
+        ``/v1/rerank`` shape (``protocol="jina"``). ``backend_kwargs`` go to
+        :class:`rerank_core.backends.RerankAPIBackend`. Needs ``pip install 'rerank-core[cohere]'`` (httpx).
+        """
+        options = dict(locals())
+        del options["cls"], options["base_url"]
+        options["backend_kwargs"] = {"protocol": options.pop("protocol"), **options["backend_kwargs"]}
+        return cls._over_new_backend(RerankAPIBackend, (base_url,), options)
 
 
 def check_items(items: object, item_type: type[T], argument: str, *, plural: str, singular: str) -> list[T]:

@@ -4,6 +4,15 @@ Importing this package is cheap; each back end imports its heavy dependencies wh
 """
 
 from rerank_core.backends.base import Backend, PairLimit, TextTokenizer
+from rerank_core.backends.cohere import CohereBackend
 from rerank_core.backends.cross_encoder import CrossEncoderBackend
+from rerank_core.backends.rerank_api import RerankAPIBackend
 
-__all__ = ["Backend", "CrossEncoderBackend", "PairLimit", "TextTokenizer"]
+__all__ = [
+    "Backend",
+    "CohereBackend",
+    "CrossEncoderBackend",
+    "PairLimit",
+    "RerankAPIBackend",
+    "TextTokenizer",
+]
