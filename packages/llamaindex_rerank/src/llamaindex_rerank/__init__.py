@@ -2,11 +2,14 @@
 
 - :class:`RerankPostprocessor`: a ``BaseNodePostprocessor`` (``node_postprocessors=[...]`` of a query
   engine, chat engine or retriever), sync and native async, emitting ``ReRankStartEvent``/``ReRankEndEvent``.
+- :class:`FusionRetriever`: a ``BaseRetriever`` fusing several retrievers (BM25 + vector, ...) with the core's
+  reciprocal rank fusion or weighted score fusion, each node once, each source's rank and score kept.
 - :func:`select_tools` / :func:`aselect_tools`: the tools most relevant to a query.
 - :class:`RerankObjectRetriever`: an ``ObjectRetriever`` (for ``FunctionAgent(tool_retriever=...)``) whose
   async path reranks without blocking the event loop.
 """
 
+from llamaindex_rerank.fusion_retriever import FUSION_SOURCES_KEY, FusionRetriever
 from llamaindex_rerank.postprocessor import (
     FIRST_STAGE_SCORE_KEY,
     RAW_SCORE_KEY,
@@ -19,9 +22,11 @@ from llamaindex_rerank.tool_selection import RerankObjectRetriever, aselect_tool
 __version__ = "0.1.0"
 __all__ = [
     "FIRST_STAGE_SCORE_KEY",
+    "FUSION_SOURCES_KEY",
     "RAW_SCORE_KEY",
     "RERANK_SCORE_KEY",
     "RETRIEVAL_SCORE_KEY",
+    "FusionRetriever",
     "RerankObjectRetriever",
     "RerankPostprocessor",
     "__version__",

@@ -36,7 +36,7 @@ from llama_index.core.callbacks import CBEventType, EventPayload
 from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
-from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
+from llama_index.core.schema import BaseNode, MetadataMode, NodeWithScore, QueryBundle
 
 from rerank_core import Candidate, InvalidInputError, Reranker, RerankResponse, RerankResult
 from rerank_core.adapter_support import (
@@ -197,15 +197,7 @@ class RerankPostprocessor(AdapterConstructors, BaseNodePostprocessor):
         if self.keep_retrieval_score and item.score is not None:
             added[RETRIEVAL_SCORE_KEY] = item.score
         added.update(result_metadata(result, fused=fused))
-        copy = node.model_copy(
-            update={
-                "metadata": {**node.metadata, **added},
-                "excluded_llm_metadata_keys": _with(node.excluded_llm_metadata_keys, added),
-                "excluded_embed_metadata_keys": _with(node.excluded_embed_metadata_keys, added),
-                "relationships": dict(node.relationships),
-            }
-        )
-        return NodeWithScore(node=copy, score=result.relevance_score)
+        return NodeWithScore(node=node_with_metadata(node, added), score=result.relevance_score)
 
     # -- events ----------------------------------------------------------------------------------------
 
@@ -218,6 +210,19 @@ class RerankPostprocessor(AdapterConstructors, BaseNodePostprocessor):
             EventPayload.TOP_K: self.top_n,
         }
         return self.callback_manager.event(CBEventType.RERANKING, payload=payload)
+
+
+def node_with_metadata(node: BaseNode, added: Mapping[str, Any]) -> BaseNode:
+    """A copy of ``node`` whose metadata gains ``added``, those keys hidden from the LLM and the embedder (so
+    the text they see is unchanged); ``node`` itself is not modified."""
+    return node.model_copy(
+        update={
+            "metadata": {**node.metadata, **added},
+            "excluded_llm_metadata_keys": _with(node.excluded_llm_metadata_keys, added),
+            "excluded_embed_metadata_keys": _with(node.excluded_embed_metadata_keys, added),
+            "relationships": dict(node.relationships),
+        }
+    )
 
 
 def _with(keys: list[str], added: Mapping[str, Any]) -> list[str]:
