@@ -202,3 +202,18 @@ def test_configuration_and_input_errors() -> None:
     with pytest.raises(InvalidInputError) as error:
         FusionRetriever([RunnableLambda(lambda q: ["not a document"])], names=["odd"]).invoke(QUERY)
     assert error.value.argument == "odd results[0]"
+
+
+async def test_inside_a_contextual_compression_retriever_sync_and_async() -> None:
+    from langchain_classic.retrievers import ContextualCompressionRetriever
+
+    hybrid = FusionRetriever(
+        [keyword(), vector_store().as_retriever(search_kwargs={"k": 3})], names=["bm25", "dense"]
+    )
+    texts = {t: float(len(t)) for t in CORPUS.values()}
+    compressor = RerankCompressor(FakeBackend(texts), fusion="rrf", top_n=2)
+    pipeline = ContextualCompressionRetriever(base_retriever=hybrid, base_compressor=compressor)
+    sync = pipeline.invoke(QUERY)
+    asynchronous = await pipeline.ainvoke(QUERY)
+    assert [d.id for d in sync] == [d.id for d in asynchronous] and len(sync) == 2
+    assert all(FUSION_SOURCES_KEY in d.metadata and "first_stage_score" in d.metadata for d in sync)

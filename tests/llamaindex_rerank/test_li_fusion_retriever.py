@@ -167,3 +167,21 @@ def test_configuration_and_input_errors() -> None:
         FusionRetriever([kw, unscored], names=["bm25", "odd"], method="minmax").retrieve(QUERY)
     assert error.value.argument == "odd[0].score"
     assert FusionRetriever([kw, unscored]).retrieve(QUERY)  # rrf needs no score
+
+
+async def test_in_a_query_engine_with_the_reranker() -> None:
+    from llama_index.core.llms import MockLLM
+    from llama_index.core.query_engine import RetrieverQueryEngine
+
+    kw, vec = retrievers()
+    scores = {t: float(len(t)) for t in CORPUS.values()}
+    rerank = RerankPostprocessor(
+        FakeBackend(scores), fusion="minmax:0.4", metadata_mode=MetadataMode.NONE, top_n=2
+    )
+    engine = RetrieverQueryEngine.from_args(
+        FusionRetriever([kw, vec], top_k=4), llm=MockLLM(), node_postprocessors=[rerank]
+    )
+    response = engine.query(QUERY)
+    assert len(response.source_nodes) == 2
+    aresponse = await engine.aquery(QUERY)
+    assert [n.node.node_id for n in aresponse.source_nodes] == [n.node.node_id for n in response.source_nodes]
