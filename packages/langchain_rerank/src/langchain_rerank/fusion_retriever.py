@@ -88,21 +88,21 @@ class FusionRetriever(BaseRetriever):
                     f"must be a LangChain retriever or Runnable, got {type(retriever).__name__}",
                 )
         resolved = source_names(retrievers, names)
-        config = RetrieverFusionConfig(
-            names=tuple(resolved),
-            method=data.get("method", "rrf"),
-            weights=data.get("weights"),
-            rrf_k=data.get("rrf_k", 60),
-            top_k=data.get("top_k"),
-            dedupe_by=data.get("dedupe_by", "id"),
-        )
         if not isinstance(data.get("score_key", "score"), str):
             raise ConfigurationError("score_key", f"must be a string, got {data['score_key']!r}")
         super().__init__(retrievers=list(retrievers), names=resolved, **data)
-        self._config = config
+        self._fusion_config()  # bad settings fail here, as ConfigurationErrors naming the argument
 
-    # pydantic keeps private attributes apart from the fields
-    _config: RetrieverFusionConfig
+    def _fusion_config(self) -> RetrieverFusionConfig:
+        """The settings as the core checks them (built from the fields on each call, so never stale)."""
+        return RetrieverFusionConfig(
+            names=tuple(self.names),
+            method=self.method,
+            weights=None if self.weights is None else tuple(self.weights),
+            rrf_k=self.rrf_k,
+            top_k=self.top_k,
+            dedupe_by=self.dedupe_by,
+        )
 
     def _get_relevant_documents(
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun
@@ -132,7 +132,7 @@ class FusionRetriever(BaseRetriever):
         ]
         hits = fuse_retrieved(
             checked,
-            self._config,
+            self._fusion_config(),
             key=lambda d: dedupe_key(self.dedupe_by, d.id, d.page_content),
             score=lambda d: d.metadata.get(key),
             where=lambda i, j: f"{self.names[i]}[{j}].metadata[{key!r}]",
