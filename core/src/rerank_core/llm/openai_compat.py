@@ -1,0 +1,279 @@
+"""Any OpenAI-compatible chat-completions endpoint (OpenAI, vLLM, llama.cpp server, Ollama, LM Studio,
+TGI's Messages API) as the judge's :class:`~rerank_core.llm.LLM`, over httpx (sync and async).
+
+``POST {base_url}/chat/completions`` with ``{"model", "messages", "max_tokens", "temperature": 0}``, plus
+``"logprobs": true, "top_logprobs": k`` when the judge asks for log-probabilities and ``logprobs=True``.
+The answer's ``choices[0].message.content`` is the text, ``choices[0].logprobs.content[0].top_logprobs``
+the first token's alternatives, and ``usage.prompt_tokens`` / ``usage.completion_tokens`` the counts.
+
+Retries with backoff, ``Retry-After``, the requests-per-minute limit and the in-flight cap are the shared
+remote machinery (:mod:`rerank_core.remote`): the same :class:`~rerank_core.remote.RetryPolicy`,
+:func:`~rerank_core.remote.call_with_retries` and limits the Cohere/TEI back ends use. 408/425/429/5xx,
+timeouts and dropped connections are retried; other 4xx are not; an answer that is not a chat completion
+(malformed JSON, no ``choices``) is an :class:`~rerank_core.errors.InvalidResponseError`, retried when the
+policy says so. Odd *content* (no yes/no, a broken ranking) is not an HTTP error: the judge's parsers
+deal with it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from rerank_core._optional import require
+from rerank_core.errors import BackendError, ConfigurationError, InvalidResponseError
+from rerank_core.llm.base import LLM, ChatMessage, LLMResponse, TokenLogprob, check_messages
+from rerank_core.remote.base import PerLoop
+from rerank_core.remote.http import Secret, error_for_status, error_for_transport, excerpt
+from rerank_core.remote.limits import AsyncConcurrencyLimit, ConcurrencyLimit, RateLimiter, check_limit
+from rerank_core.remote.retry import RetryPolicy, acall_with_retries, call_with_retries
+from rerank_core.remote.stats import RemoteStats
+
+__all__ = ["OpenAICompatibleLLM"]
+
+_FEATURE = "The OpenAI-compatible LLM"
+_EXTRA = "llm-api"
+
+
+class OpenAICompatibleLLM(LLM):
+    """A chat model behind an OpenAI-compatible HTTP API.
+
+    Args:
+        base_url: the API root, e.g. ``http://localhost:8000/v1`` (vLLM), ``http://localhost:8080/v1``
+            (llama.cpp), ``http://localhost:11434/v1`` (Ollama), ``https://api.openai.com/v1``.
+        model: the model name the server expects.
+        api_key: sent as ``Authorization: Bearer``; never shown in reprs, logs or errors.
+        logprobs: whether the endpoint returns log-probabilities (the judge then scores P(yes)); set
+            ``False`` for servers that do not, and the judge parses graded text instead.
+        temperature: sampling temperature (0: greedy, reproducible where the server allows).
+        context_window: the model's context length in tokens, if you want the judge to fit prompts to it.
+        max_concurrency, requests_per_minute, timeout, retry: as for the remote rerank back ends.
+        headers / extra_body: added to every request (e.g. ``{"seed": 0}``).
+        path: the endpoint under ``base_url`` (default ``/chat/completions``).
+    """
+
+    blocking = False
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        api_key: str | None = None,
+        logprobs: bool = True,
+        temperature: float = 0.0,
+        context_window: int | None = None,
+        max_concurrency: int = 8,
+        requests_per_minute: float | None = None,
+        timeout: float = 60.0,
+        retry: RetryPolicy | None = None,
+        headers: Mapping[str, str] | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        path: str = "/chat/completions",
+    ) -> None:
+        if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
+            raise ConfigurationError("base_url", f"must be an http(s) URL, got {base_url!r}")
+        if not isinstance(model, str) or not model.strip():
+            raise ConfigurationError("model", f"must be a non-empty model name, got {model!r}")
+        if api_key is not None and not isinstance(api_key, str):
+            raise ConfigurationError("api_key", f"must be a string, got {type(api_key).__name__}")
+        if not isinstance(logprobs, bool):
+            raise ConfigurationError("logprobs", f"must be True or False, got {logprobs!r}")
+        if not isinstance(temperature, int | float) or not math.isfinite(temperature) or temperature < 0:
+            raise ConfigurationError("temperature", f"must be a number >= 0, got {temperature!r}")
+        check_limit(context_window, "context_window", allow_none=True)
+        check_limit(max_concurrency, "max_concurrency")
+        check_limit(requests_per_minute, "requests_per_minute", allow_none=True, integer=False)
+        check_limit(timeout, "timeout", integer=False)
+        if retry is None:
+            retry = RetryPolicy()
+        elif not isinstance(retry, RetryPolicy):
+            raise ConfigurationError("retry", f"must be a RetryPolicy, got {type(retry).__name__}")
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.path = path
+        self.supports_logprobs = logprobs
+        self.temperature = float(temperature)
+        self.context_window = context_window
+        self.max_concurrency = max_concurrency
+        self.timeout = float(timeout)
+        self.retry = retry
+        self.stats = RemoteStats()
+        self._extra_body = dict(extra_body or {})
+        self._key = Secret(api_key or "")
+        self._headers = {"content-type": "application/json", **dict(headers or {})}
+        if self._key:
+            self._headers["authorization"] = f"Bearer {self._key.get()}"
+        self._limiter = None if requests_per_minute is None else RateLimiter(requests_per_minute)
+        self._sync_limit = ConcurrencyLimit(max_concurrency)
+        self._async_limit = AsyncConcurrencyLimit(max_concurrency)
+        self._client: Any = None
+        self._client_lock = threading.Lock()
+        self._aclients = PerLoop(self._make_async_client, lambda client: client.aclose())
+
+    @property
+    def fingerprint(self) -> str:
+        return f"openai-compat:{self.base_url}{self.path}:model={self.model}:temperature={self.temperature}"
+
+    def __repr__(self) -> str:
+        key = ", api_key=***" if self._key else ""
+        return f"OpenAICompatibleLLM(base_url={self.base_url!r}, model={self.model!r}{key})"
+
+    # -- clients ---------------------------------------------------------------------------------
+
+    def _client_kwargs(self) -> dict[str, Any]:
+        httpx = require("httpx", extra=_EXTRA, feature=_FEATURE)
+        return {
+            "base_url": self.base_url,
+            "timeout": self.timeout,
+            "headers": self._headers,
+            "limits": httpx.Limits(
+                max_connections=self.max_concurrency, max_keepalive_connections=self.max_concurrency
+            ),
+        }
+
+    def _sync_client(self) -> Any:
+        if self._client is None:
+            with self._client_lock:
+                if self._client is None:
+                    httpx = require("httpx", extra=_EXTRA, feature=_FEATURE)
+                    self._client = httpx.Client(**self._client_kwargs())
+        return self._client
+
+    def _make_async_client(self) -> Any:
+        httpx = require("httpx", extra=_EXTRA, feature=_FEATURE)
+        return httpx.AsyncClient(**self._client_kwargs())
+
+    def close(self) -> None:
+        """Close the sync client (async clients: :meth:`aclose` in their event loop)."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    async def aclose(self) -> None:
+        await self._aclients.aclose()
+
+    # -- one request -----------------------------------------------------------------------------
+
+    def _body(self, messages: Sequence[ChatMessage], max_tokens: int, top_logprobs: int) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            **self._extra_body,
+            "model": self.model,
+            "messages": [{"role": m.role, "content": m.content} for m in check_messages(messages)],
+            "max_tokens": int(max_tokens),
+            "temperature": self.temperature,
+        }
+        if top_logprobs > 0 and self.supports_logprobs:
+            body["logprobs"] = True
+            body["top_logprobs"] = min(int(top_logprobs), 20)  # OpenAI's maximum
+        return body
+
+    def _invalid(self, what: str, status: int | None = None) -> InvalidResponseError:
+        return InvalidResponseError(what, backend=self.fingerprint, status_code=status)
+
+    def _parse(self, response: Any) -> LLMResponse:
+        status = response.status_code
+        if not 200 <= status < 300:
+            raise error_for_status(
+                status, response.headers, response.text, backend=self.fingerprint, secret=self._key
+            )
+        try:
+            data = response.json()
+        except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
+            raise self._invalid(
+                f"malformed JSON (HTTP {status}): {excerpt(response.text, self._key)}", status
+            ) from None
+        choices = data.get("choices") if isinstance(data, Mapping) else None
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], Mapping):
+            raise self._invalid(
+                f"not a chat completion (no choices): {excerpt(repr(data), self._key)}", status
+            )
+        choice = choices[0]
+        message = choice.get("message")
+        content = message.get("content") if isinstance(message, Mapping) else None
+        if content is None and isinstance(choice.get("text"), str):  # legacy completions shape
+            content = choice["text"]
+        text = content if isinstance(content, str) else ""
+        return LLMResponse(
+            text,
+            _first_token_logprobs(choice.get("logprobs")),
+            prompt_tokens=_count(data.get("usage"), "prompt_tokens"),
+            completion_tokens=_count(data.get("usage"), "completion_tokens"),
+        )
+
+    def _transport_error(self, exc: Exception) -> BackendError:
+        error = error_for_transport(exc, backend=self.fingerprint, timeout=self.timeout)
+        if error is None:
+            raise exc
+        return error
+
+    def _attempt(self, body: dict[str, Any]) -> LLMResponse:
+        self.stats.add("requests")
+        try:
+            response = self._sync_client().post(self.path, json=body)
+        except Exception as exc:
+            self.stats.add("error:transport")
+            raise self._transport_error(exc) from exc
+        return self._parse(response)
+
+    async def _aattempt(self, body: dict[str, Any]) -> LLMResponse:
+        self.stats.add("requests")
+        try:
+            response = await self._aclients.get().post(self.path, json=body)
+        except Exception as exc:
+            self.stats.add("error:transport")
+            raise self._transport_error(exc) from exc
+        return self._parse(response)
+
+    def complete(
+        self, messages: Sequence[ChatMessage], *, max_tokens: int, top_logprobs: int = 0
+    ) -> LLMResponse:
+        body = self._body(messages, max_tokens, top_logprobs)
+        return call_with_retries(
+            lambda: self._attempt(body),
+            self.retry,
+            what="chat completion",
+            limiter=self._limiter,
+            concurrency=self._sync_limit,
+            stats=self.stats,
+        )
+
+    async def acomplete(
+        self, messages: Sequence[ChatMessage], *, max_tokens: int, top_logprobs: int = 0
+    ) -> LLMResponse:
+        body = self._body(messages, max_tokens, top_logprobs)
+        return await acall_with_retries(
+            lambda: self._aattempt(body),
+            self.retry,
+            what="chat completion",
+            limiter=self._limiter,
+            concurrency=self._async_limit,
+            stats=self.stats,
+        )
+
+
+def _count(usage: object, key: str) -> int | None:
+    value = usage.get(key) if isinstance(usage, Mapping) else None
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def _first_token_logprobs(logprobs: object) -> tuple[TokenLogprob, ...] | None:
+    """``choices[0].logprobs.content[0].top_logprobs`` as TokenLogprobs; ``None`` when absent or odd."""
+    content = logprobs.get("content") if isinstance(logprobs, Mapping) else None
+    if not isinstance(content, list) or not content or not isinstance(content[0], Mapping):
+        return None
+    tops = content[0].get("top_logprobs")
+    if not isinstance(tops, list):
+        return None
+    out = []
+    for alt in tops:
+        if not isinstance(alt, Mapping):
+            continue
+        token, logprob = alt.get("token"), alt.get("logprob")
+        number = isinstance(logprob, int | float) and not isinstance(logprob, bool)
+        if isinstance(token, str) and number and math.isfinite(logprob) and logprob <= 0:  # type: ignore[arg-type]
+            out.append(TokenLogprob(token, float(logprob)))  # type: ignore[arg-type]
+    return tuple(out) or None
