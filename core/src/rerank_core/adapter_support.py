@@ -29,9 +29,11 @@ from typing import Any, ClassVar, TypeVar
 from rerank_core.backends.base import Backend
 from rerank_core.backends.cohere import CohereBackend
 from rerank_core.backends.cross_encoder import CrossEncoderBackend
+from rerank_core.backends.llm_judge import LLMJudgeBackend
 from rerank_core.backends.rerank_api import RerankAPIBackend
 from rerank_core.errors import ConfigurationError, InvalidInputError
 from rerank_core.fusion import Fusion
+from rerank_core.llm.base import LLM
 from rerank_core.profiles import ScoringProfile, json_value
 from rerank_core.reranker import _UNSET, Reranker
 from rerank_core.types import Candidate, RerankResult
@@ -309,6 +311,36 @@ class AdapterConstructors:
         del options["cls"], options["base_url"]
         options["backend_kwargs"] = {"protocol": options.pop("protocol"), **options["backend_kwargs"]}
         return cls._over_new_backend(RerankAPIBackend, (base_url,), options)
+
+    @classmethod
+    def from_llm_judge(
+        cls: type[AdapterT],
+        llm: LLM | Any,
+        *,
+        top_n: int | None = UNSET,
+        score_threshold: float | None = UNSET,
+        normalization: str | None = None,
+        temperature: float | None = None,
+        reranker_kwargs: Mapping[str, Any] | None = None,
+        fusion: Fusion | str | None = None,
+        profile: ScoringProfile | Mapping[str, Any] | None = None,
+        **backend_kwargs: Any,
+    ) -> AdapterT:
+        """An LLM judge (:class:`rerank_core.backends.LLMJudgeBackend`) over ``llm``: a core
+        :class:`~rerank_core.llm.LLM`, or the framework's own chat model, which the adapter class wraps
+        (:meth:`_as_core_llm`). ``backend_kwargs`` go to the judge (``mode``, ``scoring``, ``window_size``,
+        ``step``, ``batch_size``, ``prompts``, ``max_concurrency``, ...), except the class's
+        ``adapter_options``."""
+        options = dict(locals())
+        del options["cls"], options["llm"]
+        return cls._over_new_backend(LLMJudgeBackend, (cls._as_core_llm(llm),), options)
+
+    @classmethod
+    def _as_core_llm(cls, llm: Any) -> LLM:
+        """``llm`` as a core LLM; adapter classes override this to wrap their framework's chat models."""
+        if isinstance(llm, LLM):
+            return llm
+        raise ConfigurationError("llm", f"must be a rerank_core.llm.LLM, got {type(llm).__name__}")
 
 
 def check_items(items: object, item_type: type[T], argument: str, *, plural: str, singular: str) -> list[T]:

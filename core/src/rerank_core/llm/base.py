@@ -14,13 +14,21 @@ from __future__ import annotations
 import asyncio
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 from rerank_core.errors import ConfigurationError
 
-__all__ = ["LLM", "ChatMessage", "LLMResponse", "Role", "TokenLogprob", "check_messages"]
+__all__ = [
+    "LLM",
+    "ChatMessage",
+    "LLMResponse",
+    "Role",
+    "TokenLogprob",
+    "check_messages",
+    "read_openai_logprobs",
+]
 
 Role = Literal["system", "user", "assistant"]
 _ROLES = ("system", "user", "assistant")
@@ -121,3 +129,24 @@ class LLM(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.fingerprint!r})"
+
+
+def read_openai_logprobs(logprobs: object) -> tuple[TokenLogprob, ...] | None:
+    """The first token's alternatives from an OpenAI-style ``logprobs`` object
+    (``{"content": [{"top_logprobs": [{"token", "logprob"}]}]}``, as chat completions return it and as
+    LangChain keeps it in ``response_metadata["logprobs"]``); ``None`` when absent or malformed."""
+    content = logprobs.get("content") if isinstance(logprobs, Mapping) else None
+    if not isinstance(content, list) or not content or not isinstance(content[0], Mapping):
+        return None
+    tops = content[0].get("top_logprobs")
+    if not isinstance(tops, list):
+        return None
+    out = []
+    for alt in tops:
+        if not isinstance(alt, Mapping):
+            continue
+        token, logprob = alt.get("token"), alt.get("logprob")
+        number = isinstance(logprob, int | float) and not isinstance(logprob, bool)
+        if isinstance(token, str) and number and math.isfinite(logprob) and logprob <= 0:  # type: ignore[arg-type]
+            out.append(TokenLogprob(token, float(logprob)))  # type: ignore[arg-type]
+    return tuple(out) or None

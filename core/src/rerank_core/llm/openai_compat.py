@@ -25,7 +25,7 @@ from typing import Any
 
 from rerank_core._optional import require
 from rerank_core.errors import BackendError, ConfigurationError, InvalidResponseError
-from rerank_core.llm.base import LLM, ChatMessage, LLMResponse, TokenLogprob, check_messages
+from rerank_core.llm.base import LLM, ChatMessage, LLMResponse, check_messages, read_openai_logprobs
 from rerank_core.remote.base import PerLoop
 from rerank_core.remote.http import Secret, error_for_status, error_for_transport, excerpt
 from rerank_core.remote.limits import AsyncConcurrencyLimit, ConcurrencyLimit, RateLimiter, check_limit
@@ -199,7 +199,7 @@ class OpenAICompatibleLLM(LLM):
         text = content if isinstance(content, str) else ""
         return LLMResponse(
             text,
-            _first_token_logprobs(choice.get("logprobs")),
+            read_openai_logprobs(choice.get("logprobs")),
             prompt_tokens=_count(data.get("usage"), "prompt_tokens"),
             completion_tokens=_count(data.get("usage"), "completion_tokens"),
         )
@@ -258,22 +258,3 @@ class OpenAICompatibleLLM(LLM):
 def _count(usage: object, key: str) -> int | None:
     value = usage.get(key) if isinstance(usage, Mapping) else None
     return int(value) if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
-
-
-def _first_token_logprobs(logprobs: object) -> tuple[TokenLogprob, ...] | None:
-    """``choices[0].logprobs.content[0].top_logprobs`` as TokenLogprobs; ``None`` when absent or odd."""
-    content = logprobs.get("content") if isinstance(logprobs, Mapping) else None
-    if not isinstance(content, list) or not content or not isinstance(content[0], Mapping):
-        return None
-    tops = content[0].get("top_logprobs")
-    if not isinstance(tops, list):
-        return None
-    out = []
-    for alt in tops:
-        if not isinstance(alt, Mapping):
-            continue
-        token, logprob = alt.get("token"), alt.get("logprob")
-        number = isinstance(logprob, int | float) and not isinstance(logprob, bool)
-        if isinstance(token, str) and number and math.isfinite(logprob) and logprob <= 0:  # type: ignore[arg-type]
-            out.append(TokenLogprob(token, float(logprob)))  # type: ignore[arg-type]
-    return tuple(out) or None

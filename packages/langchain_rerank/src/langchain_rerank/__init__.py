@@ -4,6 +4,8 @@
   ``DocumentCompressorPipeline`` or, through ``as_runnable()``, in any LCEL chain).
 - :class:`FusionRetriever`: a ``BaseRetriever`` fusing several retrievers (BM25 + dense, ...) with the core's
   reciprocal rank fusion or weighted score fusion, each document once, each source's rank and score kept.
+- :class:`LangChainLLM`: a chat model as the LLM judge's model
+  (``RerankCompressor.from_llm_judge(chat_model)`` wraps it for you).
 - :func:`select_tools` / :func:`aselect_tools`: the tools most relevant to a query.
 - ``RerankToolSelectorMiddleware``: a LangChain v1 agent middleware choosing the tools the model sees
   (needs ``pip install langchain``; imported on first access).
@@ -24,6 +26,7 @@ from langchain_rerank.compressor import (
     documents_with_scores,
 )
 from langchain_rerank.fusion_retriever import FUSION_SOURCES_KEY, FusionRetriever
+from langchain_rerank.llm import LangChainLLM
 from langchain_rerank.tool_selection import aselect_tools, select_tools, tool_text
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -39,6 +42,7 @@ __all__ = [
     "RERANK_EVENT",
     "RERANK_SCORE_KEY",
     "FusionRetriever",
+    "LangChainLLM",
     "RerankCompressor",
     "RerankToolSelectorMiddleware",
     "__version__",

@@ -115,6 +115,13 @@ class RerankCompressor(AdapterConstructors, BaseDocumentCompressor):
     first_stage_score_key: str = DEFAULT_FIRST_STAGE_SCORE_KEY
     """The metadata key a Document's first-stage (retriever) score is read from."""
 
+    @classmethod
+    def _as_core_llm(cls, llm: Any) -> Any:
+        """``from_llm_judge`` takes a LangChain chat model (wrapped in :class:`LangChainLLM`)."""
+        from langchain_rerank.llm import as_core_llm
+
+        return as_core_llm(llm)
+
     # -- the compressor --------------------------------------------------------------------------------
 
     def compress_documents(
