@@ -65,7 +65,7 @@ def test_listwise_over_http(server: ChatServer) -> None:
 
 def test_endpoint_without_logprobs_falls_back_to_the_answer_text(server: ChatServer) -> None:
     server.inject("no_logprobs")
-    response = Reranker(LLMJudgeBackend(_llm(server))).rerank("q", DOCS[:2])
+    response = Reranker(LLMJudgeBackend(_llm(server), max_concurrency=1)).rerank("q", DOCS[:2])  # in order
     assert {r.index: r.raw_score for r in response}[0] == 0.0  # said "No" in text, no logprobs
     assert response.usage["llm_unparsed"] == 0
 
