@@ -4,12 +4,16 @@
   engine, chat engine or retriever), sync and native async, emitting ``ReRankStartEvent``/``ReRankEndEvent``.
 - :class:`FusionRetriever`: a ``BaseRetriever`` fusing several retrievers (BM25 + vector, ...) with the core's
   reciprocal rank fusion or weighted score fusion, each node once, each source's rank and score kept.
+- :class:`LlamaIndexLLM`: a LlamaIndex LLM as the LLM judge's model
+  (``RerankPostprocessor.from_llm_judge(llm)`` wraps it for you; the judge's prompts are then editable with
+  ``get_prompts`` / ``update_prompts``).
 - :func:`select_tools` / :func:`aselect_tools`: the tools most relevant to a query.
 - :class:`RerankObjectRetriever`: an ``ObjectRetriever`` (for ``FunctionAgent(tool_retriever=...)``) whose
   async path reranks without blocking the event loop.
 """
 
 from llamaindex_rerank.fusion_retriever import FUSION_SOURCES_KEY, FusionRetriever
+from llamaindex_rerank.llm import LlamaIndexLLM
 from llamaindex_rerank.postprocessor import (
     FIRST_STAGE_SCORE_KEY,
     RAW_SCORE_KEY,
@@ -27,6 +31,7 @@ __all__ = [
     "RERANK_SCORE_KEY",
     "RETRIEVAL_SCORE_KEY",
     "FusionRetriever",
+    "LlamaIndexLLM",
     "RerankObjectRetriever",
     "RerankPostprocessor",
     "__version__",

@@ -124,6 +124,33 @@ class RerankPostprocessor(AdapterConstructors, BaseNodePostprocessor):
     def class_name(cls) -> str:
         return "RerankPostprocessor"
 
+    @classmethod
+    def _as_core_llm(cls, llm: Any) -> Any:
+        """``from_llm_judge`` takes a LlamaIndex LLM (wrapped in :class:`LlamaIndexLLM`)."""
+        from llamaindex_rerank.llm import as_core_llm
+
+        return as_core_llm(llm)
+
+    # -- editable prompts (LlamaIndex's PromptMixin convention; an LLM judge has three) ------------------
+
+    def _get_prompts(self) -> dict[str, Any]:
+        from llamaindex_rerank.llm import judge_prompts
+
+        return judge_prompts(self.reranker.backend)
+
+    def _update_prompts(self, prompts: Mapping[str, Any]) -> None:
+        from llamaindex_rerank.llm import update_judge_prompts
+
+        update_judge_prompts(self.reranker.backend, prompts)
+
+    def get_prompts(self) -> dict[str, Any]:
+        """The prompts (``yes_no_prompt``, ``graded_prompt``, ``listwise_prompt`` for an LLM judge)."""
+        return self._get_prompts()
+
+    def update_prompts(self, prompts: Mapping[str, Any]) -> None:
+        """Replace prompts by the keys :meth:`get_prompts` returns."""
+        self._update_prompts(prompts)
+
     # -- the postprocessor -----------------------------------------------------------------------------
 
     def _postprocess_nodes(
