@@ -3,15 +3,20 @@
 Importing this package is cheap; each back end imports its heavy dependencies when first used.
 """
 
-from rerank_core.backends.base import Backend, PairLimit, TextTokenizer
+from rerank_core.backends.base import Backend, GroupScores, PairLimit, TextTokenizer
+from rerank_core.backends.cascade import CascadeBackend
 from rerank_core.backends.cohere import CohereBackend
 from rerank_core.backends.cross_encoder import CrossEncoderBackend
+from rerank_core.backends.llm_judge import LLMJudgeBackend
 from rerank_core.backends.rerank_api import RerankAPIBackend
 
 __all__ = [
     "Backend",
+    "CascadeBackend",
     "CohereBackend",
     "CrossEncoderBackend",
+    "GroupScores",
+    "LLMJudgeBackend",
     "PairLimit",
     "RerankAPIBackend",
     "TextTokenizer",
