@@ -70,6 +70,7 @@ def test_garbage_answers_never_crash_and_are_counted(garbage: str, scoring: str)
         assert response.usage["llm_unparsed"] == response.usage["llm_calls"] == 2
     elif garbage == "yes yes yes" and scoring == "logprobs":
         assert all(r.raw_score == 1.0 for r in response)  # a text answer read when no logprobs came
+        assert response.usage["llm_text_fallback"] == 4 and response.usage["llm_unparsed"] == 0
     else:
         assert response.usage["llm_unparsed"] == 4
         assert all(r.raw_score == 0.0 for r in response)

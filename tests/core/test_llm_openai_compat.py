@@ -67,7 +67,7 @@ def test_endpoint_without_logprobs_falls_back_to_the_answer_text(server: ChatSer
     server.inject("no_logprobs")
     response = Reranker(LLMJudgeBackend(_llm(server), max_concurrency=1)).rerank("q", DOCS[:2])  # in order
     assert {r.index: r.raw_score for r in response}[0] == 0.0  # said "No" in text, no logprobs
-    assert response.usage["llm_unparsed"] == 0
+    assert response.usage["llm_unparsed"] == 0 and response.usage["llm_text_fallback"] == 1
 
 
 @pytest.mark.parametrize("fault", ["http_500", "http_429", "malformed_json", "no_choices"])

@@ -22,10 +22,11 @@ answer that gives nothing usable is counted (``llm_unparsed`` in the usage) and,
 ``on_parse_error="raise"`` raises :class:`~rerank_core.errors.NonRetryableBackendError` instead.
 
 Usage, per query, in ``RerankResponse.usage``: ``llm_calls``, ``llm_prompt_tokens``,
-``llm_completion_tokens``, ``llm_unparsed``, ``llm_estimated_tokens`` (calls whose token counts the model
-did not report and were estimated with ``LLM.count_tokens``), ``llm_truncated`` (passages shortened to fit
-the context window or ``max_passage_chars``). It is computed per call of ``score_groups``, never kept on
-the back end, so concurrent calls each get their own.
+``llm_completion_tokens``, ``llm_unparsed``, ``llm_text_fallback`` (logprobs mode: answers without a usable
+yes/no among the log-probabilities, scored 1 or 0 from the yes/no in their text), ``llm_estimated_tokens``
+(calls whose token counts the model did not report and were estimated with ``LLM.count_tokens``),
+``llm_truncated`` (passages shortened to fit the context window or ``max_passage_chars``). It is computed
+per call of ``score_groups``, never kept on the back end, so concurrent calls each get their own.
 
 Each query's work is written once as a generator that yields the LLM calls it needs next (a list: they
 may run at once) and receives their answers; a sync driver (a bounded thread pool) and an async driver
@@ -58,6 +59,7 @@ USAGE_KEYS = (
     "llm_prompt_tokens",
     "llm_completion_tokens",
     "llm_unparsed",
+    "llm_text_fallback",
     "llm_estimated_tokens",
     "llm_truncated",
 )
@@ -283,6 +285,7 @@ class LLMJudgeBackend(Backend):
                     self._unparsed(usage, f"no yes/no in {answer.text[:80]!r}")
                     p = 0.0
                 else:
+                    usage["llm_text_fallback"] += 1
                     p = 1.0 if said else 0.0
             scores.append(p)
         return scores
