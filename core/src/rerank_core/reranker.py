@@ -21,6 +21,7 @@ import numpy as np
 from rerank_core.backends.base import Backend
 from rerank_core.cache import ScoreCache
 from rerank_core.chunking import LongTextPolicy, Segment, aggregate_scores, plan_segments
+from rerank_core.coalescing import Coalescer, Coalescing
 from rerank_core.errors import (
     BackendError,
     ConfigurationError,
@@ -94,6 +95,9 @@ class Reranker:
             score; ``pre_profile_score`` keeps the score before it (fused, or calibrated without a fusion),
             ``rerank_score`` and ``first_stage_score`` are unchanged, and ``profile_effects`` lists the rules
             that fired. Metadata a rule cannot read is an error raised before any model work.
+        coalesce: ``True`` or a :class:`~rerank_core.coalescing.Coalescing`: concurrent ``arerank`` /
+            ``arerank_many`` calls arriving within a few milliseconds share model batches (in-process back
+            ends only; each call still gets exactly its own results). Off by default.
     """
 
     def __init__(
@@ -112,6 +116,7 @@ class Reranker:
         fusion: Fusion | str | None = None,
         fail_open: bool = False,
         profile: ScoringProfile | Mapping[str, Any] | None = None,
+        coalesce: bool | Coalescing | None = None,
     ) -> None:
         if not isinstance(backend, Backend):
             raise ConfigurationError(
@@ -135,6 +140,12 @@ class Reranker:
             raise ConfigurationError("fail_open", f"must be True or False, got {fail_open!r}")
         self.fail_open = fail_open
         self.profile: ScoringProfile | None = check_profile(profile)
+        self.coalesce = Coalescing.parse(coalesce)
+        self._coalescer = (
+            None
+            if self.coalesce is None or not backend.blocking
+            else Coalescer(self._score_sync, backend.run_blocking, self.coalesce)
+        )
         self.long_text = LongTextPolicy(long_text, window_size, window_stride, aggregate)  # type: ignore[arg-type]
         if isinstance(cache, ScoreCache):
             self.cache: ScoreCache | None = cache
@@ -379,6 +390,8 @@ class Reranker:
     async def _score_async(self, jobs: list[_Job]) -> None:
         if not any(job.candidates for job in jobs):
             self._score_sync(jobs)  # nothing to score: no model, no thread hop
+        elif self._coalescer is not None:
+            await self._coalescer.submit(jobs, sum(len(job.candidates) for job in jobs))
         elif self.backend.blocking:
             await self.backend.run_blocking(self._score_sync, jobs)
         else:
@@ -408,7 +421,8 @@ class Reranker:
         """Flatten the back end's per-group scores; keep each group's usage on its job."""
         if len(scored) != len(jobs):
             raise NonRetryableBackendError(
-                f"returned {len(scored)} score groups for {len(jobs)} queries", backend=self.backend.fingerprint
+                f"returned {len(scored)} score groups for {len(jobs)} queries",
+                backend=self.backend.fingerprint,
             )
         fresh: list[float] = []
         for job, group in zip(jobs, scored, strict=True):
