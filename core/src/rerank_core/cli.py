@@ -2,7 +2,9 @@
 
 ```
 rerank eval DATA_DIR [--model PATH_OR_ID | --model none] [--top-k 100] [--split test] [--json OUT.json]
+            [--first-stage bm25|dense|hybrid --dense-model PATH_OR_ID [--hybrid-fusion rrf|zscore:W|minmax:W]]
 rerank finetune [DATA_DIR ...] [--rows FILE ...] --base-model PATH_OR_ID --output DIR [--epochs 1] ...
+rerank bench [DATA_DIR] [--model PATH] [--queries 20] [--top-k 100] [--repeats 3] [--pick] ...
 ```
 
 Exit codes: 0 success, 1 a failure while running (back end error, missing optional package),
@@ -53,11 +55,12 @@ def _positive_int(value: str) -> int:
 def _add_eval(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "eval",
-        help="BM25 first stage (+ optional cross-encoder rerank) on a BEIR-layout folder",
+        help="BM25, dense or hybrid first stage (+ optional cross-encoder rerank) on a BEIR-layout folder",
         description=(
             "Retrieve the top-k documents of every query with BM25 (bm25s, English stemming and "
-            "stopwords), optionally rerank them with a cross-encoder, and report nDCG@10, MRR@10 and "
-            "Recall@k of both stages."
+            "stopwords), a bi-encoder (--first-stage dense) or both fused (--first-stage hybrid), "
+            "optionally rerank them with a cross-encoder, and report nDCG@10, MRR@10 and Recall@k of "
+            "every stage (for hybrid: BM25, dense and the fused first stage side by side)."
         ),
     )
     p.add_argument(
@@ -96,6 +99,35 @@ def _add_eval(subparsers: Any) -> None:
         help="also report the reranker fused with the BM25 score: zscore, minmax or rrf with the reranker's "
         "weight (e.g. zscore:0.6), or 'model' for the fusion tuned at fine-tuning (rerank_finetune.json)",
     )
+    p.add_argument(
+        "--first-stage",
+        choices=("bm25", "dense", "hybrid"),
+        default="bm25",
+        help="bm25 (default), dense (--dense-model alone) or hybrid (BM25 and dense fused)",
+    )
+    p.add_argument(
+        "--dense-model",
+        metavar="PATH_OR_ID",
+        help="sentence-transformers bi-encoder (path or id) for --first-stage dense or hybrid",
+    )
+    p.add_argument(
+        "--hybrid-fusion",
+        metavar="rrf|rrf:W|zscore:W|minmax:W",
+        help="how --first-stage hybrid fuses the BM25 and dense lists; W in [0, 1] is the dense share "
+        "(default: rrf, equal weights, k=60)",
+    )
+    p.add_argument(
+        "--hybrid-depth",
+        type=_positive_int,
+        metavar="N",
+        help="documents taken from each list before fusing (default: --top-k); the fused list keeps --top-k",
+    )
+    p.add_argument(
+        "--embedding-cache",
+        type=Path,
+        metavar="DIR",
+        help="keep the dense corpus embeddings in DIR (keyed on model weights and corpus) and reuse them",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed for python, numpy and torch (default: 0)")
     p.add_argument(
         "--queries-per-call", type=_positive_int, default=8, help="queries per rerank_many call (default: 8)"
@@ -109,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     _add_eval(subparsers)
     _add_finetune(subparsers)
+    from rerank_core.bench.cli import add_bench_parser  # the speed benchmark lives in its own package
+
+    add_bench_parser(subparsers)
     parser.set_defaults(subcommands=subparsers.choices)
     return parser
 
@@ -171,9 +206,19 @@ def _build_reranker(
     return Reranker(backend, fusion=fusion)
 
 
+_FIRST_STAGE_LABELS = {"bm25": "BM25", "dense": "dense", "hybrid": "hybrid"}
+
+
 def _format_table(report: Any) -> str:
     keys = list(report.first_stage)
-    rows = [("first stage (BM25)", report.first_stage)]
+    rows = [
+        (f"first stage: {_FIRST_STAGE_LABELS.get(name, name)}", values)
+        for name, values in (report.first_stage_sources or {}).items()
+    ]
+    stage = _FIRST_STAGE_LABELS.get(report.first_stage_name, report.first_stage_name)
+    if report.first_stage_name == "hybrid":
+        stage += f" ({report.first_stage_config.get('hybrid_fusion', '')})"
+    rows.append((f"first stage: {stage}", report.first_stage))
     if report.reranked is not None:
         rows.append(("reranked", report.reranked))
     if report.fused is not None:
@@ -182,7 +227,8 @@ def _format_table(report: Any) -> str:
     col_w = max(10, *(len(k) for k in keys))
     lines = [
         f"{report.dataset} ({report.split}): {report.queries} queries, {report.corpus_size} documents, "
-        f"BM25 top-{report.top_k}" + (f", reranked by {report.model}" if report.model else ""),
+        f"{_FIRST_STAGE_LABELS.get(report.first_stage_name, report.first_stage_name)} top-{report.top_k}"
+        + (f", reranked by {report.model}" if report.model else ""),
         f"{'':<{label_w}}  " + "  ".join(f"{k:>{col_w}}" for k in keys),
     ]
     for label, values in rows:
@@ -211,11 +257,19 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if args.fusion is not None and not use_model:
         raise _UsageError("--fusion needs a --model")
     fusion = _parse_fusion(args.fusion, args.model) if use_model else None
+    hybrid_fusion = _check_first_stage_args(args)
 
     try:
         dataset = load_beir(args.data_dir, split=args.split)
     except RerankError as exc:
         raise _UsageError(str(exc)) from exc
+
+    dense_model = None
+    dense_load_seconds = 0.0
+    if args.first_stage != "bm25":
+        t = time.perf_counter()
+        dense_model = _load_bi_encoder(args.dense_model, device=args.device)
+        dense_load_seconds = time.perf_counter() - t
 
     reranker = None
     load_seconds = 0.0
@@ -245,7 +299,15 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         chunk_size=args.queries_per_call,
         progress=not args.no_progress,
         model=args.model if use_model else None,
+        first_stage=args.first_stage,
+        dense_model=dense_model,
+        dense_kwargs={"cache_dir": args.embedding_cache, "batch_size": args.batch_size},
+        hybrid_fusion=hybrid_fusion,
+        hybrid_depth=args.hybrid_depth,
     )
+    if dense_model is not None:
+        report.first_stage_config["dense_model"] = args.dense_model
+        report.timings = {"load_dense_model": dense_load_seconds, **report.timings}
     if use_model:
         report.timings = {"load_model": load_seconds, **report.timings}
     report.seconds = time.perf_counter() - started
@@ -265,6 +327,44 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         args.json.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
         print(f"wrote {args.json}")
     return EXIT_OK
+
+
+def _check_first_stage_args(args: argparse.Namespace) -> Any:
+    """The hybrid fusion settings (``"rrf"`` unless --hybrid-fusion), after checking that the first-stage
+    options fit together: a usage error before any data or model is loaded."""
+    from rerank_core.eval.hybrid import hybrid_fusion_config
+
+    cache = args.embedding_cache
+    if args.first_stage == "bm25":
+        for option, value in (("--dense-model", args.dense_model), ("--embedding-cache", cache)):
+            if value is not None:
+                raise _UsageError(f"{option} needs --first-stage dense or hybrid")
+    elif not (args.dense_model or "").strip():
+        raise _UsageError(f"--first-stage {args.first_stage} needs --dense-model PATH_OR_ID")
+    if cache is not None and cache.exists() and not cache.is_dir():
+        raise _UsageError(f"--embedding-cache: {cache} is not a folder")
+    if args.first_stage != "hybrid":
+        for option, value in (("--hybrid-fusion", args.hybrid_fusion), ("--hybrid-depth", args.hybrid_depth)):
+            if value is not None:
+                raise _UsageError(f"{option} needs --first-stage hybrid")
+        return "rrf"
+    try:
+        return hybrid_fusion_config(args.hybrid_fusion or "rrf")
+    except RerankError as exc:
+        raise _UsageError(f"--hybrid-fusion: {exc}") from exc
+
+
+def _load_bi_encoder(model: str, *, device: str | None) -> Any:
+    """The sentence-transformers bi-encoder of --dense-model, loaded now so that a bad one fails early."""
+    from rerank_core._optional import require
+
+    st = require(
+        "sentence_transformers", extra="local", feature="Dense retrieval", package="sentence-transformers"
+    )
+    try:
+        return st.SentenceTransformer(model, device=device)
+    except (OSError, ValueError, RuntimeError, AssertionError) as exc:
+        raise _UsageError(f"--dense-model {model}: could not load it ({_one_line(exc)})") from exc
 
 
 def _add_finetune(subparsers: Any) -> None:

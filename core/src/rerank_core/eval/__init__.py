@@ -1,4 +1,5 @@
-"""Evaluation basics: BEIR loading, a BM25 first stage, ranking metrics and a first-stage + rerank runner.
+"""Evaluation basics: BEIR loading, BM25 / dense / hybrid first stages, ranking metrics and a first-stage +
+rerank runner.
 
 ``bm25s`` and ``PyStemmer`` (the ``eval`` extra) are imported only when a :class:`BM25Retriever` is built.
 """
@@ -6,10 +7,13 @@
 from rerank_core.eval.beir import BeirDataset, Doc, available_splits, corpus_texts, doc_text, load_beir
 from rerank_core.eval.bm25 import BM25Retriever
 from rerank_core.eval.dense import DenseRetriever
+from rerank_core.eval.hybrid import HYBRID_SOURCES, fuse_first_stages, hybrid_fusion_config
 from rerank_core.eval.metrics import evaluate, mrr_at_k, ndcg_at_k, per_query, recall_at_k
-from rerank_core.eval.run import EvalReport, metric_keys, run_eval
+from rerank_core.eval.run import FIRST_STAGES, EvalReport, metric_keys, run_eval
 
 __all__ = [
+    "FIRST_STAGES",
+    "HYBRID_SOURCES",
     "BM25Retriever",
     "BeirDataset",
     "DenseRetriever",
@@ -19,6 +23,8 @@ __all__ = [
     "corpus_texts",
     "doc_text",
     "evaluate",
+    "fuse_first_stages",
+    "hybrid_fusion_config",
     "load_beir",
     "metric_keys",
     "mrr_at_k",

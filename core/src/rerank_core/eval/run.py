@@ -1,4 +1,4 @@
-"""Evaluation runner: BM25 first stage, optional reranking, metrics for both.
+"""Evaluation runner: a first stage (BM25, dense or hybrid), optional reranking, metrics for every stage.
 
 ```python
 from rerank_core.eval import load_beir, run_eval
@@ -6,6 +6,11 @@ from rerank_core.eval import load_beir, run_eval
 dataset = load_beir("../shared/data/scifact", split="test")
 report = run_eval(dataset, reranker=my_reranker, top_k=100)
 report.first_stage["ndcg@10"], report.reranked["ndcg@10"]
+
+# BM25 + dense (all-MiniLM-L6-v2) fused by reciprocal rank fusion, then reranked
+report = run_eval(dataset, reranker=my_reranker, first_stage="hybrid", dense_model="path/to/minilm")
+report.first_stage_sources["bm25"]["ndcg@10"], report.first_stage_sources["dense"]["ndcg@10"]
+report.first_stage["ndcg@10"]  # the hybrid (fused) first stage, the candidates that were reranked
 ```
 
 ``reranker`` is anything with ``rerank_many(queries, candidate_texts) -> [response, ...]`` whose responses
@@ -16,20 +21,34 @@ and ``recall@{top_k}``.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from rerank_core.errors import ConfigurationError
 from rerank_core.eval.beir import BeirDataset, corpus_texts
 from rerank_core.eval.bm25 import BM25Retriever
+from rerank_core.eval.hybrid import describe_hybrid_fusion, fuse_first_stages, hybrid_fusion_config
 from rerank_core.eval.metrics import evaluate
+from rerank_core.retriever_fusion import RetrieverFusionConfig
 from rerank_core.validation import check_positive_int
 
-__all__ = ["EvalReport", "SupportsRerankMany", "metric_keys", "rerank_run", "retrieve_run", "run_eval"]
+__all__ = [
+    "FIRST_STAGES",
+    "EvalReport",
+    "SupportsRerankMany",
+    "metric_keys",
+    "rerank_run",
+    "retrieve_run",
+    "run_eval",
+]
 
 NDCG_MRR_K = 10
+FIRST_STAGES = ("bm25", "dense", "hybrid")
+"""What :func:`run_eval` can retrieve with: BM25, the dense bi-encoder, or both fused (``hybrid``)."""
 
 
 class SupportsRerankMany(Protocol):
@@ -68,11 +87,22 @@ class EvalReport:
     fusion: str | None = None
     fused: dict[str, float] | None = None
     fused_run: dict[str, list[str]] | None = field(default=None, repr=False)
+    first_stage_name: str = "bm25"
+    first_stage_sources: dict[str, dict[str, float]] | None = None
+    source_runs: dict[str, dict[str, list[str]]] | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        """``first_stage``, ``reranked`` (``None`` without a model), ``queries``, ``seconds``, context."""
+        """``first_stage``, ``reranked`` (``None`` without a model), ``queries``, ``seconds``, context.
+
+        ``first_stage`` is the stage that was reranked (for ``hybrid``, the fused one);
+        ``first_stage_sources`` has each source of a hybrid first stage (``bm25``, ``dense``), cut to the
+        same depth, and is ``None`` otherwise."""
         return {
             "first_stage": dict(self.first_stage),
+            "first_stage_name": self.first_stage_name,
+            "first_stage_sources": None
+            if self.first_stage_sources is None
+            else {name: dict(values) for name, values in self.first_stage_sources.items()},
             "reranked": None if self.reranked is None else dict(self.reranked),
             "fusion": self.fusion,
             "fused": None if self.fused is None else dict(self.fused),
@@ -89,9 +119,10 @@ class EvalReport:
 
 
 def retrieve_run(
-    retriever: BM25Retriever, queries: Mapping[str, str], top_k: int
+    retriever: Any, queries: Mapping[str, str], top_k: int
 ) -> dict[str, list[tuple[str, float]]]:
-    """Top ``top_k`` ``(doc_id, score)`` per query id, best first."""
+    """Top ``top_k`` ``(doc_id, score)`` per query id, best first; ``retriever`` is anything with
+    ``retrieve(queries, k)`` (:class:`BM25Retriever`, :class:`rerank_core.eval.DenseRetriever`)."""
     qids = list(queries)
     hits = retriever.retrieve([queries[q] for q in qids], k=top_k)
     return dict(zip(qids, hits, strict=True))
@@ -167,30 +198,96 @@ def run_eval(
     model: str | None = None,
     retriever: BM25Retriever | None = None,
     bm25_kwargs: Mapping[str, Any] | None = None,
+    first_stage: str = "bm25",
+    dense_model: Any = None,
+    dense_kwargs: Mapping[str, Any] | None = None,
+    hybrid_fusion: str | RetrieverFusionConfig = "rrf",
+    hybrid_depth: int | None = None,
 ) -> EvalReport:
-    """BM25 top-``top_k`` over ``dataset``, optionally reranked, with metrics for both stages.
+    """A first stage's top-``top_k`` over ``dataset``, optionally reranked, with metrics for every stage.
 
-    With a reranker that has a ``fusion``, the BM25 scores are passed as first-stage scores and the report
-    has both the reranker's own order (``reranked``) and the fused one (``fused``), from one scoring pass.
-    ``max_queries`` keeps the first N queries (file order). ``retriever`` reuses a built index (it must
-    cover ``dataset.corpus``); otherwise one is built with ``bm25_kwargs``. ``model`` only labels the report.
+    ``first_stage``: ``"bm25"`` (default), ``"dense"`` (``dense_model``'s cosine top-``top_k``) or
+    ``"hybrid"``: BM25 and dense top-``hybrid_depth`` (default ``top_k``) fused by ``hybrid_fusion``
+    (``"rrf"``, ``"rrf:W"``, ``"zscore:W"``, ``"minmax:W"`` with W the dense share, see
+    :mod:`rerank_core.eval.hybrid`) and cut to ``top_k``. A hybrid report also has each source's own
+    top-``top_k`` metrics in ``first_stage_sources`` (and runs in ``source_runs``), so BM25, dense and the
+    fused first stage can be read side by side; ``first_stage`` is always the stage that gets reranked.
+
+    ``dense_model``: a bi-encoder path or Hugging Face id, a ``SentenceTransformer``, or a built
+    :class:`rerank_core.eval.DenseRetriever` over ``dataset.corpus`` (reused as is); ``dense_kwargs`` go to
+    ``DenseRetriever`` when one is built (``cache_dir``, ``device``, ``batch_size``).
+
+    With a reranker that has a ``fusion``, the first stage's scores (BM25, cosine, or the hybrid fused score)
+    are passed as first-stage scores and the report has both the reranker's own order (``reranked``) and
+    the fused one (``fused``), from one scoring pass. ``max_queries`` keeps the first N queries (file
+    order). ``retriever`` reuses a built BM25 index (it must cover ``dataset.corpus``); otherwise one is
+    built with ``bm25_kwargs``. ``model`` only labels the report.
     """
     check_positive_int(top_k, "top_k")
     if max_queries is not None:
         check_positive_int(max_queries, "max_queries")
+    if first_stage not in FIRST_STAGES:
+        raise ConfigurationError(
+            "first_stage", f"must be one of {', '.join(FIRST_STAGES)}, got {first_stage!r}"
+        )
+    uses_dense = first_stage != "bm25"
+    if uses_dense and dense_model is None:
+        raise ConfigurationError(
+            "dense_model", f"first_stage={first_stage!r} needs a bi-encoder (a path, an id or a model)"
+        )
+    depth = top_k
+    fusion_config: RetrieverFusionConfig | None = None
+    if first_stage == "hybrid":
+        if hybrid_depth is not None:
+            depth = check_positive_int(hybrid_depth, "hybrid_depth")
+        fusion_config = hybrid_fusion_config(hybrid_fusion, top_k=top_k)
+        if fusion_config.top_k != top_k:  # a given config: the fused list is cut to the evaluated depth
+            fusion_config = dataclasses.replace(fusion_config, top_k=top_k)
     started = time.perf_counter()
     timings: dict[str, float] = {}
     qids = list(dataset.queries)[:max_queries]
     queries = {qid: dataset.queries[qid] for qid in qids}
     texts = corpus_texts(dataset)
 
-    if retriever is None:
+    source_hits: dict[str, dict[str, list[tuple[str, float]]]] = {}
+    config: dict[str, Any] = {"first_stage": first_stage}
+    if first_stage != "dense":
+        if retriever is None:
+            t = time.perf_counter()
+            retriever = BM25Retriever(list(texts), list(texts.values()), **dict(bm25_kwargs or {}))
+            timings["index"] = time.perf_counter() - t
         t = time.perf_counter()
-        retriever = BM25Retriever(list(texts), list(texts.values()), **dict(bm25_kwargs or {}))
-        timings["index"] = time.perf_counter() - t
-    t = time.perf_counter()
-    hits = retrieve_run(retriever, queries, top_k)
-    timings["retrieve"] = time.perf_counter() - t
+        source_hits["bm25"] = retrieve_run(retriever, queries, depth)
+        timings["retrieve"] = time.perf_counter() - t
+        config.update(retriever="bm25s", method=retriever.method, k1=retriever.k1, b=retriever.b)
+    if uses_dense:
+        if hasattr(dense_model, "retrieve"):  # a built retriever over this corpus
+            dense = dense_model
+        else:
+            t = time.perf_counter()
+            dense = _build_dense(dense_model, texts, dense_kwargs, progress)
+            timings["dense_index"] = time.perf_counter() - t
+        t = time.perf_counter()
+        source_hits["dense"] = retrieve_run(dense, queries, depth)
+        timings["dense_retrieve"] = time.perf_counter() - t
+        config["dense_model"] = dense_model if isinstance(dense_model, str) else type(dense_model).__name__
+        if getattr(dense, "cache_file", None) is not None:
+            config["dense_cache"] = "hit" if dense.cache_hit else "written"
+
+    sources_metrics: dict[str, dict[str, float]] | None = None
+    source_runs: dict[str, dict[str, list[str]]] | None = None
+    if fusion_config is None:
+        hits = source_hits[first_stage]
+    else:
+        t = time.perf_counter()
+        hits = fuse_first_stages(source_hits["bm25"], source_hits["dense"], fusion_config)
+        timings["fuse"] = time.perf_counter() - t
+        source_runs = {
+            name: {qid: [doc_id for doc_id, _ in h[:top_k]] for qid, h in per_query.items()}
+            for name, per_query in source_hits.items()
+        }
+        sources_metrics = {name: _stage_metrics(r, dataset.qrels, top_k) for name, r in source_runs.items()}
+        config.update(hybrid_fusion=describe_hybrid_fusion(fusion_config), hybrid_depth=depth)
     first_run = {qid: [doc_id for doc_id, _ in h] for qid, h in hits.items()}
     first_metrics = _stage_metrics(first_run, dataset.qrels, top_k)
 
@@ -225,16 +322,25 @@ def run_eval(
         seconds=time.perf_counter() - started,
         model=model,
         corpus_size=len(dataset.corpus),
-        first_stage_config={
-            "retriever": "bm25s",
-            "method": retriever.method,
-            "k1": retriever.k1,
-            "b": retriever.b,
-        },
+        first_stage_config=config,
         timings=timings,
         first_stage_run=first_run,
         reranked_run=reranked_run,
         fusion=fusion.describe() if fusion is not None else None,
         fused=None if fused_run is None else _stage_metrics(fused_run, dataset.qrels, top_k),
         fused_run=fused_run,
+        first_stage_name=first_stage,
+        first_stage_sources=sources_metrics,
+        source_runs=source_runs,
     )
+
+
+def _build_dense(
+    dense_model: Any, texts: Mapping[str, str], dense_kwargs: Mapping[str, Any] | None, progress: bool
+) -> Any:
+    """A ``DenseRetriever`` over ``texts`` with ``dense_model`` (embedding the corpus, or loading it from
+    ``dense_kwargs["cache_dir"]``); imported here so that a BM25-only evaluation never needs torch."""
+    from rerank_core.eval.dense import DenseRetriever
+
+    kwargs = {"show_progress": progress, **dict(dense_kwargs or {})}
+    return DenseRetriever(list(texts), list(texts.values()), model=dense_model, **kwargs)
