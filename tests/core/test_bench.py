@@ -3,6 +3,7 @@ skipped contenders and bad arguments. No ../shared needed."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -184,7 +185,10 @@ def test_harness_runs_ours_and_sentence_transformers(
     table = paths["markdown"].read_text()
     assert "| ours torch fp32 |" in table and "| st predict | torch-float32 |" in table
     assert "p50 / p95 ms @2" in table
-    assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    if importlib.util.find_spec("matplotlib") is not None:  # benchmarks/requirements.txt, not CI's
+        assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    else:
+        assert "png" not in paths
     again = BenchResult.from_dict(json.loads(paths["json"].read_text()))
     assert again.to_dict() == json.loads(paths["json"].read_text())
     assert pick_fastest(again).contender.name == "ours torch fp32"
@@ -268,7 +272,7 @@ def test_cli_bench_writes_table_json_and_png_then_picks(
     assert cli.main(args) == 0
     printed = capsys.readouterr().out
     assert "| ours torch fp32 |" in printed and "written:" in printed
-    assert {p.name for p in out.iterdir()} >= {"results.md", "results.json", "results.png"}
+    assert {p.name for p in out.iterdir()} >= {"results.md", "results.json"}
     data = json.loads((tmp_path / "copy.json").read_text())
     assert data["command"].startswith("rerank bench ") and "--contenders" in data["command"]
     assert (

@@ -188,6 +188,8 @@ def run_from_args(args: argparse.Namespace) -> int:
         args.json.write_text(paths["json"].read_text())
     print(markdown(result))
     print("written: " + ", ".join(str(p) for p in paths.values()))
+    if not args.no_chart and "png" not in paths:
+        print("no PNG: matplotlib is not installed (pip install -r benchmarks/requirements.txt)")
     if args.pick:
         try:
             print(pick_fastest(result, args.max_ndcg_drop).text(), end="")

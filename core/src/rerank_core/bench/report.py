@@ -3,6 +3,7 @@ and pick the fastest of our configurations that keeps quality."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,12 +128,15 @@ def write_chart(result: BenchResult, path: Path) -> Path:
 
 
 def write_outputs(result: BenchResult, out_dir: Path, *, chart: bool = True) -> dict[str, Path]:
-    """Write ``results.md``, ``results.json`` and (with matplotlib) ``results.png`` into ``out_dir``."""
+    """Write ``results.md``, ``results.json`` and ``results.png`` into ``out_dir``.
+
+    The PNG needs matplotlib (``benchmarks/requirements.txt``); without it the key ``png`` is absent.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"markdown": out_dir / "results.md", "json": out_dir / "results.json"}
     paths["markdown"].write_text(markdown(result))
     paths["json"].write_text(json.dumps(result.to_dict(), indent=2) + "\n")
-    if chart:
+    if chart and importlib.util.find_spec("matplotlib") is not None:
         paths["png"] = write_chart(result, out_dir / "results.png")
     return paths
 
