@@ -175,9 +175,13 @@ class TransformersLLM(LLM):
         chat = [{"role": m.role, "content": m.content} for m in messages]
         try:
             with self._run_lock, torch.inference_mode():
-                inputs = tokenizer.apply_chat_template(
+                encoded = tokenizer.apply_chat_template(
                     chat, add_generation_prompt=True, return_tensors="pt", return_dict=True
-                ).to(model.device)
+                )
+                # only what a causal LM takes (some tokenizers add token_type_ids, which generate refuses)
+                inputs = {
+                    k: encoded[k].to(model.device) for k in ("input_ids", "attention_mask") if k in encoded
+                }
                 n_prompt = int(inputs["input_ids"].shape[1])
                 if max_tokens <= 1:
                     logits = model(**inputs).logits[0, -1]
