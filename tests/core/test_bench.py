@@ -86,6 +86,9 @@ def test_model_shape_counts_every_weight_once(tiny_ce_path: Path) -> None:
 
 def test_matmul_rate_is_positive_and_checks_arguments() -> None:
     assert matmul_rate("float32", size=64, seconds=0.01) > 0
+    assert matmul_rate("float32", size=64, seconds=0.01, library="numpy") > 0
+    with pytest.raises(ValueError, match="library"):
+        matmul_rate("float32", size=64, library="jax")
     with pytest.raises(ValueError, match="size"):
         matmul_rate("float32", size=2)
     with pytest.raises(ValueError, match="dtype"):

@@ -10,9 +10,11 @@ A transformer encoder spends nearly all of its time in matrix multiplies. For a 
 
 Embedding lookups, layer norms, softmax and GELU are not counted (memory-bound, small). ``s`` is the real
 token count of the pair after truncation to the model's limit, without padding: the useful work. Dividing the
-work by the measured ``torch.matmul`` rate on large square matrices (the best this machine does in practice)
-gives the ceiling in pairs per second; a contender's share of it says how much headroom is left in that
-precision. Int8 paths can exceed the fp32 ceiling: that is the point of them.
+work by the measured matrix-product rate on large square matrices (the better of ``torch.matmul`` and
+numpy's BLAS for fp32, ``torch.matmul`` for bf16: the best this machine does in practice) gives the
+ceiling in pairs per second; a contender's share of it says how much headroom is left in that precision.
+Int8 paths can exceed the fp32 ceiling: that is the point of them. On shared cores the rate is a short
+reading under whatever else runs, so a contender can show more than 100%: read the share as approximate.
 """
 
 from __future__ import annotations
@@ -80,12 +82,20 @@ def model_shape(model: Any) -> ModelShape:
     )
 
 
-def matmul_rate(dtype: str = "float32", size: int = 1024, seconds: float = 0.5) -> float:
-    """Measured FLOP/s of ``torch.matmul`` on ``size`` x ``size`` matrices in ``dtype`` (best call).
+def matmul_rate(
+    dtype: str = "float32", size: int = 1024, seconds: float = 0.5, library: str = "torch"
+) -> float:
+    """Measured FLOP/s of a ``size`` x ``size`` matrix product in ``dtype`` (best call).
 
-    Runs for about ``seconds`` after one warm-up call and returns the rate of the fastest call
-    (``2 * size**3`` FLOPs each), the closest reading of what the cores can do on a shared machine.
+    ``library`` is ``"torch"`` (``torch.matmul``: MKL for fp32, oneDNN for bf16) or ``"numpy"`` (its BLAS,
+    OpenBLAS in the wheels; fp32 only). Runs for about ``seconds`` after one warm-up call and returns the
+    rate of the fastest call (``2 * size**3`` FLOPs each), the closest reading of what the cores can do on a
+    shared machine.
     """
+    if library == "numpy":
+        return _numpy_rate(dtype, size, seconds)
+    if library != "torch":
+        raise ValueError(f"library: must be 'torch' or 'numpy', got {library!r}")
     import torch
 
     if size < 16:
@@ -106,4 +116,26 @@ def matmul_rate(dtype: str = "float32", size: int = 1024, seconds: float = 0.5) 
             torch.matmul(a, b)
             best = min(best, time.perf_counter() - t)
             calls += 1
+    return 2.0 * size**3 / best
+
+
+def _numpy_rate(dtype: str, size: int, seconds: float) -> float:
+    import numpy as np
+
+    if size < 16:
+        raise ValueError(f"size: must be >= 16, got {size}")
+    if dtype not in ("float32", "float64"):
+        raise ValueError(f"dtype: numpy matmul is measured in float32 or float64, got {dtype!r}")
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((size, size)).astype(dtype)
+    b = rng.standard_normal((size, size)).astype(dtype)
+    a @ b
+    best = float("inf")
+    end = time.perf_counter() + seconds
+    calls = 0
+    while calls < 3 or time.perf_counter() < end:
+        t = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t)
+        calls += 1
     return 2.0 * size**3 / best

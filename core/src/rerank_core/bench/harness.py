@@ -6,7 +6,7 @@ each call is also a latency sample at the full depth) and then the first ``laten
 each smaller latency size. Interleaving puts every contender under the same background load in each round;
 the figures are medians over rounds and speed ratios are taken within a round (baseline time / contender
 time) before the median, so a busy moment slows both sides of a ratio. The machine's matmul rate is measured
-in every round too.
+in every round too (the better of torch and numpy for fp32); the ceiling uses the median over rounds.
 
 Peak memory is measured in a fresh subprocess per contender (``python -m rerank_core.bench.memory``):
 resident set size after importing the contender's libraries, then the peak while loading it and
@@ -181,7 +181,7 @@ class BenchResult:
     shape: dict[str, Any]
     mean_tokens: float
     flops_per_pair: float
-    matmul_fp32: float
+    matmul_fp32: float  # median over rounds of the round's best fp32 rate (torch or numpy)
     matmul_bf16: float | None
     ceiling_pairs_per_s_fp32: float
     ceiling_pairs_per_s_bf16: float | None
@@ -189,6 +189,7 @@ class BenchResult:
     contenders: list[ContenderResult]
     command: str = ""
     wall_s: float = 0.0
+    matmul_rounds: dict[str, list[float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -371,7 +372,12 @@ def run_bench(
     first_scores: dict[str, list[list[float]] | None] = {}
 
     for r in range(config.repeats):
-        fp32_rates.append(matmul_rate("float32", config.matmul_size, config.matmul_seconds))
+        fp32_rates.append(
+            max(
+                matmul_rate("float32", config.matmul_size, config.matmul_seconds),
+                matmul_rate("float32", config.matmul_size, config.matmul_seconds, library="numpy"),
+            )
+        )
         with contextlib.suppress(RuntimeError, ValueError):  # a torch without bf16 matmul on this CPU
             bf16_rates.append(matmul_rate("bfloat16", config.matmul_size, config.matmul_seconds))
         order = active[r % len(active) :] + active[: r % len(active)] if active else []
@@ -408,8 +414,9 @@ def run_bench(
                 first_scores[spec.name] = None if any(s is None for s in scores_all) else scores_all  # type: ignore[assignment]
             _log(f"round {r + 1}/{config.repeats}: {spec.name} {total:.2f} s", progress)
 
-    fp32 = max(fp32_rates)
-    bf16 = max(bf16_rates) if bf16_rates else None
+    # The median over rounds: one call in a quiet moment on shared cores is not the machine's rate.
+    fp32 = statistics.median(fp32_rates)
+    bf16 = statistics.median(bf16_rates) if bf16_rates else None
     flops_pp = total_flops / workload.pairs
     base = results.get(BASELINE)
     base_ok = base is not None and base.status == "ok" and len(base.round_s) == config.repeats
@@ -459,4 +466,5 @@ def run_bench(
         bm25_ndcg10=bm25,
         contenders=[results[s.name] for s in specs],
         wall_s=clock() - t_start,
+        matmul_rounds={"float32": fp32_rates, "bfloat16": bf16_rates},
     )

@@ -35,7 +35,7 @@ def markdown(result: BenchResult) -> str:
         f"{result.repeats} interleaved rounds; started {result.started}.",
         f"Machine: {m.get('cpu')}, {m.get('cores')} cores (torch threads {m.get('torch_threads')}), "
         f"torch {m.get('torch')}, sentence-transformers {m.get('sentence-transformers')}. "
-        f"Measured matmul rate: fp32 {result.matmul_fp32 / 1e9:.0f} GFLOP/s"
+        f"Measured matmul rate (median of the rounds' best): fp32 {result.matmul_fp32 / 1e9:.0f} GFLOP/s"
         + (f", bf16 {result.matmul_bf16 / 1e9:.0f} GFLOP/s" if result.matmul_bf16 else "")
         + f"; {result.flops_per_pair / 1e9:.2f} GFLOP a pair, so the fp32 ceiling is "
         f"{result.ceiling_pairs_per_s_fp32:.1f} pairs/s"
