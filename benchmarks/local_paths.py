@@ -123,6 +123,11 @@ def main() -> None:
     parser.add_argument("--contenders", default=",".join(ALL))
     parser.add_argument("--calibration-queries", type=int, default=20, help="train queries x top-10")
     parser.add_argument("--cache-dir", default=str(WORKSPACE / ".cache" / "exports"))
+    parser.add_argument(
+        "--quality-contenders",
+        default=None,
+        help="contenders given the nDCG pass (default all; paths equal to torch-fp32 within 1e-4 may skip)",
+    )
     parser.add_argument("--no-quality", action="store_true", help="skip the nDCG pass")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
@@ -150,7 +155,10 @@ def main() -> None:
 
     results: dict[str, dict[str, Any]] = {n: {} for n in names}
     if not args.no_quality:
+        quality = names if args.quality_contenders is None else args.quality_contenders.split(",")
         for n, s in scorers.items():
+            if n not in quality:
+                continue
             t = time.perf_counter()
             ndcgs = []
             for q, c, g in zip(qids, cands, groups, strict=True):
