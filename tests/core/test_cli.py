@@ -211,6 +211,8 @@ def test_eval_with_reranker_writes_both_stages(
         "batch_size": 4,
         "dtype": "auto",
         "fusion": None,
+        "runtime": "torch",
+        "quantization": None,
     }
     data = json.loads(out_json.read_text())
     assert data["model"] == "some/model"
@@ -248,6 +250,21 @@ def test_eval_with_tiny_cross_encoder(beir_dir: Path, tmp_path: Path, tiny_ce_pa
     # The reranker reorders but keeps every candidate, so recall over the candidates cannot change.
     assert data["reranked"]["recall@5"] == data["first_stage"]["recall@5"] == 1.0
     assert data["timings"]["rerank"] > 0
+
+
+@pytest.mark.slow
+def test_eval_with_the_onnx_runtime(beir_dir: Path, tmp_path: Path, tiny_ce_path: Path, monkeypatch) -> None:
+    pytest.importorskip("onnxruntime")
+    monkeypatch.setenv("RERANK_CACHE_DIR", str(tmp_path / "cache"))
+    runs = {}
+    for runtime in ("torch", "onnx"):
+        out_json = tmp_path / f"{runtime}.json"
+        args = ["eval", str(beir_dir), "--model", str(tiny_ce_path), "--top-k", "5", "--device", "cpu"]
+        assert cli.main([*args, "--runtime", runtime, "--json", str(out_json), "--no-progress"]) == 0
+        runs[runtime] = json.loads(out_json.read_text())
+    assert runs["onnx"]["model_options"]["runtime"] == "onnx-float32"
+    assert runs["torch"]["model_options"]["runtime"] == "torch-float32"
+    assert runs["onnx"]["reranked"] == pytest.approx(runs["torch"]["reranked"])
 
 
 def test_missing_data_dir_exits_2_naming_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

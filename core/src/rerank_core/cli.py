@@ -94,6 +94,18 @@ def _add_eval(subparsers: Any) -> None:
         help="model weights precision (default: auto = float16 on CUDA, float32 elsewhere)",
     )
     p.add_argument(
+        "--runtime",
+        choices=("torch", "onnx", "openvino"),
+        default="torch",
+        help="local runtime (default: torch); onnx/openvino export the model once and cache it",
+    )
+    p.add_argument(
+        "--quantization",
+        choices=("none", "int8"),
+        default="none",
+        help="int8 for --runtime onnx (dynamic) or openvino (static, default calibration pairs)",
+    )
+    p.add_argument(
         "--fusion",
         metavar="METHOD[:WEIGHT]|model",
         help="also report the reranker fused with the BM25 score: zscore, minmax or rrf with the reranker's "
@@ -193,16 +205,25 @@ def _build_reranker(
     batch_size: int,
     dtype: str = "auto",
     fusion: Any = None,
+    runtime: str = "torch",
+    quantization: str | None = None,
 ) -> Any:
     """Load the local cross-encoder behind a :class:`rerank_core.Reranker` that keeps every candidate."""
     from rerank_core import Reranker
     from rerank_core.backends import CrossEncoderBackend
 
     backend = CrossEncoderBackend(
-        model, device=device, max_length=max_length, batch_size=batch_size, dtype=dtype
+        model,
+        device=device,
+        max_length=max_length,
+        batch_size=batch_size,
+        dtype=dtype,
+        runtime=runtime,
+        quantization=quantization,
     )
-    # Load now (the back end loads lazily) so that a bad --model or --device fails before the first stage.
-    _ = backend.model
+    # Load now (the back end loads lazily; onnx/openvino export once) so that a bad --model, --device or
+    # runtime fails before the first stage.
+    backend.load()
     return Reranker(backend, fusion=fusion)
 
 
@@ -283,6 +304,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                 batch_size=args.batch_size,
                 dtype=args.dtype,
                 fusion=fusion,
+                runtime=args.runtime,
+                quantization=None if args.quantization == "none" else args.quantization,
             )
         except MissingDependencyError:
             raise
@@ -322,6 +345,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                 "max_length": args.max_length,
                 "batch_size": args.batch_size,
                 "dtype": args.dtype,
+                "runtime": getattr(getattr(reranker, "backend", None), "runtime", args.runtime),
             }
         payload["seed"] = args.seed
         args.json.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
