@@ -14,7 +14,6 @@ import math
 import numbers
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any
 
 from rerank_core.errors import (
     BackendError,
