@@ -20,7 +20,15 @@ import sys
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from pathlib import Path
+
 from rerank_core.bench.cli import main  # after the offline switches
+from rerank_core.bench.contenders import PLUGINS_ENV
+
+# The LangChain and LlamaIndex incumbents live next to this script: the core never imports a framework.
+_FRAMEWORKS = str(Path(__file__).with_name("framework_contenders.py"))
+if _FRAMEWORKS not in os.environ.get(PLUGINS_ENV, "").split(","):
+    os.environ[PLUGINS_ENV] = ",".join(p for p in (os.environ.get(PLUGINS_ENV), _FRAMEWORKS) if p)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -331,3 +331,33 @@ def test_memory_probe_in_a_subprocess(beir_dir: Path, tiny_ce_path: Path) -> Non
     (ours,) = result.contenders
     assert ours.status == "ok", ours.reason
     assert ours.peak_rss_mb is not None and 0 < ours.peak_rss_mb < 2000, ours.info
+
+
+def test_plugins_add_contenders_and_the_core_lists_no_framework(tmp_path: Path, monkeypatch) -> None:
+    from rerank_core.bench.contenders import PLUGINS_ENV, contender_specs
+
+    monkeypatch.delenv(PLUGINS_ENV, raising=False)
+    names = [s.name for s in contender_specs()]
+    assert not any(n.startswith(("langchain", "llamaindex")) for n in names)
+    plugin = tmp_path / "extra_contenders.py"
+    plugin.write_text(
+        "from rerank_core.bench.contenders import ContenderSpec\n"
+        "def contender_specs():\n"
+        "    return [ContenderSpec('extra one', 'extra', 'Extra()', lambda ctx: None)]\n"
+    )
+    monkeypatch.setenv(PLUGINS_ENV, str(plugin))
+    assert [s.name for s in contender_specs()][-1] == "extra one"
+    monkeypatch.setenv(PLUGINS_ENV, str(tmp_path / "missing.py"))
+    with pytest.raises(ValueError, match=PLUGINS_ENV):
+        contender_specs()
+
+
+def test_the_benchmark_script_loads_the_framework_contenders() -> None:
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "speed.py"
+    out = subprocess.run([sys.executable, str(script), "--list"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "langchain CrossEncoderReranker" in out.stdout
+    assert "llamaindex SentenceTransformerRerank" in out.stdout

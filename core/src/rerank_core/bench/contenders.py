@@ -17,10 +17,13 @@ own documented keyword arguments and are otherwise at their defaults.
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import inspect
 import json
+import os
 import shutil
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,11 +31,13 @@ from typing import Any, Protocol
 
 __all__ = [
     "BATCH_TOKENS",
+    "PLUGINS_ENV",
     "BenchContext",
     "ContenderSpec",
     "Ranker",
     "backend_options",
     "contender_specs",
+    "plugin_specs",
     "select_specs",
 ]
 
@@ -214,55 +219,6 @@ class _STRank:
         return [int(h["corpus_id"]) for h in hits], scores
 
 
-# -- LangChain ---------------------------------------------------------------------------------------------
-
-
-class _LangChain:
-    def __init__(self, ctx: BenchContext) -> None:
-        import torch
-        from langchain_classic.retrievers.document_compressors import CrossEncoderReranker
-        from langchain_community.cross_encoders import HuggingFaceCrossEncoder
-
-        model = HuggingFaceCrossEncoder(
-            model_name=ctx.model,
-            model_kwargs={"device": ctx.device, "model_kwargs": {"dtype": torch.float32}},
-        )
-        self.compressor = CrossEncoderReranker(model=model, top_n=3)
-
-    def rank(self, query: str, texts: Sequence[str]) -> tuple[list[int], list[float] | None]:
-        from langchain_core.documents import Document
-
-        docs = [Document(page_content=t, metadata={"i": i}) for i, t in enumerate(texts)]
-        self.compressor.top_n = len(docs)
-        out = self.compressor.compress_documents(docs, query)
-        return [int(d.metadata["i"]) for d in out], None
-
-
-# -- LlamaIndex ----------------------------------------------------------------------------------------------
-
-
-class _LlamaIndex:
-    def __init__(self, ctx: BenchContext) -> None:
-        import torch
-        from llama_index.core.postprocessor import SentenceTransformerRerank
-
-        self.post = SentenceTransformerRerank(top_n=3, model=ctx.model, device=ctx.device)
-        # No dtype option: the checkpoint's float16 is cast to float32 like every other torch contender.
-        self.post._model.model.to(torch.float32)
-
-    def rank(self, query: str, texts: Sequence[str]) -> tuple[list[int], list[float] | None]:
-        from llama_index.core.schema import NodeWithScore, TextNode
-
-        nodes = [NodeWithScore(node=TextNode(text=t, id_=str(i))) for i, t in enumerate(texts)]
-        self.post.top_n = len(nodes)
-        out = self.post.postprocess_nodes(nodes, query_str=query)
-        order = [int(n.node.node_id) for n in out]
-        scores = [0.0] * len(texts)
-        for n in out:
-            scores[int(n.node.node_id)] = float(n.score or 0.0)
-        return order, scores
-
-
 # -- AnswerDotAI rerankers -----------------------------------------------------------------------------------
 
 
@@ -361,7 +317,8 @@ class _FlashRank:
 
 
 def incumbent_specs() -> list[ContenderSpec]:
-    """sentence-transformers, LangChain, LlamaIndex, rerankers and FlashRank, at their defaults (fp32)."""
+    """sentence-transformers, rerankers and FlashRank, at their defaults (fp32). The LangChain and LlamaIndex
+    incumbents come from a plugin (see :func:`plugin_specs`): the core never imports a framework."""
     return [
         ContenderSpec(
             "st predict",
@@ -378,24 +335,6 @@ def incumbent_specs() -> list[ContenderSpec]:
             "CrossEncoder(model, model_kwargs={'dtype': torch.float32}).rank(query, texts)",
             _STRank,
             ("torch", "sentence_transformers"),
-            info={"runtime": "torch-float32"},
-        ),
-        ContenderSpec(
-            "langchain CrossEncoderReranker",
-            "langchain",
-            "CrossEncoderReranker(model=HuggingFaceCrossEncoder(model_name=model, model_kwargs={...}))",
-            _LangChain,
-            ("langchain_community", "langchain_classic", "sentence_transformers"),
-            note="HuggingFaceCrossEncoder calls CrossEncoder.predict",
-            info={"runtime": "torch-float32"},
-        ),
-        ContenderSpec(
-            "llamaindex SentenceTransformerRerank",
-            "llama-index",
-            "SentenceTransformerRerank(model=model, top_n=n)",
-            _LlamaIndex,
-            ("llama_index.core", "sentence_transformers"),
-            note="sets max_length=512, above the model's own limit, so it scores more tokens per pair",
             info={"runtime": "torch-float32"},
         ),
         ContenderSpec(
@@ -419,9 +358,39 @@ def incumbent_specs() -> list[ContenderSpec]:
     ]
 
 
+PLUGINS_ENV = "RERANK_BENCH_CONTENDERS"
+"""Comma-separated modules or ``.py`` files, each with a ``contender_specs()`` returning more contenders.
+``benchmarks/speed.py`` names ``benchmarks/framework_contenders.py`` (LangChain, LlamaIndex) here; being an
+environment variable, it also reaches the memory probe's subprocess."""
+
+
+def plugin_specs() -> list[ContenderSpec]:
+    """The contenders of the plugins named in ``$RERANK_BENCH_CONTENDERS`` (each loaded once)."""
+    specs: list[ContenderSpec] = []
+    for entry in (e.strip() for e in os.environ.get(PLUGINS_ENV, "").split(",")):
+        if not entry:
+            continue
+        if entry.endswith(".py"):
+            path = Path(entry)
+            if not path.is_file():
+                raise ValueError(f"{PLUGINS_ENV}: no such file {entry!r}")
+            name = f"rerank_bench_plugin_{path.stem}"
+            module = sys.modules.get(name)
+            if module is None:
+                loader_spec = importlib.util.spec_from_file_location(name, path)
+                assert loader_spec is not None and loader_spec.loader is not None
+                module = importlib.util.module_from_spec(loader_spec)
+                sys.modules[name] = module
+                loader_spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(entry)
+        specs.extend(module.contender_specs())
+    return specs
+
+
 def contender_specs(accepted: set[str] | None = None) -> list[ContenderSpec]:
-    """Every contender, ours first, in the order of the table."""
-    return our_specs(accepted) + incumbent_specs()
+    """Every contender, ours first, in the order of the table (plugins' incumbents last)."""
+    return our_specs(accepted) + incumbent_specs() + plugin_specs()
 
 
 def select_specs(specs: Sequence[ContenderSpec], selection: str | None) -> list[ContenderSpec]:
