@@ -87,7 +87,7 @@ def test_demo_uses_the_reference_reranker_by_default() -> None:
     data = shared_path("data", "scifact")
     demo = [sys.executable, str(WORKSPACE / "examples" / "demo.py"), "--no-progress", "--data", str(data)]
     proc = subprocess.run(
-        [*demo, "--queries", "2", "--top-k", "5", "--show", "1"],
+        [*demo, "--queries", "2", "--top-k", "5", "--show", "1", "--no-dense"],  # hybrid: test_examples
         capture_output=True,
         text=True,
         timeout=600,
@@ -96,5 +96,5 @@ def test_demo_uses_the_reference_reranker_by_default() -> None:
     assert proc.returncode == 0, proc.stderr
     assert "reference-reranker" in proc.stdout and "reranked:" in proc.stdout
     # the model's fusion with BM25, tuned on dev at fine-tuning time, is shown too
-    assert "tuned on dev" in proc.stdout and "fused:" in proc.stdout
+    assert "the model's stored fusion" in proc.stdout and "fused:" in proc.stdout
     assert any(line.strip().startswith("fused ") for line in proc.stdout.splitlines())
