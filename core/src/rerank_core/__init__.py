@@ -21,6 +21,7 @@ from rerank_core.errors import (
     RetryableBackendError,
 )
 from rerank_core.fusion import Fusion, FusionFit, fuse_rankings, fuse_scores, tune_fusion
+from rerank_core.judge_stage import JudgeStage
 from rerank_core.normalization import normalize_scores
 from rerank_core.profiles import FreshnessRule, MatchRule, NumericRule, ScoringProfile
 from rerank_core.reranker import Reranker
@@ -36,6 +37,7 @@ __all__ = [
     "Fusion",
     "FusionFit",
     "InvalidInputError",
+    "JudgeStage",
     "LongTextPolicy",
     "MatchRule",
     "MissingDependencyError",

@@ -1,7 +1,8 @@
 """The reranker: one back end plus the policy that turns its scores into a ranking.
 
     validate -> (split long texts) -> back end scores pairs (cache first) -> (aggregate windows)
-             -> normalize -> (fuse with first-stage scores) -> threshold -> top_n -> results
+             -> normalize -> (fuse with first-stage scores) -> (scoring profile) -> threshold
+             -> (judge stage: an LLM re-orders the top_k / uncertain band within their slots) -> top_n
 
 ``rerank`` handles one query, ``rerank_many`` many queries whose pairs are scored together in shared
 batches, and ``arerank`` / ``arerank_many`` do the same without ever blocking the event loop on
@@ -30,8 +31,10 @@ from rerank_core.errors import (
     NonRetryableBackendError,
 )
 from rerank_core.fusion import Fusion, check_first_stage_scores, fuse_scores
+from rerank_core.judge_stage import JudgeStage, check_judge
 from rerank_core.normalization import check_normalization, normalize_scores
 from rerank_core.profiles import ScoringProfile, check_profile
+from rerank_core.slots import merge_usage, reorder_within_slots, select_for_judge
 from rerank_core.types import Candidate, RerankResponse, RerankResult, RuleEffect
 from rerank_core.validation import check_query, check_score_threshold, check_top_n, to_candidates
 
@@ -66,6 +69,22 @@ class _Job:
     backend_usage: dict[str, int] | None = None  # what the back end reported this query cost (LLM calls...)
 
 
+@dataclass
+class _Ranked:
+    """One scored query before ``top_n``: its scores and its order (threshold applied, best first)."""
+
+    job: _Job
+    raw: np.ndarray
+    windows: list[Any]
+    truncated: list[bool]
+    calibrated: np.ndarray
+    relevance: np.ndarray
+    pre_profile: np.ndarray | None
+    order: list[int]
+    judge_scores: dict[int, float] | None = None
+    judge_usage: dict[str, int] | None = None
+
+
 class Reranker:
     """Reranks candidates for a query with a back end and a scoring policy.
 
@@ -98,6 +117,13 @@ class Reranker:
         coalesce: ``True`` or a :class:`~rerank_core.coalescing.Coalescing`: concurrent ``arerank`` /
             ``arerank_many`` calls arriving within a few milliseconds share model batches (in-process back
             ends only; each call still gets exactly its own results). Off by default.
+        judge: a :class:`~rerank_core.judge_stage.JudgeStage`: the last stage, after the profile and the
+            threshold, before ``top_n``. Its back end (an LLM judge) re-orders the ``top_k`` of the current
+            order and/or the candidates whose ``relevance_score`` is in its ``band``, within the slots they
+            hold. ``relevance_score`` keeps the pre-judge score; judged results carry ``judge_score``, and
+            ``usage`` adds the judge's (LLM calls, tokens) and ``judge_candidates``. A failing judge keeps
+            the pre-judge order with a warning and ``usage["judge_failed"]`` (``JudgeStage(fail_open=True)``,
+            the default) or raises. See :mod:`rerank_core.judge_stage`.
     """
 
     def __init__(
@@ -117,6 +143,7 @@ class Reranker:
         fail_open: bool = False,
         profile: ScoringProfile | Mapping[str, Any] | None = None,
         coalesce: bool | Coalescing | None = None,
+        judge: JudgeStage | None = None,
     ) -> None:
         if not isinstance(backend, Backend):
             raise ConfigurationError(
@@ -140,6 +167,7 @@ class Reranker:
             raise ConfigurationError("fail_open", f"must be True or False, got {fail_open!r}")
         self.fail_open = fail_open
         self.profile: ScoringProfile | None = check_profile(profile)
+        self.judge: JudgeStage | None = check_judge(judge)
         self.coalesce = Coalescing.parse(coalesce)
         self._coalescer = (
             None
@@ -166,6 +194,7 @@ class Reranker:
             f"normalization={self.normalization!r}"
             + (f", fusion={self.fusion.describe()!r}" if self.fusion is not None else "")
             + (f", profile={self.profile.describe()!r}" if self.profile is not None else "")
+            + (f", judge={self.judge.describe()!r}" if self.judge is not None else "")
             + (", fail_open=True)" if self.fail_open else ")")
         )
 
@@ -190,7 +219,7 @@ class Reranker:
             self._score_sync([job])
         except BackendError as exc:
             return self._failed([job], exc)[0]
-        return self._finish(job)
+        return self._finish_sync([job])[0]
 
     def rerank_many(
         self,
@@ -207,7 +236,7 @@ class Reranker:
             self._score_sync(jobs)
         except BackendError as exc:
             return self._failed(jobs, exc)
-        return [self._finish(job) for job in jobs]
+        return self._finish_sync(jobs)
 
     async def arerank(
         self,
@@ -224,7 +253,7 @@ class Reranker:
             await self._score_async([job])
         except BackendError as exc:
             return self._failed([job], exc)[0]
-        return self._finish(job)
+        return (await self._finish_async([job]))[0]
 
     async def arerank_many(
         self,
@@ -241,7 +270,7 @@ class Reranker:
             await self._score_async(jobs)
         except BackendError as exc:
             return self._failed(jobs, exc)
-        return [self._finish(job) for job in jobs]
+        return await self._finish_async(jobs)
 
     # -- validation --------------------------------------------------------------------------------
 
@@ -432,25 +461,40 @@ class Reranker:
 
     # -- ranking -----------------------------------------------------------------------------------
 
-    def _finish(self, job: _Job) -> RerankResponse:
+    def _finish_sync(self, jobs: list[_Job]) -> list[RerankResponse]:
+        ranked = [self._rank(job) for job in jobs]
+        if self.judge is not None:
+            picks, groups = self._judge_plan(ranked)
+            if groups:
+                try:
+                    self._judge_apply(ranked, picks, self.judge.judge.score_groups(groups))
+                except BackendError as exc:
+                    self._judge_failed(ranked, picks, exc)
+        return [self._build(job, r) for job, r in zip(jobs, ranked, strict=True)]
+
+    async def _finish_async(self, jobs: list[_Job]) -> list[RerankResponse]:
+        ranked = [self._rank(job) for job in jobs]
+        if self.judge is not None:
+            picks, groups = self._judge_plan(ranked)
+            if groups:
+                judge = self.judge.judge
+                try:
+                    if judge.blocking:  # its own thread pool: the event loop never waits on the judge
+                        scored = await judge.run_blocking(judge.score_groups, groups)
+                    else:
+                        scored = await judge.ascore_groups(groups)
+                    self._judge_apply(ranked, picks, scored)
+                except BackendError as exc:
+                    self._judge_failed(ranked, picks, exc)
+        return [self._build(job, r) for job, r in zip(jobs, ranked, strict=True)]
+
+    def _rank(self, job: _Job) -> _Ranked | None:
+        """Scores, fusion, profile and threshold: the pre-judge order (``None`` for no candidates)."""
         n = len(job.candidates)
-        fingerprint = self.backend.fingerprint
         if n == 0:
-            kind = self.backend.peek_score_kind() or "logit"
-            return RerankResponse(
-                job.query,
-                (),
-                fingerprint,
-                kind,
-                self.normalization,
-                0,
-                {},
-                self._fusion_name,
-                profile=self._profile_name,
-            )
+            return None
         assert job.segments is not None and job.segment_scores is not None
-        kind = self.backend.score_kind
-        check_normalization(self.normalization, self.temperature, kind)
+        check_normalization(self.normalization, self.temperature, self.backend.score_kind)
         raw, windows, truncated = aggregate_scores(
             job.segments, job.segment_scores, n, self.long_text.aggregate
         )
@@ -471,22 +515,111 @@ class Reranker:
             keep = keep[relevance[keep] >= job.score_threshold]
         # Stable: equal scores keep input order.
         keep = keep[np.argsort(-relevance[keep], kind="stable")]
-        if job.top_n is not None:
-            keep = keep[: job.top_n]
+        return _Ranked(
+            job, raw, windows, truncated, calibrated, relevance, pre_profile, [int(i) for i in keep]
+        )
+
+    # -- the judge stage ---------------------------------------------------------------------------
+
+    def _judge_plan(
+        self, ranked: list[_Ranked | None]
+    ) -> tuple[list[tuple[int, list[int]]], list[tuple[str, list[str]]]]:
+        """Per query, the candidates the judge sees; one (query, texts) group per query that has any."""
+        assert self.judge is not None
+        picks: list[tuple[int, list[int]]] = []
+        groups: list[tuple[str, list[str]]] = []
+        for k, r in enumerate(ranked):
+            if r is None:
+                continue
+            r.judge_usage = {"judge_candidates": 0}
+            pick = select_for_judge(r.order, r.relevance, self.judge.top_k, self.judge.band)
+            if pick:
+                picks.append((k, pick))
+                groups.append((r.job.query, [r.job.candidates[i].text for i in pick]))
+        return picks, groups
+
+    def _judge_apply(
+        self, ranked: list[_Ranked | None], picks: list[tuple[int, list[int]]], scored: Sequence[Any]
+    ) -> None:
+        """Check every group first (all or nothing), then re-order each query within the judged slots."""
+        assert self.judge is not None
+        fingerprint = self.judge.judge.fingerprint
+        if len(scored) != len(picks):
+            raise NonRetryableBackendError(
+                f"returned {len(scored)} score groups for {len(picks)} queries", backend=fingerprint
+            )
+        for (_, pick), group in zip(picks, scored, strict=True):
+            values = np.asarray(group.scores, dtype=np.float64)
+            if len(values) != len(pick):
+                raise NonRetryableBackendError(
+                    f"returned {len(values)} scores for {len(pick)} judged candidates", backend=fingerprint
+                )
+            if not np.isfinite(values).all():
+                raise NonRetryableBackendError("returned non-finite judge score(s)", backend=fingerprint)
+        for (k, pick), group in zip(picks, scored, strict=True):
+            r = ranked[k]
+            assert r is not None
+            r.order = reorder_within_slots(r.order, pick, group.scores)
+            r.judge_scores = {i: float(v) for i, v in zip(pick, group.scores, strict=True)}
+            r.judge_usage = merge_usage(group.usage, {"judge_candidates": len(pick)})
+
+    def _judge_failed(
+        self, ranked: list[_Ranked | None], picks: list[tuple[int, list[int]]], exc: BackendError
+    ) -> None:
+        """The pre-judge order, flagged in ``usage``, when the judge failed and its ``fail_open`` is on."""
+        assert self.judge is not None
+        if not self.judge.fail_open:
+            raise exc
+        message = (
+            f"judge stage failed, keeping the pre-judge order (JudgeStage fail_open=True): "
+            f"{type(exc).__name__}: {exc}"
+        )
+        logger.warning(message)
+        warnings.warn(message, FailOpenWarning, stacklevel=4)
+        for k, _ in picks:
+            r = ranked[k]
+            assert r is not None
+            r.judge_usage = {"judge_candidates": 0, "judge_failed": 1}
+
+    # -- results -----------------------------------------------------------------------------------
+
+    def _build(self, job: _Job, r: _Ranked | None) -> RerankResponse:
+        n = len(job.candidates)
+        fingerprint = self.backend.fingerprint
+        if r is None:
+            kind = self.backend.peek_score_kind() or "logit"
+            return RerankResponse(
+                job.query,
+                (),
+                fingerprint,
+                kind,
+                self.normalization,
+                0,
+                {},
+                self._fusion_name,
+                profile=self._profile_name,
+                judge=self._judge_name,
+            )
+        assert job.segments is not None
+        kind = self.backend.score_kind
+        keep = r.order if job.top_n is None else r.order[: job.top_n]
+        effects = job.profile_effects
+        judged = r.judge_scores or {}
         results = tuple(
             RerankResult(
                 index=int(i),
-                raw_score=float(raw[i]),
-                relevance_score=float(relevance[i]),
+                raw_score=float(r.raw[i]),
+                relevance_score=float(r.relevance[i]),
                 text=job.candidates[i].text,
                 id=job.candidates[i].id,
                 metadata=job.candidates[i].metadata,
-                window=windows[i],
-                truncated=truncated[i],
-                rerank_score=float(calibrated[i]),
+                window=r.windows[i],
+                truncated=r.truncated[i],
+                rerank_score=float(r.calibrated[i]),
                 first_stage_score=None if job.first_stage is None else float(job.first_stage[i]),
-                pre_profile_score=None if pre_profile is None else float(pre_profile[i]),
+                pre_profile_score=None if r.pre_profile is None else float(r.pre_profile[i]),
                 profile_effects=() if effects is None else effects[i],
+                judge_score=judged.get(int(i)),
             )
             for i in keep
         )
@@ -495,10 +628,12 @@ class Reranker:
             "segments": len(job.segments),
             "cache_hits": job.cache_hits,
             "pairs_scored": len(job.segments) - job.cache_hits,
-            "truncated": int(sum(truncated)),
+            "truncated": int(sum(r.truncated)),
         }
         if job.backend_usage:
             usage.update(job.backend_usage)
+        if r.judge_usage:
+            usage = merge_usage(usage, r.judge_usage)
         return RerankResponse(
             job.query,
             results,
@@ -509,6 +644,7 @@ class Reranker:
             usage,
             self._fusion_name,
             profile=self._profile_name,
+            judge=self._judge_name,
         )
 
     def _failed(self, jobs: list[_Job], exc: BackendError) -> list[RerankResponse]:
@@ -562,3 +698,7 @@ class Reranker:
     @property
     def _profile_name(self) -> str | None:
         return None if self.profile is None else self.profile.describe()
+
+    @property
+    def _judge_name(self) -> str | None:
+        return None if self.judge is None else self.judge.describe()

@@ -82,6 +82,8 @@ class RerankResult:
     - ``pre_profile_score``: with a scoring profile, the score before it (the fused score, or the
       calibrated one without fusion); ``relevance_score`` is then the profiled score. ``None`` without one.
     - ``profile_effects``: the profile rules that fired for this candidate, in rule order.
+    - ``judge_score``: with a judge stage (``Reranker(judge=JudgeStage(...))``), the judge's raw score for
+      a candidate it re-ordered; ``None`` for the others. ``relevance_score`` stays the pre-judge score.
     """
 
     index: int
@@ -97,6 +99,7 @@ class RerankResult:
     first_stage_score: float | None = None
     pre_profile_score: float | None = None
     profile_effects: tuple[RuleEffect, ...] = ()
+    judge_score: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +109,8 @@ class RerankResponse:
     Iterating, ``len()`` and indexing go over ``results``. ``fusion`` names the fusion that produced
     ``relevance_score`` (``None``: the reranker's calibrated score alone). ``error`` is set (type and
     message) when the back end failed and the reranker's ``fail_open`` returned the input order instead;
-    every result then has ``reranked=False``.
+    every result then has ``reranked=False``. ``profile`` and ``judge`` name the scoring profile and the
+    judge stage, when the reranker has them.
     """
 
     query: str
@@ -119,6 +123,7 @@ class RerankResponse:
     fusion: str | None = None
     error: str | None = None
     profile: str | None = None
+    judge: str | None = None
 
     def __iter__(self) -> Iterator[RerankResult]:
         return iter(self.results)

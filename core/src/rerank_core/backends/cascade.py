@@ -19,27 +19,19 @@ never mixed into one number. ``usage`` per query adds both stages' usage (LLM ca
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from rerank_core.backends.base import Backend, GroupScores, PairLimit
 from rerank_core.errors import ConfigurationError
 from rerank_core.normalization import normalize_scores
+from rerank_core.slots import check_selection, merge_usage, reorder_within_slots, select_for_judge
 from rerank_core.types import ScoreKind
 
 __all__ = ["CascadeBackend"]
 
 _CALIBRATIONS = ("auto", "none", "sigmoid")
-
-
-def _merge(*usages: Mapping[str, int]) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for usage in usages:
-        for k, v in usage.items():
-            out[k] = out.get(k, 0) + int(v)
-    return out
 
 
 class CascadeBackend(Backend):
@@ -67,24 +59,7 @@ class CascadeBackend(Backend):
         for name, value in (("cheap", cheap), ("judge", judge)):
             if not isinstance(value, Backend):
                 raise ConfigurationError(name, f"must be a rerank_core Backend, got {type(value).__name__}")
-        if top_k is None and band is None:
-            raise ConfigurationError("top_k", "give top_k, band or both: which candidates the judge sees")
-        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
-            raise ConfigurationError("top_k", f"must be an integer >= 1 or None, got {top_k!r}")
-        if band is not None:
-            ok = (
-                isinstance(band, tuple | list)
-                and len(band) == 2
-                and all(
-                    isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) for x in band
-                )
-                and band[0] <= band[1]
-            )
-            if not ok:
-                raise ConfigurationError(
-                    "band", f"must be (low, high) finite numbers with low <= high, got {band!r}"
-                )
-            band = (float(band[0]), float(band[1]))
+        top_k, band = check_selection(top_k, band)
         if calibration not in _CALIBRATIONS:
             raise ConfigurationError(
                 "calibration", f"must be one of {', '.join(_CALIBRATIONS)}, got {calibration!r}"
@@ -120,17 +95,13 @@ class CascadeBackend(Backend):
         """Positions of the candidates the judge sees, in cheap-rank order (best first)."""
         raw = np.asarray(scores, dtype=np.float64)
         order = [int(i) for i in np.argsort(-raw, kind="stable")]
-        chosen: set[int] = set()
-        if self.top_k is not None:
-            chosen.update(order[: self.top_k])
+        calibrated = raw
         if self.band is not None:
             method = self.calibration
             if method == "auto":
                 method = "sigmoid" if self.cheap.score_kind == "logit" else "none"
             calibrated = normalize_scores(raw, method)
-            low, high = self.band
-            chosen.update(i for i in range(len(raw)) if low <= calibrated[i] <= high)
-        return [i for i in order if i in chosen]
+        return select_for_judge(order, calibrated, self.top_k, self.band)
 
     @staticmethod
     def _final(
@@ -138,10 +109,7 @@ class CascadeBackend(Backend):
     ) -> list[float]:
         n = len(cheap_scores)
         order = [int(i) for i in np.argsort(-np.asarray(cheap_scores, dtype=np.float64), kind="stable")]
-        slots = sorted(order.index(i) for i in judged)
-        by_judge = [judged[k] for k in np.argsort(-np.asarray(judge_scores, dtype=np.float64), kind="stable")]
-        for slot, i in zip(slots, by_judge, strict=True):
-            order[slot] = i
+        order = reorder_within_slots(order, judged, judge_scores)
         scores = [0.0] * n
         for rank, i in enumerate(order):
             scores[i] = (n - rank) / n
@@ -158,7 +126,7 @@ class CascadeBackend(Backend):
         out = []
         for c, pick, j in zip(cheap, picks, judged, strict=True):
             scores = self._final(c.scores, pick, j.scores) if pick else self._final(c.scores, [], [])
-            out.append(GroupScores(scores, _merge(c.usage, j.usage, {"cascade_judged": len(pick)})))
+            out.append(GroupScores(scores, merge_usage(c.usage, j.usage, {"cascade_judged": len(pick)})))
         return out
 
     def score_groups(self, groups: Sequence[tuple[str, Sequence[str]]]) -> list[GroupScores]:
