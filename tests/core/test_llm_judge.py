@@ -12,7 +12,7 @@ from llm_fakes import PASSAGE, FakeJudgeLLM, grade_of
 
 from rerank_core import ConfigurationError, NonRetryableBackendError, Reranker
 from rerank_core.backends.llm_judge import USAGE_KEYS, LLMJudgeBackend
-from rerank_core.llm import JudgePrompts, PromptTemplate
+from rerank_core.llm import ChatMessage, JudgePrompts, LLMBatchResponse, PromptTemplate
 
 DOCS = [f"doc {i} rel={r}" for i, r in enumerate([0.1, 0.9, 0.4, 0.0, 1.0, 0.6, 0.2])]
 
@@ -117,6 +117,77 @@ def test_listwise_single_candidate_makes_no_call() -> None:
     llm = FakeJudgeLLM(grade_of)
     response = Reranker(LLMJudgeBackend(llm, mode="listwise")).rerank("q", ["only one"])
     assert response.usage["llm_calls"] == 0 and response[0].raw_score == 1.0
+
+
+class BatchingJudgeLLM(FakeJudgeLLM):
+    """The fake judge answering ``complete_many`` in model calls of at most ``per_call`` prompts."""
+
+    supports_batching = True
+
+    def __init__(self, *args, per_call: int = 8, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        self.per_call = per_call
+        self.batches: list[int] = []
+
+    def complete_many(self, requests, *, max_tokens, top_logprobs=0):  # type: ignore[no-untyped-def]
+        self._enter()
+        try:
+            self.batches.append(len(requests))
+            responses = tuple(self._respond(m, top_logprobs) for m in requests)
+        finally:
+            self._leave()
+        return LLMBatchResponse(responses, tuple(i // self.per_call for i in range(len(requests))))
+
+
+DOCS20 = [f"doc {i} rel={(i * 7 % 20) / 20}" for i in range(20)]
+
+
+def test_pointwise_logprobs_batched_scores_equal_unbatched_in_fewer_calls() -> None:
+    batched, single = BatchingJudgeLLM(grade_of), FakeJudgeLLM(grade_of)
+    a = Reranker(LLMJudgeBackend(batched)).rerank("q", DOCS20)
+    b = Reranker(LLMJudgeBackend(single)).rerank("q", DOCS20)
+    assert [(r.index, r.raw_score) for r in a] == [(r.index, r.raw_score) for r in b]
+    assert (a.usage["llm_calls"], a.usage["llm_prompts"]) == (3, 20)  # 20 prompts, 8 per model call
+    assert (b.usage["llm_calls"], b.usage["llm_prompts"]) == (20, 20)
+    assert a.usage["llm_prompt_tokens"] == b.usage["llm_prompt_tokens"] > 0
+    assert batched.batches == [20] and len(single.calls) == 20
+    # several queries scored together share the batched calls; each query counts the calls it used
+    many = Reranker(LLMJudgeBackend(BatchingJudgeLLM(grade_of, per_call=32))).rerank_many(
+        ["q1", "q2"], [DOCS20, DOCS20[:5]]
+    )
+    assert [(r.usage["llm_calls"], r.usage["llm_prompts"]) for r in many] == [(1, 20), (1, 5)]
+
+
+def test_default_complete_many_loops_over_complete() -> None:
+    llm = FakeJudgeLLM(grade_of)
+    assert llm.supports_batching is False
+    requests = [[ChatMessage("user", f'<passage id="1">\ndoc rel=0.{i}\n</passage>')] for i in range(4)]
+    batch = llm.complete_many(requests, max_tokens=1, top_logprobs=2)
+    assert batch.call_of == (0, 1, 2, 3) and batch.calls == 4 and len(llm.calls) == 4
+    assert list(batch.responses) == [llm.complete(m, max_tokens=1, top_logprobs=2) for m in requests]
+
+
+def test_batched_usage_is_per_query_under_concurrent_sync_calls() -> None:
+    llm = BatchingJudgeLLM(grade_of, delay=0.01, per_call=2)
+    reranker = Reranker(LLMJudgeBackend(llm, max_concurrency=2))
+    got: dict[int, tuple[int, int]] = {}
+
+    def work(i: int) -> None:
+        usage = reranker.rerank(f"q{i}", DOCS[: i + 1]).usage
+        got[i] = (usage["llm_calls"], usage["llm_prompts"])
+
+    run_in_threads(work, 6)
+    assert got == {i: ((i + 2) // 2, i + 1) for i in range(6)}
+    assert llm.peak <= 2
+
+
+async def test_async_batched_llm_usage_per_query() -> None:
+    llm = BatchingJudgeLLM(grade_of, blocking=False, per_call=4)
+    reranker = Reranker(LLMJudgeBackend(llm))
+    responses = await asyncio.gather(*(reranker.arerank(f"q{i}", DOCS[: i + 2]) for i in range(5)))
+    assert [r.usage["llm_prompts"] for r in responses] == [i + 2 for i in range(5)]
+    assert [r.usage["llm_calls"] for r in responses] == [1, 1, 1, 2, 2]  # 2..6 prompts, 4 per call
+    assert responses[0].indices == [1, 0]
 
 
 def test_usage_is_per_query_in_rerank_many_and_with_cache() -> None:

@@ -79,9 +79,78 @@ def test_judge_on_the_tiny_model(llm: TransformersLLM) -> None:
     docs = ["alpha beta", "gamma delta", "epsilon zeta"]
     point = Reranker(LLMJudgeBackend(llm)).rerank("query", docs)
     assert point.score_kind == "probability" and sorted(point.indices) == [0, 1, 2]
-    assert point.usage["llm_calls"] == 3 and point.usage["llm_estimated_tokens"] == 0
+    assert point.usage["llm_calls"] == 1 and point.usage["llm_prompts"] == 3  # one batched forward pass
+    assert point.usage["llm_estimated_tokens"] == 0
     listwise = Reranker(LLMJudgeBackend(llm, mode="listwise")).rerank("query", docs)
     assert sorted(listwise.indices) == [0, 1, 2] and listwise.usage["llm_calls"] == 1
+
+
+def _yes_no(query: str, doc: str) -> list[ChatMessage]:
+    from rerank_core.llm import DEFAULT_PROMPTS
+
+    return DEFAULT_PROMPTS.yes_no_messages(query, doc)
+
+
+# prompts of 128, 253, 7 and 156 tokens: the batch is left-padded by up to 246 tokens
+REQUESTS = [
+    _yes_no("q", "short"),
+    _yes_no("a longer query about bm25", " ".join(f"word{i}" for i in range(60))),
+    [ChatMessage("user", "hi")],
+    _yes_no("what is relevance", "a passage of middling length about ranking documents " * 3),
+]
+
+
+@pytest.mark.parametrize("max_batch_tokens", [8192, 400, 1])
+def test_batched_logprobs_equal_single_calls(tiny_lm_path: Path, max_batch_tokens: int) -> None:
+    llm = TransformersLLM(tiny_lm_path, device="cpu", max_batch_tokens=max_batch_tokens)
+    batch = llm.complete_many(REQUESTS, max_tokens=1, top_logprobs=5)
+    assert len(batch.responses) == len(REQUESTS)
+    if max_batch_tokens == 8192:
+        assert batch.calls == 1  # all four prompts in one forward pass
+    elif max_batch_tokens == 1:
+        assert batch.calls == len(REQUESTS) and sorted(batch.call_of) == [0, 1, 2, 3]
+    else:
+        assert batch.calls == 3  # (7, 128 tokens), (156), (253): split to stay within the token budget
+    for messages, got in zip(REQUESTS, batch.responses, strict=True):
+        single = llm.complete(messages, max_tokens=1, top_logprobs=5)
+        assert [t.token for t in got.top_logprobs] == [t.token for t in single.top_logprobs]
+        assert [t.logprob for t in got.top_logprobs] == pytest.approx(
+            [t.logprob for t in single.top_logprobs], abs=1e-4
+        )
+        assert (got.text, got.prompt_tokens, got.completion_tokens) == (
+            single.text,
+            single.prompt_tokens,
+            single.completion_tokens,
+        )
+
+
+def test_complete_many_longer_answers_and_empty(llm: TransformersLLM) -> None:
+    batch = llm.complete_many(REQUESTS[:2], max_tokens=3, top_logprobs=2)
+    assert batch.call_of == (0, 1)  # generation is not batched: one generate per prompt
+    assert batch.responses[0] == llm.complete(REQUESTS[0], max_tokens=3, top_logprobs=2)
+    assert llm.complete_many([], max_tokens=1).responses == ()
+
+
+def test_judge_scores_batched_equal_unbatched(tiny_lm_path: Path) -> None:
+    docs = [f"passage {i} " + "text " * (3 * i) for i in range(20)]
+    batched = TransformersLLM(tiny_lm_path, device="cpu")
+    single = TransformersLLM(tiny_lm_path, device="cpu")
+    single.supports_batching = False  # the judge then makes one complete() per candidate
+    many = Reranker(LLMJudgeBackend(batched)).rerank_many(["q one", "q two"], [docs, docs[:5]])
+    one = Reranker(LLMJudgeBackend(single)).rerank_many(["q one", "q two"], [docs, docs[:5]])
+    for a, b in zip(many, one, strict=True):
+        # (a random model rarely puts yes/no among its top tokens, so most scores are 0 here; the real
+        # scores are compared on SmolLM2 in tests/e2e and the log-probabilities themselves above)
+        scores = {r.index: r.raw_score for r in b}
+        assert {r.index: r.raw_score for r in a} == pytest.approx(scores, abs=1e-4)
+        assert a.usage["llm_unparsed"] == b.usage["llm_unparsed"]
+        assert a.usage["llm_prompts"] == b.usage["llm_prompts"] == b.usage["llm_calls"] == len(a)
+        assert a.usage["llm_prompt_tokens"] == b.usage["llm_prompt_tokens"]
+    assert [r.usage["llm_calls"] for r in many] == [1, 1]  # 25 prompts of two queries, one forward pass
+    assert [r.usage["llm_calls"] for r in one] == [20, 5]
+    small = TransformersLLM(tiny_lm_path, device="cpu", max_batch_tokens=600)
+    split = Reranker(LLMJudgeBackend(small)).rerank("q one", docs)
+    assert 1 < split.usage["llm_calls"] < 20 and split.usage["llm_prompts"] == 20
 
 
 def test_configuration_errors(tiny_lm_path: Path, tmp_path: Path) -> None:
@@ -97,6 +166,9 @@ def test_configuration_errors(tiny_lm_path: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError) as info:
         TransformersLLM(tmp_path).complete([ChatMessage("user", "hi")], max_tokens=1)  # an empty folder
     assert info.value.argument == "model"
+    with pytest.raises(ConfigurationError) as info:
+        TransformersLLM(tiny_lm_path, max_batch_tokens=0)
+    assert info.value.argument == "max_batch_tokens"
     with pytest.raises(ConfigurationError) as info:
         TransformersLLM(object())
     assert info.value.argument == "model"

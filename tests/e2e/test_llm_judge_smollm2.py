@@ -59,7 +59,8 @@ def test_first_token_logprobs_are_the_models_logits(llm) -> None:  # type: ignor
 def test_pointwise_and_listwise_on_the_real_model(llm) -> None:  # type: ignore[no-untyped-def]
     point = Reranker(LLMJudgeBackend(llm, mode="pointwise")).rerank(QUERY, DOCS)
     assert point.score_kind == "probability" and all(0.0 < r.raw_score < 1.0 for r in point)
-    assert point.usage["llm_calls"] == 4 and point.usage["llm_completion_tokens"] == 4
+    assert point.usage["llm_calls"] == 1 and point.usage["llm_prompts"] == 4  # one batched forward pass
+    assert point.usage["llm_completion_tokens"] == 4
     assert point.usage["llm_estimated_tokens"] == 0 and point.usage["llm_prompt_tokens"] > 4 * 50
     again = Reranker(LLMJudgeBackend(llm, mode="pointwise")).rerank(QUERY, DOCS)
     assert [r.raw_score for r in again] == pytest.approx([r.raw_score for r in point], abs=1e-6)  # greedy
@@ -68,6 +69,22 @@ def test_pointwise_and_listwise_on_the_real_model(llm) -> None:  # type: ignore[
     assert listwise.score_kind == "rank" and sorted(listwise.indices) == [0, 1, 2, 3]
     assert listwise.usage["llm_calls"] == 2  # windows [1, 4) then [0, 3)
     assert listwise.usage["llm_completion_tokens"] > 0
+
+
+def test_batched_forward_pass_equals_single_calls(llm) -> None:  # type: ignore[no-untyped-def]
+    docs = [*DOCS, "a much longer passage. " * 40]  # prompts of different lengths: left padding
+    requests = [DEFAULT_PROMPTS.yes_no_messages(QUERY, d) for d in docs]
+    batch = llm.complete_many(requests, max_tokens=1, top_logprobs=20)
+    assert batch.calls == 1
+    for messages, got in zip(requests, batch.responses, strict=True):
+        single = llm.complete(messages, max_tokens=1, top_logprobs=20)
+        assert got.text == single.text and got.prompt_tokens == single.prompt_tokens
+        want = {t.token: t.logprob for t in single.top_logprobs[:5]}
+        have = {t.token: t.logprob for t in got.top_logprobs}
+        assert {t: have.get(t) for t in want} == pytest.approx(want, abs=1e-4)
+        assert yes_probability(got.top_logprobs) == pytest.approx(
+            yes_probability(single.top_logprobs), abs=1e-4
+        )
 
 
 def test_hostile_passage_cannot_inject_chat_control_tokens(llm) -> None:  # type: ignore[no-untyped-def]

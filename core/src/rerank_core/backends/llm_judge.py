@@ -3,9 +3,13 @@ candidates of each query.
 
 Modes and what the scores mean (``scoring`` says which one a back end uses; it is in the fingerprint):
 
-- ``pointwise`` with log-probabilities (``scoring="logprobs"``): one call per candidate, one generated
+- ``pointwise`` with log-probabilities (``scoring="logprobs"``): one prompt per candidate, one generated
   token; the score is P(yes) / (P(yes) + P(no)) from the first token's top log-probabilities.
-  ``score_kind == "probability"``.
+  ``score_kind == "probability"``. With an LLM that batches (``llm.supports_batching``, e.g. the local
+  transformers model) the prompts of every query scored together go through one
+  :meth:`~rerank_core.llm.LLM.complete_many` call: as few forward passes as the model's
+  ``max_batch_tokens`` allows (20 candidates of a few hundred tokens: one pass). Otherwise one
+  ``complete`` call per candidate, ``max_concurrency`` at a time.
 - ``pointwise`` from text (``scoring="graded"``): several candidates per call (``batch_size``, fewer when
   the context window would overflow); the model answers ``[id] grade`` on a 0..``max_grade`` scale and the
   score is grade / max_grade in [0, 1]. Candidates a batch answer misses are asked again one per call.
@@ -21,7 +25,9 @@ answer that gives nothing usable is counted (``llm_unparsed`` in the usage) and,
 (``on_parse_error="lowest"``), scores 0 (pointwise) or keeps the window's previous order (listwise);
 ``on_parse_error="raise"`` raises :class:`~rerank_core.errors.NonRetryableBackendError` instead.
 
-Usage, per query, in ``RerankResponse.usage``: ``llm_calls``, ``llm_prompt_tokens``,
+Usage, per query, in ``RerankResponse.usage``: ``llm_calls`` (model calls: requests or forward passes; a
+batched forward pass shared by several queries counts once in each query it served), ``llm_prompts``
+(prompts sent; equal to ``llm_calls`` without batching), ``llm_prompt_tokens``,
 ``llm_completion_tokens``, ``llm_unparsed``, ``llm_text_fallback`` (logprobs mode: answers without a usable
 yes/no among the log-probabilities, scored 1 or 0 from the yes/no in their text), ``llm_estimated_tokens``
 (calls whose token counts the model did not report and were estimated with ``LLM.count_tokens``),
@@ -47,7 +53,7 @@ from typing import Any
 
 from rerank_core.backends.base import Backend, GroupScores
 from rerank_core.errors import ConfigurationError, NonRetryableBackendError, RerankError
-from rerank_core.llm.base import LLM, ChatMessage, LLMResponse
+from rerank_core.llm.base import LLM, ChatMessage, LLMBatchResponse, LLMResponse
 from rerank_core.llm.parsing import parse_grades, parse_permutation, parse_yes_no, yes_probability
 from rerank_core.llm.prompts import DEFAULT_PROMPTS, JudgePrompts
 from rerank_core.types import ScoreKind
@@ -56,6 +62,7 @@ __all__ = ["USAGE_KEYS", "LLMJudgeBackend"]
 
 USAGE_KEYS = (
     "llm_calls",
+    "llm_prompts",
     "llm_prompt_tokens",
     "llm_completion_tokens",
     "llm_unparsed",
@@ -91,7 +98,8 @@ class LLMJudgeBackend(Backend):
         llm: the model, any :class:`~rerank_core.llm.LLM` (local transformers, OpenAI-compatible HTTP,
             LangChain or LlamaIndex adapters).
         mode: ``"pointwise"`` (rate each candidate) or ``"listwise"`` (order sliding windows).
-        scoring: pointwise only: ``"logprobs"`` (P(yes), one call per candidate), ``"graded"`` (text grades,
+        scoring: pointwise only: ``"logprobs"`` (P(yes), one prompt per candidate, batched into few
+            forward passes when ``llm.supports_batching``), ``"graded"`` (text grades,
             ``batch_size`` candidates per call) or ``"auto"`` (logprobs when ``llm.supports_logprobs``).
         max_grade: top of the graded scale (0..max_grade).
         batch_size: most candidates per graded call.
@@ -196,6 +204,10 @@ class LLMJudgeBackend(Backend):
     def peek_score_kind(self) -> ScoreKind | None:
         return self.score_kind
 
+    @property
+    def _batched(self) -> bool:
+        return self.scoring == "logprobs" and bool(getattr(self.llm, "supports_batching", False))
+
     # -- scoring ---------------------------------------------------------------------------------
 
     def score(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
@@ -210,12 +222,15 @@ class LLMJudgeBackend(Backend):
     def score_groups(self, groups: Sequence[tuple[str, Sequence[str]]]) -> list[GroupScores]:
         usages = [Counter({k: 0 for k in USAGE_KEYS}) for _ in groups]
         procs = [self._procedure(q, list(texts), u) for (q, texts), u in zip(groups, usages, strict=True)]
-        results = self._drive_sync(procs, usages)
+        drive = self._drive_batched if self._batched else self._drive_sync
+        results = drive(procs, usages)
         return [GroupScores(s, dict(u)) for s, u in zip(results, usages, strict=True)]
 
     async def ascore_groups(self, groups: Sequence[tuple[str, Sequence[str]]]) -> list[GroupScores]:
         if self.blocking:
             return await self.run_blocking(self.score_groups, groups)
+        if self._batched:
+            return await asyncio.to_thread(self.score_groups, groups)
         usages = [Counter({k: 0 for k in USAGE_KEYS}) for _ in groups]
         procs = [self._procedure(q, list(texts), u) for (q, texts), u in zip(groups, usages, strict=True)]
         results = await asyncio.gather(
@@ -346,11 +361,15 @@ class LLMJudgeBackend(Backend):
     # -- drivers ---------------------------------------------------------------------------------
 
     def _account(self, call: _Call, answer: LLMResponse, usage: Counter[str]) -> None:
+        self._account_tokens(call, answer, usage)
+        usage["llm_calls"] += 1
+
+    def _account_tokens(self, call: _Call, answer: LLMResponse, usage: Counter[str]) -> None:
         if not isinstance(answer, LLMResponse):
             raise NonRetryableBackendError(
                 f"the LLM returned {type(answer).__name__}, not an LLMResponse", backend=self.fingerprint
             )
-        usage["llm_calls"] += 1
+        usage["llm_prompts"] += 1
         prompt, completion = answer.prompt_tokens, answer.completion_tokens
         if prompt is None or completion is None:
             usage["llm_estimated_tokens"] += 1
@@ -427,6 +446,60 @@ class LLMJudgeBackend(Backend):
                 for fut in futures:
                     fut.cancel()
         return results  # type: ignore[return-value]
+
+    def _drive_batched(self, procs: list[_Procedure], usages: list[Counter[str]]) -> list[list[float]]:
+        """Run the procedures step by step, every query's calls of a step in one ``complete_many`` per
+        (max_tokens, top_logprobs) kind: an LLM that batches answers them in few model calls."""
+        results: list[list[float] | None] = [None] * len(procs)
+        current: dict[int, list[_Call]] = {}
+
+        def advance(k: int, answers: list[LLMResponse] | None) -> None:
+            try:
+                calls = procs[k].send(answers) if answers is not None else next(procs[k])
+            except StopIteration as stop:
+                results[k] = stop.value
+                current.pop(k, None)
+                return
+            current[k] = calls
+
+        for k in range(len(procs)):
+            advance(k, None)
+        while current:
+            flat = [(k, j, call) for k, calls in current.items() for j, call in enumerate(calls)]
+            answers: dict[int, list[LLMResponse | None]] = {k: [None] * len(c) for k, c in current.items()}
+            kinds: dict[tuple[int, int], list[tuple[int, int, _Call]]] = {}
+            for item in flat:
+                kinds.setdefault((item[2].max_tokens, item[2].top_logprobs), []).append(item)
+            for (max_tokens, top_logprobs), items in kinds.items():
+                batch = self._complete_many([c.messages for _, _, c in items], max_tokens, top_logprobs)
+                served: dict[int, set[int]] = {}
+                for (k, j, call), answer, call_id in zip(items, batch.responses, batch.call_of, strict=True):
+                    self._account_tokens(call, answer, usages[k])
+                    served.setdefault(k, set()).add(call_id)
+                    answers[k][j] = answer
+                for k, call_ids in served.items():
+                    usages[k]["llm_calls"] += len(call_ids)
+            for k, got in answers.items():
+                advance(k, got)  # type: ignore[arg-type]
+        return results  # type: ignore[return-value]
+
+    def _complete_many(
+        self, requests: list[list[ChatMessage]], max_tokens: int, top_logprobs: int
+    ) -> LLMBatchResponse:
+        with self._sync_slots:
+            try:
+                batch = self.llm.complete_many(requests, max_tokens=max_tokens, top_logprobs=top_logprobs)
+            except RerankError:
+                raise
+            except Exception as exc:
+                raise NonRetryableBackendError(f"LLM call failed: {exc!r}", backend=self.fingerprint) from exc
+        if not isinstance(batch, LLMBatchResponse) or len(batch.responses) != len(requests):
+            raise NonRetryableBackendError(
+                f"the LLM's complete_many returned {type(batch).__name__} for {len(requests)} prompts, "
+                "not an LLMBatchResponse with one response each",
+                backend=self.fingerprint,
+            )
+        return batch
 
     def _async_semaphore(self) -> asyncio.Semaphore:
         loop = asyncio.get_running_loop()

@@ -6,7 +6,7 @@ Adapters to concrete models are imported from their own modules (each imports it
 and LlamaIndex adapters live in ``langchain_rerank`` and ``llamaindex_rerank``.
 """
 
-from rerank_core.llm.base import LLM, ChatMessage, LLMResponse, TokenLogprob, check_messages
+from rerank_core.llm.base import LLM, ChatMessage, LLMBatchResponse, LLMResponse, TokenLogprob, check_messages
 from rerank_core.llm.parsing import (
     Permutation,
     parse_grade,
@@ -22,6 +22,7 @@ __all__ = [
     "LLM",
     "ChatMessage",
     "JudgePrompts",
+    "LLMBatchResponse",
     "LLMResponse",
     "Permutation",
     "PromptTemplate",

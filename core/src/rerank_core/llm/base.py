@@ -23,6 +23,7 @@ from rerank_core.errors import ConfigurationError
 __all__ = [
     "LLM",
     "ChatMessage",
+    "LLMBatchResponse",
     "LLMResponse",
     "Role",
     "TokenLogprob",
@@ -67,6 +68,23 @@ class LLMResponse:
     completion_tokens: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class LLMBatchResponse:
+    """What :meth:`LLM.complete_many` returned for several prompts.
+
+    - ``responses``: one :class:`LLMResponse` per prompt, in the order given.
+    - ``call_of``: for each prompt, the index of the model call (forward pass or request) that answered
+      it; ``calls`` is how many model calls the whole batch took.
+    """
+
+    responses: tuple[LLMResponse, ...]
+    call_of: tuple[int, ...]
+
+    @property
+    def calls(self) -> int:
+        return len(set(self.call_of))
+
+
 def check_messages(messages: object, argument: str = "messages") -> list[ChatMessage]:
     """``messages`` as a list of :class:`ChatMessage`, or a :class:`ConfigurationError` naming it."""
     if isinstance(messages, str | bytes) or not isinstance(messages, Sequence) or not messages:
@@ -91,11 +109,16 @@ class LLM(ABC):
             when none come back.
         context_window: the model's context length in tokens, when known; the judge sizes its batches and
             windows to fit it.
+        supports_batching: ``True`` when :meth:`complete_many` answers several prompts in fewer model
+            calls than prompts (a local model's batched forward pass). The judge then sends a step's
+            one-token log-probability prompts through ``complete_many``; otherwise it makes one
+            ``complete`` call per prompt, concurrently up to its bound.
     """
 
     blocking: bool = True
     supports_logprobs: bool | None = False
     context_window: int | None = None
+    supports_batching: bool = False
 
     @property
     @abstractmethod
@@ -119,6 +142,20 @@ class LLM(ABC):
         return await asyncio.to_thread(
             lambda: self.complete(messages, max_tokens=max_tokens, top_logprobs=top_logprobs)
         )
+
+    def complete_many(
+        self, requests: Sequence[Sequence[ChatMessage]], *, max_tokens: int, top_logprobs: int = 0
+    ) -> LLMBatchResponse:
+        """:meth:`complete` for several prompts; by default one ``complete`` call each, in order.
+
+        Adapters that can batch (``supports_batching = True``) override it and answer the same as
+        ``complete`` would, prompt by prompt, in fewer model calls (``LLMBatchResponse.call_of`` says
+        which call answered which prompt).
+        """
+        responses = tuple(
+            self.complete(m, max_tokens=max_tokens, top_logprobs=top_logprobs) for m in requests
+        )
+        return LLMBatchResponse(responses, tuple(range(len(responses))))
 
     def count_tokens(self, text: str) -> int:
         """Tokens in ``text``; by default an estimate (4 characters a token). Local adapters count."""

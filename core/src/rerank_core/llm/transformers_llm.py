@@ -4,8 +4,12 @@ The model and tokenizer load lazily (first call), once, under a lock, from a Hug
 folder; quantized GGUF files load with ``gguf_file=`` (transformers de-quantizes them; needs the ``gguf``
 package). Prompts go through the tokenizer's chat template. Log-probabilities come straight from the
 logits of the first generated token, so a yes/no judgement is one forward pass (``max_tokens=1``); longer
-answers use greedy ``generate``. Work runs under ``torch.inference_mode`` and a lock (one forward at a
-time per model); ``blocking = True``, so async callers run it on the back end's thread pool.
+answers use greedy ``generate``. :meth:`TransformersLLM.complete_many` answers many one-token prompts
+in few forward passes: prompts are sorted by length, grouped so that a group's padded size stays within
+``max_batch_tokens``, left-padded (with position ids counted from each row's first real token, so
+padding does not shift the result) and the last position's logits are read per row. Work runs under
+``torch.inference_mode`` and a lock (one forward at a time per model); ``blocking = True``, so async
+callers run it on the back end's thread pool.
 """
 
 from __future__ import annotations
@@ -18,7 +22,14 @@ from typing import Any
 
 from rerank_core._optional import require
 from rerank_core.errors import ConfigurationError, NonRetryableBackendError
-from rerank_core.llm.base import LLM, ChatMessage, LLMResponse, TokenLogprob, check_messages
+from rerank_core.llm.base import (
+    LLM,
+    ChatMessage,
+    LLMBatchResponse,
+    LLMResponse,
+    TokenLogprob,
+    check_messages,
+)
 
 __all__ = ["TransformersLLM"]
 
@@ -37,10 +48,14 @@ class TransformersLLM(LLM):
         dtype: ``"auto"`` (float16 on CUDA, float32 elsewhere), ``"float32"``, ``"float16"``, ``"bfloat16"``.
         model_kwargs / tokenizer_kwargs: passed through to ``from_pretrained``.
         context_window: tokens the model may see (default: its ``max_position_embeddings``).
+        max_batch_tokens: most tokens (rows x longest row, padding included) in one batched forward pass
+            of :meth:`complete_many`; a larger batch is split into several passes. One prompt longer than
+            this still runs, alone.
     """
 
     blocking = True
     supports_logprobs = True
+    supports_batching = True
 
     def __init__(
         self,
@@ -55,6 +70,7 @@ class TransformersLLM(LLM):
         trust_remote_code: bool = False,
         revision: str | None = None,
         context_window: int | None = None,
+        max_batch_tokens: int = 8192,
     ) -> None:
         if isinstance(model, str | os.PathLike):
             if not str(model).strip():
@@ -77,6 +93,9 @@ class TransformersLLM(LLM):
             raise ConfigurationError("dtype", f"must be one of {', '.join(_DTYPES)}, got {dtype!r}")
         if context_window is not None and (not isinstance(context_window, int) or context_window < 64):
             raise ConfigurationError("context_window", f"must be an integer >= 64, got {context_window!r}")
+        if type(max_batch_tokens) is not int or max_batch_tokens < 1:
+            raise ConfigurationError("max_batch_tokens", f"must be an integer >= 1, got {max_batch_tokens!r}")
+        self.max_batch_tokens = max_batch_tokens
         self._source = model
         self._gguf_file = gguf_file
         self._tokenizer = tokenizer
@@ -197,18 +216,26 @@ class TransformersLLM(LLM):
                     )
                     generated = [int(t) for t in out.sequences[0, n_prompt:]]
                     logits = out.logits[0][0] if top_logprobs > 0 else None
-                tops = None
-                if top_logprobs > 0 and logits is not None:
-                    logprobs = torch.log_softmax(logits.float(), dim=-1)
-                    best = torch.topk(logprobs, min(top_logprobs, logprobs.shape[-1]))
-                    tops = tuple(
-                        TokenLogprob(tokenizer.decode([int(i)]), float(v))
-                        for v, i in zip(best.values, best.indices, strict=True)
-                    )
+                tops = self._tops(logits, top_logprobs) if logits is not None else None
         except RuntimeError as exc:  # out of memory, device errors: retrying the same call will not help
             raise NonRetryableBackendError(
                 f"model failed while generating: {exc}", backend=self.fingerprint
             ) from exc
+        return self._response(generated, tops, n_prompt)
+
+    def _tops(self, logits: Any, top_logprobs: int) -> tuple[TokenLogprob, ...] | None:
+        if top_logprobs <= 0:
+            return None
+        torch = require("torch", extra="llm", feature=_FEATURE)
+        logprobs = torch.log_softmax(logits.float(), dim=-1)
+        best = torch.topk(logprobs, min(top_logprobs, logprobs.shape[-1]))
+        return tuple(
+            TokenLogprob(self._tokenizer.decode([int(i)]), float(v))
+            for v, i in zip(best.values, best.indices, strict=True)
+        )
+
+    def _response(self, generated: list[int], tops: Any, n_prompt: int) -> LLMResponse:
+        model, tokenizer = self._model, self._tokenizer
         config_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
         eos = {tokenizer.eos_token_id, *(config_eos if isinstance(config_eos, list) else [config_eos])}
         kept = []
@@ -219,3 +246,58 @@ class TransformersLLM(LLM):
         text = tokenizer.decode(kept, skip_special_tokens=True)
         completion = min(len(generated), len(kept) + 1)
         return LLMResponse(text, tops, prompt_tokens=n_prompt, completion_tokens=completion)
+
+    def complete_many(
+        self, requests: Sequence[Sequence[ChatMessage]], *, max_tokens: int, top_logprobs: int = 0
+    ) -> LLMBatchResponse:
+        """Answers for several prompts; one-token answers (``max_tokens <= 1``) in batched forward passes
+        of at most ``max_batch_tokens`` padded tokens each, longer answers one ``generate`` each."""
+        if max_tokens > 1:
+            return super().complete_many(requests, max_tokens=max_tokens, top_logprobs=top_logprobs)
+        torch = require("torch", extra="llm", feature=_FEATURE)
+        checked = [check_messages(m, f"requests[{i}]") for i, m in enumerate(requests)]
+        model, tokenizer = self.model, self.tokenizer
+        pad = tokenizer.pad_token_id
+        if pad is None:
+            pad = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
+        responses: list[LLMResponse | None] = [None] * len(checked)
+        call_of = [0] * len(checked)
+        try:
+            with self._run_lock, torch.inference_mode():
+                ids = []
+                for messages in checked:
+                    chat = [{"role": m.role, "content": m.content} for m in messages]
+                    encoded = tokenizer.apply_chat_template(
+                        chat, add_generation_prompt=True, return_tensors="pt", return_dict=True
+                    )
+                    ids.append([int(t) for t in encoded["input_ids"][0]])
+                # shortest first, so each pass pads little; a group grows while rows x longest fits
+                groups: list[list[int]] = []
+                for i in sorted(range(len(ids)), key=lambda i: len(ids[i])):
+                    if groups and (len(groups[-1]) + 1) * len(ids[i]) <= self.max_batch_tokens:
+                        groups[-1].append(i)
+                    else:
+                        groups.append([i])
+                for call, group in enumerate(groups):
+                    width = max(len(ids[i]) for i in group)
+                    input_ids = torch.full((len(group), width), pad, dtype=torch.long)
+                    mask = torch.zeros((len(group), width), dtype=torch.long)
+                    for row, i in enumerate(group):  # left padding: every row ends at the last position
+                        input_ids[row, width - len(ids[i]) :] = torch.tensor(ids[i], dtype=torch.long)
+                        mask[row, width - len(ids[i]) :] = 1
+                    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+                    logits = model(
+                        input_ids=input_ids.to(model.device),
+                        attention_mask=mask.to(model.device),
+                        position_ids=positions.to(model.device),
+                        logits_to_keep=1,
+                    ).logits[:, -1]
+                    for row, i in enumerate(group):
+                        tops = self._tops(logits[row], top_logprobs)
+                        responses[i] = self._response([int(torch.argmax(logits[row]))], tops, len(ids[i]))
+                        call_of[i] = call
+        except RuntimeError as exc:  # out of memory, device errors: retrying the same call will not help
+            raise NonRetryableBackendError(
+                f"model failed while scoring a batch: {exc}", backend=self.fingerprint
+            ) from exc
+        return LLMBatchResponse(tuple(responses), tuple(call_of))  # type: ignore[arg-type]
