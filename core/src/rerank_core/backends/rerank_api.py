@@ -23,9 +23,8 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from rerank_core._optional import require
 from rerank_core.errors import BackendError, ConfigurationError, InvalidResponseError
-from rerank_core.remote.base import PerLoop, RemoteBackend
+from rerank_core.remote.base import HttpClients, RemoteBackend
 from rerank_core.remote.http import Secret, entries_from_json, error_for_status, error_for_transport, excerpt
 from rerank_core.remote.retry import RetryPolicy
 from rerank_core.types import ScoreKind
@@ -117,8 +116,14 @@ class RerankAPIBackend(RemoteBackend):
         if self._key:
             self._headers["authorization"] = f"Bearer {self._key.get()}"
         self._index_key, self._score_key = spec["index"], spec["score"]
-        self._client: Any = None
-        self._aclients = PerLoop(self._make_async_client, lambda client: client.aclose())
+        self._http = HttpClients(
+            self.base_url,
+            timeout=self.timeout,
+            headers=self._headers,
+            max_connections=self.max_concurrency,
+            extra="cohere",
+            feature=_FEATURE,
+        )
         options = f":raw_scores={raw_scores}" if protocol == "tei" else f":model={model}"
         self._fingerprint = f"{protocol}:{self.base_url}{self.path}{options}"
 
@@ -132,31 +137,6 @@ class RerankAPIBackend(RemoteBackend):
 
     def peek_score_kind(self) -> ScoreKind | None:
         return self._score_kind
-
-    # -- clients -----------------------------------------------------------------------------------
-
-    def _client_kwargs(self) -> dict[str, Any]:
-        httpx = require("httpx", extra="cohere", feature=_FEATURE)
-        return {
-            "base_url": self.base_url,
-            "timeout": self.timeout,
-            "headers": self._headers,
-            "limits": httpx.Limits(
-                max_connections=self.max_concurrency, max_keepalive_connections=self.max_concurrency
-            ),
-        }
-
-    def _sync_client(self) -> Any:
-        if self._client is None:
-            with self._executor_lock:
-                if self._client is None:
-                    httpx = require("httpx", extra="cohere", feature=_FEATURE)
-                    self._client = httpx.Client(**self._client_kwargs())
-        return self._client
-
-    def _make_async_client(self) -> Any:
-        httpx = require("httpx", extra="cohere", feature=_FEATURE)
-        return httpx.AsyncClient(**self._client_kwargs())
 
     # -- one request -------------------------------------------------------------------------------
 
@@ -211,24 +191,26 @@ class RerankAPIBackend(RemoteBackend):
 
     def _send(self, query: str, texts: Sequence[str]) -> list[tuple[object, object]]:
         try:
-            response = self._sync_client().post(self.path, json=self._body(query, texts))
+            response = self._http.sync().post(self.path, json=self._body(query, texts))
         except Exception as exc:
             raise self._transport_error(exc) from exc
         return self._entries(response)
 
     async def _asend(self, query: str, texts: Sequence[str]) -> list[tuple[object, object]]:
         try:
-            response = await self._aclients.get().post(self.path, json=self._body(query, texts))
+            response = await self._http.current().post(self.path, json=self._body(query, texts))
         except Exception as exc:
             raise self._transport_error(exc) from exc
         return self._entries(response)
 
     def close(self) -> None:
         """Close the sync HTTP client and the thread pool (async clients: :meth:`aclose` in their loop)."""
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        self._http.close()
         super().close()
+
+    async def aclose(self) -> None:
+        """Close the async HTTP client of the running event loop."""
+        await self._http.aclose()
 
     def __repr__(self) -> str:
         key = ", api_key=***" if self._key else ""

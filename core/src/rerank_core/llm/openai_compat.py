@@ -19,14 +19,12 @@ from __future__ import annotations
 
 import json
 import math
-import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from rerank_core._optional import require
 from rerank_core.errors import BackendError, ConfigurationError, InvalidResponseError
 from rerank_core.llm.base import LLM, ChatMessage, LLMResponse, check_messages, read_openai_logprobs
-from rerank_core.remote.base import PerLoop
+from rerank_core.remote.base import HttpClients
 from rerank_core.remote.http import Secret, error_for_status, error_for_transport, excerpt
 from rerank_core.remote.limits import AsyncConcurrencyLimit, ConcurrencyLimit, RateLimiter, check_limit
 from rerank_core.remote.retry import RetryPolicy, acall_with_retries, call_with_retries
@@ -110,9 +108,14 @@ class OpenAICompatibleLLM(LLM):
         self._limiter = None if requests_per_minute is None else RateLimiter(requests_per_minute)
         self._sync_limit = ConcurrencyLimit(max_concurrency)
         self._async_limit = AsyncConcurrencyLimit(max_concurrency)
-        self._client: Any = None
-        self._client_lock = threading.Lock()
-        self._aclients = PerLoop(self._make_async_client, lambda client: client.aclose())
+        self._http = HttpClients(
+            self.base_url,
+            timeout=self.timeout,
+            headers=self._headers,
+            max_connections=self.max_concurrency,
+            extra=_EXTRA,
+            feature=_FEATURE,
+        )
 
     @property
     def fingerprint(self) -> str:
@@ -122,39 +125,13 @@ class OpenAICompatibleLLM(LLM):
         key = ", api_key=***" if self._key else ""
         return f"OpenAICompatibleLLM(base_url={self.base_url!r}, model={self.model!r}{key})"
 
-    # -- clients ---------------------------------------------------------------------------------
-
-    def _client_kwargs(self) -> dict[str, Any]:
-        httpx = require("httpx", extra=_EXTRA, feature=_FEATURE)
-        return {
-            "base_url": self.base_url,
-            "timeout": self.timeout,
-            "headers": self._headers,
-            "limits": httpx.Limits(
-                max_connections=self.max_concurrency, max_keepalive_connections=self.max_concurrency
-            ),
-        }
-
-    def _sync_client(self) -> Any:
-        if self._client is None:
-            with self._client_lock:
-                if self._client is None:
-                    httpx = require("httpx", extra=_EXTRA, feature=_FEATURE)
-                    self._client = httpx.Client(**self._client_kwargs())
-        return self._client
-
-    def _make_async_client(self) -> Any:
-        httpx = require("httpx", extra=_EXTRA, feature=_FEATURE)
-        return httpx.AsyncClient(**self._client_kwargs())
-
     def close(self) -> None:
         """Close the sync client (async clients: :meth:`aclose` in their event loop)."""
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        self._http.close()
 
     async def aclose(self) -> None:
-        await self._aclients.aclose()
+        """Close the running event loop's async client."""
+        await self._http.aclose()
 
     # -- one request -----------------------------------------------------------------------------
 
@@ -213,7 +190,7 @@ class OpenAICompatibleLLM(LLM):
     def _attempt(self, body: dict[str, Any]) -> LLMResponse:
         self.stats.add("requests")
         try:
-            response = self._sync_client().post(self.path, json=body)
+            response = self._http.sync().post(self.path, json=body)
         except Exception as exc:
             self.stats.add("error:transport")
             raise self._transport_error(exc) from exc
@@ -222,7 +199,7 @@ class OpenAICompatibleLLM(LLM):
     async def _aattempt(self, body: dict[str, Any]) -> LLMResponse:
         self.stats.add("requests")
         try:
-            response = await self._aclients.get().post(self.path, json=body)
+            response = await self._http.current().post(self.path, json=body)
         except Exception as exc:
             self.stats.add("error:transport")
             raise self._transport_error(exc) from exc

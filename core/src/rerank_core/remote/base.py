@@ -28,7 +28,7 @@ from rerank_core.remote.limits import AsyncConcurrencyLimit, ConcurrencyLimit, R
 from rerank_core.remote.retry import RetryPolicy, acall_with_retries, call_with_retries
 from rerank_core.remote.stats import RemoteStats
 
-__all__ = ["PerLoop", "RemoteBackend", "plan_requests"]
+__all__ = ["HttpClients", "PerLoop", "RemoteBackend", "plan_requests"]
 
 C = TypeVar("C")
 
@@ -73,6 +73,68 @@ class PerLoop(Generic[C]):
             item = self._items.pop(loop, None)
         if item is not None:
             await self._closer(item)
+
+
+class HttpClients:
+    """The httpx clients of one endpoint: a lazily built sync client (thread-safe) and one async client per
+    event loop, sharing ``base_url``, ``timeout``, ``headers`` and a keep-alive pool of ``max_connections``.
+
+    ``extra`` / ``feature`` name the rerank-core extra that installs httpx, for the error when it is missing.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: float,
+        headers: dict[str, str],
+        max_connections: int,
+        extra: str,
+        feature: str,
+    ) -> None:
+        self._kwargs = {"base_url": base_url, "timeout": timeout, "headers": headers}
+        self._max_connections = max_connections
+        self._extra = extra
+        self._feature = feature
+        self._sync: Any = None
+        self._lock = threading.Lock()
+        self._async: PerLoop[Any] = PerLoop(self._make_async, lambda client: client.aclose())
+
+    def _httpx(self) -> Any:
+        from rerank_core._optional import require
+
+        return require("httpx", extra=self._extra, feature=self._feature)
+
+    def _options(self) -> dict[str, Any]:
+        httpx = self._httpx()
+        n = self._max_connections
+        return {**self._kwargs, "limits": httpx.Limits(max_connections=n, max_keepalive_connections=n)}
+
+    def sync(self) -> Any:
+        """The sync client (built on first use)."""
+        if self._sync is None:
+            with self._lock:
+                if self._sync is None:
+                    self._sync = self._httpx().Client(**self._options())
+        return self._sync
+
+    def current(self) -> Any:
+        """The running event loop's async client (built on first use in that loop)."""
+        return self._async.get()
+
+    def _make_async(self) -> Any:
+        return self._httpx().AsyncClient(**self._options())
+
+    def close(self) -> None:
+        """Close the sync client (async clients: :meth:`aclose` in their event loop)."""
+        with self._lock:
+            if self._sync is not None:
+                self._sync.close()
+                self._sync = None
+
+    async def aclose(self) -> None:
+        """Close the running event loop's async client."""
+        await self._async.aclose()
 
 
 class RemoteBackend(Backend):
