@@ -13,22 +13,9 @@ from __future__ import annotations
 
 import argparse
 
-from rerank_core.backends.cohere import CohereBackend
-from rerank_core.backends.rerank_api import RerankAPIBackend
-from rerank_core.remote import RetryPolicy
-from rerank_core.testing import Fault, RerankServer
-from rerank_core.testing.load import LoadReport, run_load
+from rerank_core.testing import RerankServer
+from rerank_core.testing.load import LoadReport, load_backend, run_load
 
-FAULTS = (
-    Fault("http_429", retry_after=0.05),
-    Fault("http_500"),
-    Fault("http_503"),
-    Fault("slow", delay=1.0),
-    Fault("drop"),
-    Fault("malformed"),
-    Fault("out_of_range"),
-    Fault("duplicate"),
-)
 RUNS = (("cohere", "async", False), ("tei", "sync", True), ("jina", "async", True))
 
 
@@ -39,22 +26,16 @@ def main() -> None:
     parser.add_argument("--fault-rate", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
-    retry = RetryPolicy(max_attempts=4, initial_delay=0.01, max_delay=0.1)
     reports: list[tuple[str, LoadReport]] = []
     for kind, mode, fail_open in RUNS:
         with RerankServer(api_key="k", max_documents=32) as server:
-            options = {"retry": retry, "timeout": 0.5, "max_concurrency": 8, "max_documents_per_request": 32}
-            if kind == "cohere":
-                backend = CohereBackend("m", api_key="k", base_url=server.url, **options)
-            else:
-                backend = RerankAPIBackend(server.url, protocol=kind, api_key="k", **options)
+            backend = load_backend(kind, server)
             report = run_load(
                 backend,
                 server,
                 calls=args.calls,
                 concurrency=args.concurrency,
                 fault_rate=args.fault_rate,
-                faults=FAULTS,
                 mode=mode,
                 fail_open=fail_open,
                 seed=args.seed,

@@ -9,23 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from rerank_core.backends.cohere import CohereBackend
-from rerank_core.backends.rerank_api import RerankAPIBackend
-from rerank_core.remote import RetryPolicy
-from rerank_core.testing import Fault, RerankServer
-from rerank_core.testing.load import run_load
-
-FAULTS = (
-    Fault("http_429", retry_after=0.05),
-    Fault("http_500"),
-    Fault("http_503"),
-    Fault("slow", delay=1.0),
-    Fault("drop"),
-    Fault("malformed"),
-    Fault("out_of_range"),
-    Fault("duplicate"),
-)
-RETRY = RetryPolicy(max_attempts=4, initial_delay=0.01, max_delay=0.1)
+from rerank_core.testing import RerankServer
+from rerank_core.testing.load import load_backend, run_load
 
 
 @pytest.mark.parametrize(
@@ -35,18 +20,13 @@ RETRY = RetryPolicy(max_attempts=4, initial_delay=0.01, max_delay=0.1)
 )
 def test_500_calls_with_20_percent_faults(kind: str, mode: str, fail_open: bool) -> None:
     with RerankServer(api_key="k", max_documents=32) as server:
-        options = {"retry": RETRY, "timeout": 0.5, "max_concurrency": 8, "max_documents_per_request": 32}
-        if kind == "cohere":
-            backend = CohereBackend("m", api_key="k", base_url=server.url, **options)
-        else:
-            backend = RerankAPIBackend(server.url, protocol=kind, api_key="k", **options)
+        backend = load_backend(kind, server)
         report = run_load(
             backend,
             server,
             calls=500,
             concurrency=16,
             fault_rate=0.2,
-            faults=FAULTS,
             mode=mode,
             fail_open=fail_open,
             seed=7,

@@ -29,10 +29,41 @@ from typing import Any
 
 from rerank_core.errors import FailOpenWarning, InvalidResponseError, RetryableBackendError
 from rerank_core.remote.base import RemoteBackend
+from rerank_core.remote.retry import RetryPolicy
 from rerank_core.reranker import Reranker
-from rerank_core.testing.rerank_server import RerankServer, expected_order
+from rerank_core.testing.rerank_server import Fault, RerankServer, expected_order
 
-__all__ = ["LoadReport", "run_load"]
+__all__ = ["LOAD_FAULTS", "LoadReport", "load_backend", "run_load"]
+
+LOAD_FAULTS = (
+    Fault("http_429", retry_after=0.05),
+    Fault("http_500"),
+    Fault("http_503"),
+    Fault("slow", delay=1.0),
+    Fault("drop"),
+    Fault("malformed"),
+    Fault("out_of_range"),
+    Fault("duplicate"),
+)
+"""The faults of the documented load test: every retryable kind and the invalid answers."""
+
+
+def load_backend(kind: str, server: RerankServer, *, api_key: str = "k") -> RemoteBackend:
+    """The back end of the documented load test for ``kind`` (``cohere``, ``tei`` or ``jina``): 4 tries with
+    10 ms initial backoff, a 0.5 s timeout, 8 requests in flight, at most 32 documents a request."""
+    from rerank_core.backends.cohere import CohereBackend
+    from rerank_core.backends.rerank_api import RerankAPIBackend
+
+    options: dict[str, Any] = {
+        "retry": RetryPolicy(max_attempts=4, initial_delay=0.01, max_delay=0.1),
+        "timeout": 0.5,
+        "max_concurrency": 8,
+        "max_documents_per_request": 32,
+    }
+    if kind == "cohere":
+        return CohereBackend("m", api_key=api_key, base_url=server.url, **options)
+    return RerankAPIBackend(server.url, protocol=kind, api_key=api_key, **options)
+
 
 _WORDS = (
     "retrieval",
@@ -136,7 +167,7 @@ def run_load(
     calls: int = 500,
     concurrency: int = 16,
     fault_rate: float = 0.2,
-    faults: Sequence[Any] = ("http_429", "http_500", "http_503", "drop", "malformed", "out_of_range"),
+    faults: Sequence[Any] = LOAD_FAULTS,
     documents: tuple[int, int] = (5, 60),
     mode: str = "async",
     fail_open: bool = False,
