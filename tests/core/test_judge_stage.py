@@ -235,3 +235,16 @@ def test_shared_slot_helpers() -> None:
     assert reorder_within_slots(order, [0, 2], [0.1, 0.9]) == [4, 1, 2, 0, 3]
     assert reorder_within_slots(order, [2, 0], [0.5, 0.5]) == order  # ties keep the current order
     assert order == [4, 1, 0, 2, 3]
+
+
+def test_adapters_get_the_judge_score_in_metadata() -> None:
+    from rerank_core.adapter_support import JUDGE_SCORE_KEY, result_metadata
+
+    response = _reranker(FakeJudge(), top_k=3).rerank("q", _docs(), first_stage_scores=FIRST)
+    for r in response:
+        added = result_metadata(r, fused=True)
+        if r.judge_score is None:
+            assert JUDGE_SCORE_KEY not in added
+        else:
+            assert added[JUDGE_SCORE_KEY] == JUDGE[r.text]
+    assert sum(r.judge_score is not None for r in response) == 3

@@ -41,6 +41,7 @@ from rerank_core.validation import check_score_threshold, check_top_n
 
 __all__ = [
     "FIRST_STAGE_SCORE_KEY",
+    "JUDGE_SCORE_KEY",
     "NOT_RERANKED_KEY",
     "PRE_PROFILE_SCORE_KEY",
     "PROFILE_EFFECTS_KEY",
@@ -91,6 +92,9 @@ PROFILE_EFFECTS_KEY = "profile_effects"
 """Metadata key of the profile rules that fired, a list of ``{"rule", "mode", "amount", "value",
 "defaulted"}`` dicts (JSON-compatible; ``mode`` "multiply" means ``amount`` is a factor, "add" a term), added
 when the reranker has a profile (an empty list when no rule fired)."""
+JUDGE_SCORE_KEY = "judge_score"
+"""Metadata key of the judge's raw score, added to the objects a reranker's final judge stage
+(``Reranker(judge=JudgeStage(...))``) re-ordered."""
 
 
 def resolve_reranker(
@@ -419,7 +423,8 @@ def result_metadata(result: RerankResult, *, fused: bool = False) -> dict[str, A
     the first stage's, so both are added too: ``rerank_score`` (the reranker's calibrated score) and, when
     the call had first-stage scores, ``first_stage_score``. A result returned unranked because the back end
     failed and the reranker fails open gets ``rerank_failed: True`` (its scores are NaN). With a scoring
-    profile, ``pre_profile_score`` and ``profile_effects`` (see :data:`PROFILE_EFFECTS_KEY`) are added.
+    profile, ``pre_profile_score`` and ``profile_effects`` (see :data:`PROFILE_EFFECTS_KEY`) are added; a
+    result the final judge stage re-ordered gets ``judge_score``.
     """
     added: dict[str, Any] = {RAW_SCORE_KEY: result.raw_score}
     if fused:
@@ -450,4 +455,6 @@ def result_metadata(result: RerankResult, *, fused: bool = False) -> dict[str, A
             }
             for e in result.profile_effects
         ]
+    if result.judge_score is not None:
+        added[JUDGE_SCORE_KEY] = result.judge_score
     return added
