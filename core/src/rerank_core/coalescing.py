@@ -87,8 +87,6 @@ class _LoopState:
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
     room: asyncio.Condition = field(default_factory=asyncio.Condition)
     worker: asyncio.Task[None] | None = None
-    batches: int = 0
-    coalesced_calls: int = 0
 
 
 class Coalescer:
@@ -108,11 +106,6 @@ class Coalescer:
         self._score_jobs = score_jobs
         self._run_blocking = run_blocking
         self._states: PerLoop[_LoopState] = PerLoop(_LoopState, _noop_close)
-
-    def stats(self) -> dict[str, int]:
-        """Batches run and calls scored, in the running event loop."""
-        state = self._states.get()
-        return {"batches": state.batches, "calls": state.coalesced_calls}
 
     async def submit(self, jobs: list[Any], size: int) -> None:
         """Score ``jobs`` (``size`` candidates) in a shared batch; returns when they are scored."""
@@ -152,8 +145,6 @@ class Coalescer:
                 batch.append(item)
                 total += item.size
             await self._run(batch)
-            state.batches += 1
-            state.coalesced_calls += len(batch)
             async with state.room:
                 state.pending -= total
                 state.room.notify_all()
