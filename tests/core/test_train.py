@@ -294,6 +294,12 @@ def test_finetune_learns_keeps_the_best_checkpoint_and_loads_by_path(
     backend = CrossEncoderBackend(str(out), device="cpu")
     assert backend.model is not None
     assert str(next(backend.model.parameters()).dtype) == "torch.float32"  # fp16 on disk, upcast on CPU
+    # Training goes on from the half-precision folder with float32 master weights, not float16 ones.
+    assert info["settings"]["train_dtype"] == "float32"
+    again = finetune(
+        _learnable_groups(8, seed=2), tmp_path / "again", base_model=str(out), bf16=False, progress=False
+    )
+    assert again.settings["train_dtype"] == "float32"
     response = Reranker(backend).rerank("koala facts", ["the otter lives", "the koala answer"])
     assert response.results[0].index == 1
 

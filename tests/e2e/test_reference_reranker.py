@@ -80,6 +80,21 @@ def test_build_script_runs_end_to_end_at_a_tiny_scale(tmp_path: Path) -> None:
         json.loads(retune.stdout.splitlines()[-1])["fusion"]
         == json.loads((out / "rerank_finetune.json").read_text())["fusion"]
     )
+    # Training goes on from the first run: the card keeps the earlier stage and both commands.
+    out2 = tmp_path / "ref2"
+    args2 = ["--output", str(out2), "--data", str(data), "--base-model", str(out), "--scale", "0.005"]
+    args2 += ["--dev-queries", "5", "--max-length", "48", "--evals", "1", "--no-progress", "--seed", "13"]
+    proc2 = subprocess.run(
+        [sys.executable, str(BUILD), *args2], capture_output=True, text=True, timeout=600, cwd=WORKSPACE
+    )
+    assert proc2.returncode == 0, proc2.stderr[-3000:]
+    info2 = json.loads((out2 / "rerank_finetune.json").read_text())
+    (stage,) = info2["data"]["earlier_stages"]
+    assert stage["command"] == info["command"] and stage["best_dev"] == info["best_dev"]
+    assert info2["settings"]["train_dtype"] == "float32"  # the float16 folder trains in float32
+    card = (out2 / "README.md").read_text()
+    assert "## Earlier training stages" in card
+    assert card.index(info["command"]) < card.index(info2["command"])  # Reproduce lists the stages in order
 
 
 @pytest.mark.shared_data

@@ -101,6 +101,18 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--out", type=Path, default=Path("benchmarks/results"), help="folder for results.md/.json/.png"
     )
+    p.add_argument(
+        "--calibration-split",
+        default="train",
+        help="qrels split whose queries' BM25 top-10 calibrate 'ours openvino int8 calibrated' "
+        "(default: train; 'none' skips that contender); never the measured split",
+    )
+    p.add_argument(
+        "--calibration-queries",
+        type=_positive,
+        default=20,
+        help="calibration queries x top-10 = pairs (default: 20, so 200 pairs)",
+    )
     p.add_argument("--json", type=Path, metavar="OUT.json", help="also write the JSON results here")
     p.add_argument("--cache-dir", type=Path, help="exports (ONNX) go here (default: OUT/cache)")
     p.add_argument("--no-memory", action="store_true", help="skip the per-contender memory subprocesses")
@@ -128,6 +140,35 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
 def _error(message: str) -> int:
     print(f"rerank bench: error: {message}", file=sys.stderr)
     return EXIT_USAGE
+
+
+def _calibration(
+    args: argparse.Namespace, data_dir: Path, chosen: Sequence[Any]
+) -> tuple[list[tuple[str, str]] | str | None, str]:
+    """The in-domain calibration pairs (query, BM25 top-10 text) from ``--calibration-split``.
+
+    Returns (pairs or None, a description), or (an error message, "") for a bad argument. None (the
+    calibrated contender is then skipped with a reason) when it is not selected, the split is 'none', or
+    the folder has no such split.
+    """
+    split = str(args.calibration_split).strip()
+    if split.lower() == "none" or not any(s.info.get("options", {}).get("calibration_pairs") for s in chosen):
+        return None, ""
+    if split == args.split:
+        return (
+            f"--calibration-split: {split!r} is the measured split; calibrate on other queries (e.g. train)",
+            "",
+        )
+    if not (data_dir / "qrels" / f"{split}.tsv").is_file():
+        return None, f"no {split} split in {data_dir}"
+    from rerank_core.bench.harness import beir_workload
+
+    try:
+        cal = beir_workload(data_dir, split=split, queries=args.calibration_queries, top_k=10)
+    except ValueError as exc:
+        return f"--calibration-split: {exc}", ""
+    pairs = [(q, t) for q, texts in zip(cal.queries, cal.texts, strict=True) for t in texts]
+    return pairs, f"{len(pairs)} pairs: BM25 top-10 of the first {len(cal.queries)} {split} queries"
 
 
 def run_from_args(args: argparse.Namespace) -> int:
@@ -168,9 +209,14 @@ def run_from_args(args: argparse.Namespace) -> int:
     data_dir = args.data_dir or default_data_dir()
     if not data_dir.is_dir():
         return _error(f"DATA_DIR: {data_dir} is not a folder (give a BEIR-layout folder)")
+    calibration, calibration_source = _calibration(args, data_dir, chosen)
+    if isinstance(calibration, str):
+        return _error(calibration)
     try:
         workload = beir_workload(data_dir, split=args.split, queries=args.queries, top_k=args.top_k)
         config = BenchConfig(
+            calibration_pairs=calibration,
+            calibration_source=calibration_source,
             model=str(model),
             repeats=args.repeats,
             latency_sizes=args.latency_sizes,

@@ -31,8 +31,10 @@ from typing import Any, Protocol
 
 __all__ = [
     "BATCH_TOKENS",
+    "CALIBRATED",
     "PLUGINS_ENV",
     "BenchContext",
+    "ContenderSkipped",
     "ContenderSpec",
     "Ranker",
     "backend_options",
@@ -55,11 +57,21 @@ class Ranker(Protocol):
 
 @dataclass(slots=True)
 class BenchContext:
-    """What every factory needs: the model, the device, and a folder for exports (FlashRank's ONNX file)."""
+    """What every factory needs: the model, the device, a folder for exports (FlashRank's ONNX file), and
+    in-domain (query, text) pairs for the calibrated int8 configuration (``None``: that one is skipped)."""
 
     model: str
     device: str = "cpu"
     cache_dir: Path | None = None
+    calibration_pairs: list[tuple[str, str]] | None = None
+
+
+class ContenderSkipped(Exception):
+    """Raised by a factory that cannot run in this context (the harness lists it as skipped, not failed)."""
+
+
+#: Placeholder in a configuration's options for the context's calibration pairs.
+CALIBRATED = "<calibration pairs>"
 
 
 @dataclass(slots=True)
@@ -129,6 +141,9 @@ class _OursRanker:
     def describe(self) -> dict[str, Any]:
         """The path that actually ran (``backend.runtime`` where the back end reports it) and the dtype."""
         out: dict[str, Any] = {}
+        pairs = getattr(self.backend, "_calibration_pairs", None)
+        if pairs is not None:
+            out["calibration_pairs"] = len(pairs)
         runtime = getattr(self.backend, "runtime", None)
         if runtime is not None:
             out["runtime"] = str(runtime)
@@ -139,7 +154,7 @@ class _OursRanker:
 def _ours(name: str, kwargs: dict[str, Any], accepted: set[str], note: str = "") -> ContenderSpec:
     missing = sorted(k for k in kwargs if k not in accepted and k != "cache_dir")
     call_kwargs = {k: v for k, v in kwargs.items() if k != "cache_dir"}
-    args = "".join(f", {k}={v!r}" for k, v in call_kwargs.items())
+    args = "".join(f", {k}={'pairs' if v is CALIBRATED else repr(v)}" for k, v in call_kwargs.items())
     spec = ContenderSpec(
         name=name,
         family="ours",
@@ -158,6 +173,14 @@ def _ours(name: str, kwargs: dict[str, Any], accepted: set[str], note: str = "")
 
 def _with_cache(kwargs: dict[str, Any], accepted: set[str], ctx: BenchContext) -> dict[str, Any]:
     out = {k: v for k, v in kwargs.items() if k != "cache_dir"}
+    for key, value in out.items():
+        if value is CALIBRATED:
+            if not ctx.calibration_pairs:
+                raise ContenderSkipped(
+                    "no calibration pairs: the data folder has no calibration split "
+                    "(rerank bench --calibration-split, default train)"
+                )
+            out[key] = list(ctx.calibration_pairs)
     if "cache_dir" in accepted and "cache_dir" in kwargs and ctx.cache_dir is not None:
         out["cache_dir"] = str(ctx.cache_dir / "ours")
     return out
@@ -185,6 +208,20 @@ def our_specs(accepted: set[str] | None = None) -> list[ContenderSpec]:
         base = {"runtime": runtime, "cache_dir": None}
         specs.append(_ours(f"ours {runtime}", dict(base), accepted))
         specs.append(_ours(f"ours {runtime} int8", {**base, "quantization": "int8"}, accepted))
+    specs.append(
+        _ours(
+            "ours openvino int8 calibrated",
+            {
+                "runtime": "openvino",
+                "cache_dir": None,
+                "quantization": "int8",
+                "calibration_pairs": CALIBRATED,
+            },
+            accepted,
+            note="static int8 calibrated on in-domain (query, BM25 candidate) pairs from the calibration "
+            "split (never the measured queries)",
+        )
+    )
     return specs
 
 

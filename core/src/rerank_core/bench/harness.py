@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from rerank_core.bench.ceiling import ModelShape, matmul_rate, model_shape, workload_flops
-from rerank_core.bench.contenders import BenchContext, ContenderSpec, Ranker
+from rerank_core.bench.contenders import BenchContext, ContenderSkipped, ContenderSpec, Ranker
 from rerank_core.eval.metrics import ndcg_at_k
 
 __all__ = [
@@ -129,6 +129,8 @@ class BenchConfig:
     device: str = "cpu"
     matmul_size: int = 1024
     matmul_seconds: float = 0.3
+    calibration_pairs: Sequence[tuple[str, str]] | None = None  # for "ours openvino int8 calibrated"
+    calibration_source: str = ""  # where they came from (recorded in the result)
 
     def __post_init__(self) -> None:
         if self.repeats < 1:
@@ -272,6 +274,7 @@ def _memory_probe(spec: ContenderSpec, ctx: BenchContext, query: str, texts: lis
             "model": ctx.model,
             "device": ctx.device,
             "cache_dir": str(ctx.cache_dir) if ctx.cache_dir else None,
+            "calibration_pairs": ctx.calibration_pairs,
             "query": query,
             "texts": texts,
         }
@@ -317,7 +320,12 @@ def run_bench(
     """Run ``specs`` on ``workload`` (see the module docstring); unavailable ones are listed as skipped."""
     started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     t_start = clock()
-    ctx = BenchContext(model=str(config.model), device=config.device, cache_dir=config.cache_dir)
+    ctx = BenchContext(
+        model=str(config.model),
+        device=config.device,
+        cache_dir=config.cache_dir,
+        calibration_pairs=list(config.calibration_pairs) if config.calibration_pairs else None,
+    )
     results: dict[str, ContenderResult] = {}
     rankers: dict[str, Ranker] = {}
     active: list[ContenderSpec] = []
@@ -335,6 +343,10 @@ def run_bench(
             ranker = spec.factory(ctx)
             ranker.rank(workload.queries[0], warm_texts)  # loads lazy models, warms caches
             res.load_s = clock() - t
+        except ContenderSkipped as exc:
+            res.status, res.reason = "skipped", str(exc)
+            _log(f"skip {spec.name}: {res.reason}", progress)
+            continue
         except ImportError as exc:  # MissingDependencyError too: an extra that is not installed
             res.status, res.reason = "skipped", f"not installed: {' '.join(str(exc).split())[:300]}"
             _log(f"skip {spec.name}: {res.reason}", progress)
@@ -452,7 +464,10 @@ def run_bench(
         started=started,
         machine=machine,
         model=str(config.model),
-        workload=workload.summary(),
+        workload={
+            **workload.summary(),
+            **({"calibration": config.calibration_source} if config.calibration_source else {}),
+        },
         repeats=config.repeats,
         latency_sizes=sizes,
         latency_queries=lat_n,

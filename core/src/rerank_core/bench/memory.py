@@ -1,11 +1,11 @@
 """Peak-memory probe for one contender, run in a fresh interpreter by the harness.
 
-Reads ``{"name", "model", "device", "cache_dir", "query", "texts"}`` as JSON on stdin; imports what the
-contender needs, reads the resident set size (the baseline), then loads the contender and ranks the query
-once while a thread samples RSS every 5 ms. Prints ``{"baseline_mb", "peak_mb", "peak_delta_mb"}`` as one
-JSON line. A separate process keeps one contender's allocator caches and shared libraries out of another's
-figure; the peak is the larger of the sampled peak and the kernel's high-water mark (``VmHWM``), reset
-after the imports.
+Reads ``{"name", "model", "device", "cache_dir", "calibration_pairs", "query", "texts"}`` as JSON on stdin;
+imports what the contender needs, reads the resident set size (the baseline), then loads the contender and
+ranks the query once while a thread samples RSS every 5 ms. Prints ``{"baseline_mb", "peak_mb",
+"peak_delta_mb"}`` as one JSON line. A separate process keeps one contender's allocator caches and shared
+libraries out of another's figure; the peak is the larger of the sampled peak and the kernel's high-water
+mark (``VmHWM``), reset after the imports.
 
     echo '{"name": "st predict", "model": "models/reference-reranker", ...}' \\
         | python -m rerank_core.bench.memory
@@ -75,8 +75,12 @@ def main() -> int:
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     cache = request.get("cache_dir")
+    pairs = request.get("calibration_pairs")
     ctx = BenchContext(
-        model=request["model"], device=request.get("device", "cpu"), cache_dir=Path(cache) if cache else None
+        model=request["model"],
+        device=request.get("device", "cpu"),
+        cache_dir=Path(cache) if cache else None,
+        calibration_pairs=[(str(q), str(t)) for q, t in pairs] if pairs else None,
     )
     ranker = spec.factory(ctx)
     ranker.rank(request["query"], request["texts"])

@@ -189,7 +189,11 @@ def finetune(
         max_length=max_length,
         device=device,
         trust_remote_code=trust_remote_code,
+        # Master weights train in float32 even when the checkpoint is stored in half precision (the
+        # shipped reference reranker is float16 on disk); bf16 autocast does the fast part.
+        model_kwargs={"dtype": torch.float32},
     )
+    train_dtype = str(next(model.model.parameters()).dtype).removeprefix("torch.")
     if model.num_labels != 1:
         raise ConfigurationError("base_model", f"has {model.num_labels} output labels; expected 1")
 
@@ -272,6 +276,7 @@ def finetune(
         "loss": f"group softmax cross-entropy + {bce_weight} x BCE",
         "seed": seed,
         "bf16": use_bf16,
+        "train_dtype": train_dtype,
         "device": device,
         "save_dtype": save_dtype,
         "steps": trainer.state.global_step,
@@ -423,8 +428,26 @@ def model_card(info: Mapping[str, Any]) -> str:
     for source, n in d["groups_per_source"].items():
         lines.append(f"  - `{source}`: {n} groups")
     for key, value in d.items():
-        if key not in ("groups", "pairs", "groups_per_source", "dev"):
+        if key not in ("groups", "pairs", "groups_per_source", "dev", "earlier_stages"):
             lines.append(f"- {key}: {value}")
+    earlier = list(d.get("earlier_stages") or [])
+    if earlier:
+        lines += [
+            "",
+            "## Earlier training stages",
+            "",
+            "This run went on from an earlier one (oldest first):",
+            "",
+        ]
+        for i, stage in enumerate(earlier, 1):
+            groups = ", ".join(f"{k} {v}" for k, v in (stage.get("groups_per_source") or {}).items())
+            best = (stage.get("best_dev") or {}).get("mean_ndcg@10")
+            lines.append(
+                f"{i}. {stage.get('steps')} steps over {groups or 'unknown data'}, "
+                f"{stage.get('train_seconds')} s"
+                + (f", best dev mean nDCG@10 {best:.4f}" if isinstance(best, float) else "")
+                + f": `{stage.get('command')}`"
+            )
     lines += ["", "## Settings", "", "| setting | value |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in s.items()]
     lines += ["", "## Dev evaluation (nDCG@10 of the reranked first-stage candidates)", ""]
@@ -468,5 +491,12 @@ def model_card(info: Mapping[str, Any]) -> str:
         f"transformers {env['transformers']}.",
     ]
     if info.get("command"):
-        lines += ["", "## Reproduce", "", "```", str(info["command"]), "```"]
+        commands = [str(stage.get("command")) for stage in earlier if stage.get("command")]
+        lines += ["", "## Reproduce", ""]
+        if commands:
+            lines.append(
+                "Run the stages in order, each later one with `--base-model` set to the previous output:"
+            )
+            lines.append("")
+        lines += ["```", *commands, str(info["command"]), "```"]
     return "\n".join(lines) + "\n"
