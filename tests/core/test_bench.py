@@ -162,6 +162,32 @@ def test_calibrated_int8_is_skipped_without_calibration_pairs(beir_dir: Path, ti
     assert res.status == "skipped" and "no calibration pairs" in res.reason
 
 
+def test_the_onnx_export_is_redone_when_the_weights_at_the_same_path_change(
+    tiny_ce_path: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    from rerank_core.bench.contenders import fresh_export
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_ce_path, model)
+    folder = tmp_path / "export"
+    first = fresh_export(str(model), folder).read_bytes()
+    marker = folder / "marker"
+    marker.write_text("kept")
+    fresh_export(str(model), folder)
+    assert marker.exists()  # same weights: the export is reused
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    net = AutoModelForSequenceClassification.from_pretrained(model)
+    with torch.no_grad():
+        net.classifier.bias.add_(1.0)
+    net.save_pretrained(model)  # new weights, same path (what retraining a shipped model does)
+    second = fresh_export(str(model), folder).read_bytes()
+    assert not marker.exists() and second != first
+
+
 # -- the harness end to end on a tiny model ----------------------------------------------------------------
 
 

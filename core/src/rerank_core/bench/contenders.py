@@ -321,6 +321,25 @@ def export_onnx(model: str, target: Path) -> Path:
     return onnx_file
 
 
+def _export_stamp(model: str) -> str:
+    from rerank_core.backends.local_runtimes import model_files_fingerprint
+
+    path = Path(model).resolve()
+    return f"{path}\n{model_files_fingerprint(path)}" if path.is_dir() else str(path)
+
+
+def fresh_export(model: str, folder: Path) -> Path:
+    """:func:`export_onnx` into ``folder``, first removing an export of another model, or of other weights at
+    the same path (the stamp holds the path and a fingerprint of the folder's files: names, sizes, mtimes)."""
+    stamp = folder / "source.txt"
+    want = _export_stamp(model)
+    if folder.exists() and (not stamp.is_file() or stamp.read_text() != want):
+        shutil.rmtree(folder)
+    onnx_file = export_onnx(model, folder)
+    stamp.write_text(want)
+    return onnx_file
+
+
 class _FlashRank:
     def __init__(self, ctx: BenchContext) -> None:
         import importlib
@@ -330,12 +349,7 @@ class _FlashRank:
         if ctx.cache_dir is None:
             raise ValueError("cache_dir: FlashRank needs a folder for the ONNX export")
         root = ctx.cache_dir / "flashrank"
-        folder = root / _FLASHRANK_NAME
-        stamp = folder / "source.txt"
-        if stamp.exists() and stamp.read_text() != str(Path(ctx.model).resolve()):
-            shutil.rmtree(folder)
-        export_onnx(ctx.model, folder)
-        stamp.write_text(str(Path(ctx.model).resolve()))
+        fresh_export(ctx.model, root / _FLASHRANK_NAME)
         # FlashRank only opens names in its model table: register the export under a name of its own.
         # (flashrank.Ranker the module shares the table of flashrank.Config; the package exports the class).
         importlib.import_module("flashrank.Config").model_file_map[_FLASHRANK_NAME] = _FLASHRANK_FILE

@@ -495,7 +495,8 @@ def model_card(info: Mapping[str, Any]) -> str:
         lines += ["", "## Reproduce", ""]
         if commands:
             lines.append(
-                "Run the stages in order, each later one with `--base-model` set to the previous output:"
+                "Run the stages in order; each later one's `--base-model` is the previous stage's output "
+                "(the folder it names held that output when it ran):"
             )
             lines.append("")
         lines += ["```", *commands, str(info["command"]), "```"]
