@@ -168,3 +168,35 @@ def test_missing_extra_names_it(tiny_ce_path: Path, monkeypatch: pytest.MonkeyPa
     assert info.value.extra == "local"
     assert "pip install 'rerank-core[local]'" in str(info.value)
     assert isinstance(info.value, ImportError)
+
+
+def test_device_and_dtype_choice_for_cuda_and_the_cpu_fallback(
+    tiny_ce_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No GPU here: the loader's choices are checked where it hands them to sentence-transformers."""
+    import sentence_transformers as st
+    import torch
+
+    seen: list[tuple[str, object]] = []
+
+    class Captured(Exception):
+        pass
+
+    def fake_cross_encoder(source: str, *, device: str, max_length=None, **kwargs) -> None:
+        seen.append((device, kwargs["model_kwargs"]["dtype"]))
+        raise Captured
+
+    monkeypatch.setattr(st, "CrossEncoder", fake_cross_encoder)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    for kwargs in ({}, {"device": "cuda:1"}, {"device": "cuda", "dtype": "bfloat16"}):
+        with pytest.raises(Captured):
+            CrossEncoderBackend(str(tiny_ce_path), **kwargs).load()
+    assert seen == [("cuda", torch.float16), ("cuda:1", torch.float16), ("cuda", torch.bfloat16)]
+    seen.clear()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None:
+        monkeypatch.setattr(mps, "is_available", lambda: False)
+    with pytest.raises(Captured):
+        CrossEncoderBackend(str(tiny_ce_path)).load()  # automatic: no CUDA, so the CPU in float32
+    assert seen == [("cpu", torch.float32)]
