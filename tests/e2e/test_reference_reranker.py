@@ -84,6 +84,7 @@ def test_build_script_runs_end_to_end_at_a_tiny_scale(tmp_path: Path) -> None:
     out2 = tmp_path / "ref2"
     args2 = ["--output", str(out2), "--data", str(data), "--base-model", str(out), "--scale", "0.005"]
     args2 += ["--dev-queries", "5", "--max-length", "48", "--evals", "1", "--no-progress", "--seed", "13"]
+    args2 += ["--mining-depth", "50", "--dev-top-k", "7"]
     proc2 = subprocess.run(
         [sys.executable, str(BUILD), *args2], capture_output=True, text=True, timeout=600, cwd=WORKSPACE
     )
@@ -92,6 +93,8 @@ def test_build_script_runs_end_to_end_at_a_tiny_scale(tmp_path: Path) -> None:
     (stage,) = info2["data"]["earlier_stages"]
     assert stage["command"] == info["command"] and stage["best_dev"] == info["best_dev"]
     assert info2["settings"]["train_dtype"] == "float32"  # the float16 folder trains in float32
+    assert "BM25 top-50" in info2["data"]["negatives"]
+    assert all(d["top_k"] == 7 for d in info2["data"]["dev"].values())
     card = (out2 / "README.md").read_text()
     assert "## Earlier training stages" in card
     assert card.index(info["command"]) < card.index(info2["command"])  # Reproduce lists the stages in order

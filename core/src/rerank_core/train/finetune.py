@@ -263,7 +263,14 @@ def finetune(
         "pairs": sum(1 + len(g.negatives) for g in train),
         "groups_per_source": dict(sources),
         **(dict(data_description) if data_description else {}),
-        "dev": {d.name: {"queries": len(d.queries), "first_stage": d.first_stage} for d in dev_sets},
+        "dev": {
+            d.name: {
+                "queries": len(d.queries),
+                "top_k": max((len(c) for c in d.candidates.values()), default=0),
+                "first_stage": d.first_stage,
+            }
+            for d in dev_sets
+        },
     }
     settings = {
         "base_model": base_model,
