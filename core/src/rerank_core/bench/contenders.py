@@ -127,6 +127,8 @@ class _OursRanker:
         from rerank_core.backends import CrossEncoderBackend
 
         self.backend = CrossEncoderBackend(ctx.model, device=ctx.device, **kwargs)
+        pairs = kwargs.get("calibration_pairs")
+        self.calibration_pairs = len(pairs) if pairs is not None else None
         # Every contender scores the same truncated pairs; windows would score more text than the others.
         self.reranker = Reranker(self.backend, long_text="truncate")
 
@@ -141,9 +143,8 @@ class _OursRanker:
     def describe(self) -> dict[str, Any]:
         """The path that actually ran (``backend.runtime`` where the back end reports it) and the dtype."""
         out: dict[str, Any] = {}
-        pairs = getattr(self.backend, "_calibration_pairs", None)
-        if pairs is not None:
-            out["calibration_pairs"] = len(pairs)
+        if self.calibration_pairs is not None:
+            out["calibration_pairs"] = self.calibration_pairs
         runtime = getattr(self.backend, "runtime", None)
         if runtime is not None:
             out["runtime"] = str(runtime)
@@ -159,7 +160,7 @@ def _ours(name: str, kwargs: dict[str, Any], accepted: set[str], note: str = "")
         name=name,
         family="ours",
         call=f"CrossEncoderBackend(model, device='cpu'{args})",
-        factory=lambda ctx: _OursRanker(ctx, _with_cache(kwargs, accepted, ctx)),
+        factory=lambda ctx: _OursRanker(ctx, _options_for(kwargs, accepted, ctx)),
         needs=("torch", "sentence_transformers"),
         note=note,
         info={"options": call_kwargs},
@@ -171,7 +172,8 @@ def _ours(name: str, kwargs: dict[str, Any], accepted: set[str], note: str = "")
     return spec
 
 
-def _with_cache(kwargs: dict[str, Any], accepted: set[str], ctx: BenchContext) -> dict[str, Any]:
+def _options_for(kwargs: dict[str, Any], accepted: set[str], ctx: BenchContext) -> dict[str, Any]:
+    """The back end's keyword arguments in ``ctx``: the calibration pairs filled in, the export folder set."""
     out = {k: v for k, v in kwargs.items() if k != "cache_dir"}
     for key, value in out.items():
         if value is CALIBRATED:
