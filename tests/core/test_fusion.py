@@ -217,3 +217,109 @@ def test_cli_eval_fusion_spec_and_model_fusion(
     assert "--fusion" in capsys.readouterr().err
     assert cli.main(["eval", str(data), "--model", "none", "--fusion", "rrf"]) == 2
     assert "--fusion needs a --model" in capsys.readouterr().err
+
+
+def _two_split_beir(root: Path) -> Path:
+    """Two queries per split. On every split the first stage is right for one query and the reranker (the
+    fake's table below) for the other, so only a mixed fusion ranks both relevant documents first."""
+    (root / "qrels").mkdir(parents=True)
+    docs = {
+        "a1": "apple orchard apple trees apple harvest",
+        "a2": "apple pie recipe",
+        "b1": "river boats river fishing river banks",
+        "b2": "a boat on the lake",
+        "a3": "apple juice",
+        "b3": "the river delta",
+    }
+    (root / "corpus.jsonl").write_text(
+        "".join(json.dumps({"_id": d, "text": t}) + "\n" for d, t in docs.items())
+    )
+    queries = {"t1": "apple", "t2": "river boat", "v1": "apple orchard", "v2": "river boats"}
+    for split, (q_first, q_rerank) in {"test": ("t1", "t2"), "dev": ("v1", "v2")}.items():
+        name = "queries.jsonl" if split == "test" else f"queries-{split}.jsonl"
+        (root / name).write_text(
+            "".join(json.dumps({"_id": q, "text": queries[q]}) + "\n" for q in (q_first, q_rerank))
+        )
+        # the first stage's top document is relevant for q_first; the reranker's favourite for q_rerank
+        (root / "qrels" / f"{split}.tsv").write_text(
+            f"query-id\tcorpus-id\tscore\n{q_first}\ta1\t1\n{q_rerank}\tb2\t1\n"
+        )
+    return root
+
+
+# The reranker ranks a2 over a1 (wrong on the apple queries) and b2 over b1 (right on the river queries),
+# by a margin that is small for a2 and large for b2; a3 and b3 score low, other-topic documents lowest.
+_REVERSED = {
+    "apple orchard apple trees apple harvest": 0.0,
+    "apple pie recipe": 0.2,
+    "river boats river fishing river banks": 0.0,
+    "a boat on the lake": 5.0,
+    "apple juice": -3.0,
+    "the river delta": -3.0,
+}
+
+
+def _reversed_score(query: str, text: str) -> float:
+    same_topic = ("apple" in query) == ("apple" in text)
+    return _REVERSED[text] if same_topic else -5.0
+
+
+def test_run_eval_keeps_scores_in_candidate_order_and_tunes_a_fusion_from_them(tmp_path: Path) -> None:
+    from rerank_core.eval import corpus_texts, load_beir, run_eval, tune_report_fusion
+
+    root = _two_split_beir(tmp_path / "two")
+    dev = load_beir(root, split="dev")
+    backend = FakeBackend(_reversed_score)
+    report = run_eval(dev, reranker=Reranker(backend), top_k=4, progress=False)
+    texts = corpus_texts(dev)
+    assert report.rerank_scores is not None
+    for qid, ids in report.first_stage_run.items():
+        assert report.rerank_scores[qid] == pytest.approx(
+            [_reversed_score(dev.queries[qid], texts[d]) for d in ids]
+        )
+        firsts = report.first_stage_scores[qid]
+        assert len(firsts) == len(ids) and firsts == sorted(firsts, reverse=True)
+    fit = tune_report_fusion(report, dev.qrels)
+    assert fit.ndcg == pytest.approx(1.0) and fit.first_stage_only < 1.0 and fit.rerank_only < 1.0
+    direct = tune_fusion(report.first_stage_run, report.first_stage_scores, report.rerank_scores, dev.qrels)
+    assert fit.fusion == direct.fusion and fit.table == direct.table
+    # applied on the same split, the fused order scores exactly what the tuning measured
+    again = run_eval(dev, reranker=Reranker(backend, fusion=fit.fusion), top_k=4, progress=False)
+    assert again.fused is not None and again.fused["ndcg@10"] == pytest.approx(fit.ndcg)
+    first_only = run_eval(dev, top_k=4, progress=False)
+    assert first_only.rerank_scores is None
+    with pytest.raises(ConfigurationError) as cfg:
+        tune_report_fusion(first_only, dev.qrels)
+    assert cfg.value.argument == "report"
+
+
+def test_cli_eval_tunes_the_fusion_on_another_split_and_applies_it(
+    tmp_path: Path, tiny_ce_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rerank_core import cli
+
+    data = _two_split_beir(tmp_path / "two")
+    out = tmp_path / "tuned.json"
+    args = ["eval", str(data), "--model", str(tiny_ce_path), "--top-k", "4", "--no-progress"]
+    assert cli.main([*args, "--fusion", "tune:dev", "--tune-queries", "1", "--json", str(out)]) == 0
+    captured = capsys.readouterr()
+    payload = json.loads(out.read_text())
+    tuning = payload["fusion_tuning"]
+    assert tuning["split"] == "dev" and tuning["queries"] == 1
+    assert len(tuning["table"]) == 33  # 3 methods x 11 weights
+    best = max(tuning["table"].values())
+    assert tuning["ndcg@10"] == best and tuning["table"][tuning["fusion"].split(" ")[0]] == best
+    assert payload["fusion"] == f"{tuning['fusion']}, tuned on dev" and payload["fused"] is not None
+    assert payload["split"] == "test" and payload["queries"] == 2
+    assert "tune_fusion" in payload["timings"]
+    assert f"fused ({tuning['fusion']}, tuned on dev)" in captured.out
+    assert "fusion tuned on dev (1 queries)" in captured.err
+    for bad, message in (
+        (["--fusion", "tune:test"], "that is the split being evaluated"),
+        (["--fusion", "tune:"], "name the split to tune on"),
+        (["--fusion", "tune:nosuch"], "nosuch"),
+        (["--fusion", "zscore:0.5", "--tune-queries", "3"], "--tune-queries needs --fusion tune:SPLIT"),
+        (["--fusion", "tune:dev", "--tune-queries", "0"], "--tune-queries"),
+    ):
+        assert cli.main([*args, *bad]) == 2, bad
+        assert message in capsys.readouterr().err, bad

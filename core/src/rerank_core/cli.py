@@ -2,6 +2,7 @@
 
 ```
 rerank eval DATA_DIR [--model PATH_OR_ID | --model none] [--top-k 100] [--split test] [--json OUT.json]
+            [--fusion METHOD:WEIGHT|model|tune:SPLIT [--tune-queries N]]
             [--first-stage bm25|dense|hybrid --dense-model PATH_OR_ID [--hybrid-fusion rrf|zscore:W|minmax:W]]
 rerank finetune [DATA_DIR ...] [--rows FILE ...] --base-model PATH_OR_ID --output DIR [--epochs 1] ...
 rerank bench [DATA_DIR] [--model PATH] [--queries 20] [--top-k 100] [--repeats 3] [--pick] ...
@@ -107,9 +108,17 @@ def _add_eval(subparsers: Any) -> None:
     )
     p.add_argument(
         "--fusion",
-        metavar="METHOD[:WEIGHT]|model",
-        help="also report the reranker fused with the BM25 score: zscore, minmax or rrf with the reranker's "
-        "weight (e.g. zscore:0.6), or 'model' for the fusion tuned at fine-tuning (rerank_finetune.json)",
+        metavar="METHOD[:WEIGHT]|model|tune:SPLIT",
+        help="also report the reranker fused with the first-stage score: zscore, minmax or rrf with the "
+        "reranker's weight (e.g. zscore:0.6), 'model' for the fusion tuned at fine-tuning "
+        "(rerank_finetune.json), or tune:SPLIT to tune it first on another split of the same collection "
+        "(e.g. tune:dev; same first stage, depth and model)",
+    )
+    p.add_argument(
+        "--tune-queries",
+        type=int,
+        metavar="N",
+        help="with --fusion tune:SPLIT, tune on the first N queries of SPLIT only (default: all)",
     )
     p.add_argument(
         "--first-stage",
@@ -182,6 +191,20 @@ def _model_fusion(model: str) -> Any:
         info_file = Path(model).expanduser() / FINETUNE_INFO_FILE
         raise _UsageError(f"--fusion model: {info_file} has no tuned fusion; give METHOD[:WEIGHT]")
     return fusion
+
+
+def _tune_split(spec: str | None, split: str) -> str | None:
+    """The split named by ``--fusion tune:SPLIT`` (``None`` for any other --fusion), checked."""
+    if spec is None or not spec.strip().lower().startswith("tune"):
+        return None
+    name = spec.strip()[len("tune") :].lstrip(":").strip()
+    if not name:
+        raise _UsageError("--fusion tune:SPLIT: name the split to tune on, e.g. tune:dev")
+    if name == split:
+        raise _UsageError(
+            f"--fusion tune:{name}: that is the split being evaluated (--split {split}); tune on another one"
+        )
+    return name
 
 
 def _parse_fusion(spec: str | None, model: str) -> Any:
@@ -277,11 +300,18 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     _seed_everything(args.seed, torch_too=use_model)
     if args.fusion is not None and not use_model:
         raise _UsageError("--fusion needs a --model")
-    fusion = _parse_fusion(args.fusion, args.model) if use_model else None
+    tune_split = _tune_split(args.fusion, args.split)
+    if args.tune_queries is not None:
+        if tune_split is None:
+            raise _UsageError("--tune-queries needs --fusion tune:SPLIT")
+        if args.tune_queries < 1:
+            raise _UsageError(f"--tune-queries: must be a positive integer, got {args.tune_queries}")
+    fusion = _parse_fusion(args.fusion, args.model) if use_model and tune_split is None else None
     hybrid_fusion = _check_first_stage_args(args)
 
     try:
         dataset = load_beir(args.data_dir, split=args.split)
+        tune_dataset = None if tune_split is None else load_beir(args.data_dir, split=tune_split)
     except RerankError as exc:
         raise _UsageError(str(exc)) from exc
 
@@ -314,20 +344,55 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             raise _UsageError(f"--model {args.model}: could not load it ({_one_line(exc)})") from exc
         load_seconds = time.perf_counter() - t
 
-    report = run_eval(
-        dataset,
-        reranker=reranker,
-        top_k=args.top_k,
-        max_queries=args.max_queries,
-        chunk_size=args.queries_per_call,
-        progress=not args.no_progress,
-        model=args.model if use_model else None,
-        first_stage=args.first_stage,
-        dense_model=dense_model,
-        dense_kwargs={"cache_dir": args.embedding_cache, "batch_size": args.batch_size},
-        hybrid_fusion=hybrid_fusion,
-        hybrid_depth=args.hybrid_depth,
-    )
+    def evaluate_split(data: Any, max_queries: int | None) -> Any:
+        return run_eval(
+            data,
+            reranker=reranker,
+            top_k=args.top_k,
+            max_queries=max_queries,
+            chunk_size=args.queries_per_call,
+            progress=not args.no_progress,
+            model=args.model if use_model else None,
+            first_stage=args.first_stage,
+            dense_model=dense_model,
+            dense_kwargs={"cache_dir": args.embedding_cache, "batch_size": args.batch_size},
+            hybrid_fusion=hybrid_fusion,
+            hybrid_depth=args.hybrid_depth,
+        )
+
+    tuning: dict[str, Any] | None = None
+    tune_seconds = 0.0
+    if tune_dataset is not None:
+        from rerank_core import Reranker
+        from rerank_core.eval.run import tune_report_fusion
+
+        t = time.perf_counter()
+        tune_report = evaluate_split(tune_dataset, args.tune_queries)
+        try:
+            fit = tune_report_fusion(tune_report, tune_dataset.qrels)
+        except RerankError as exc:
+            raise _UsageError(f"--fusion tune:{tune_split}: {exc}") from exc
+        tune_seconds = time.perf_counter() - t
+        reranker = Reranker(reranker.backend, fusion=fit.fusion)
+        tuning = {
+            "split": tune_split,
+            "queries": tune_report.queries,
+            "fusion": fit.fusion.describe(),
+            "ndcg@10": round(fit.ndcg, 4),
+            "rerank_only_ndcg@10": round(fit.rerank_only, 4),
+            "first_stage_ndcg@10": round(fit.first_stage_only, 4),
+            "table": {f"{m}:{w:g}": round(v, 4) for (m, w), v in fit.table.items()},
+        }
+        print(
+            f"fusion tuned on {tune_split} ({tune_report.queries} queries): {tuning['fusion']} "
+            f"(nDCG@10 there {fit.ndcg:.4f}; first stage {fit.first_stage_only:.4f}, "
+            f"reranked {fit.rerank_only:.4f})",
+            file=sys.stderr,
+        )
+    report = evaluate_split(dataset, args.max_queries)
+    if tuning is not None:
+        report.fusion = f"{report.fusion}, tuned on {tune_split}"
+        report.timings = {"tune_fusion": tune_seconds, **report.timings}
     if dense_model is not None:
         report.first_stage_config["dense_model"] = args.dense_model
         report.timings = {"load_dense_model": dense_load_seconds, **report.timings}
@@ -339,6 +404,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if args.json is not None:
         payload = report.to_dict()
         payload["max_queries"] = args.max_queries
+        if tuning is not None:
+            payload["fusion_tuning"] = tuning
         if use_model:
             payload["model_options"] = {
                 "device": args.device,

@@ -9,7 +9,7 @@ from rerank_core.eval.bm25 import BM25Retriever
 from rerank_core.eval.dense import DenseRetriever
 from rerank_core.eval.hybrid import HYBRID_SOURCES, fuse_first_stages, hybrid_fusion_config
 from rerank_core.eval.metrics import evaluate, mrr_at_k, ndcg_at_k, per_query, recall_at_k
-from rerank_core.eval.run import FIRST_STAGES, EvalReport, metric_keys, run_eval
+from rerank_core.eval.run import FIRST_STAGES, EvalReport, metric_keys, run_eval, tune_report_fusion
 
 __all__ = [
     "FIRST_STAGES",
@@ -32,4 +32,5 @@ __all__ = [
     "per_query",
     "recall_at_k",
     "run_eval",
+    "tune_report_fusion",
 ]

@@ -44,6 +44,7 @@ __all__ = [
     "rerank_run",
     "retrieve_run",
     "run_eval",
+    "tune_report_fusion",
 ]
 
 NDCG_MRR_K = 10
@@ -90,6 +91,8 @@ class EvalReport:
     first_stage_name: str = "bm25"
     first_stage_sources: dict[str, dict[str, float]] | None = None
     source_runs: dict[str, dict[str, list[str]]] | None = field(default=None, repr=False)
+    first_stage_scores: dict[str, list[float]] = field(default_factory=dict, repr=False)
+    rerank_scores: dict[str, list[float]] | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         """``first_stage``, ``reranked`` (``None`` without a model), ``queries``, ``seconds``, context.
@@ -137,13 +140,15 @@ def rerank_run(
     chunk_size: int = 8,
     progress: bool = True,
     first_stage_scores: Mapping[str, Sequence[float]] | None = None,
+    raw_scores: dict[str, list[float]] | None = None,
 ) -> tuple[dict[str, list[str]], dict[str, list[str]] | None]:
     """Rerank each query's candidate doc ids; returns the new order (best first) per query id.
 
     Queries go to ``reranker.rerank_many`` ``chunk_size`` at a time, under a tqdm bar on stderr. A query
     without candidates is not sent and keeps an empty ranking. With ``first_stage_scores`` (for a
     reranker with a fusion) they are passed on; the first returned run is then the fused order, and the
-    second the order by the reranker's own raw score. Without, the second is ``None``.
+    second the order by the reranker's own raw score. Without, the second is ``None``. A ``raw_scores``
+    dict is filled with each query's raw reranker scores in candidate (first-stage) order.
     """
     from tqdm.auto import tqdm
 
@@ -180,6 +185,11 @@ def rerank_run(
                 if len(set(order)) != len(order):
                     raise RuntimeError(f"the reranker returned a candidate twice for query {qid!r}")
                 out[qid] = order
+                if raw_scores is not None:
+                    by_position = [float("nan")] * len(ids)
+                    for result in response.results:
+                        by_position[result.index] = float(result.raw_score)
+                    raw_scores[qid] = by_position
                 if raw_out is not None:
                     by_raw = sorted(response.results, key=lambda r: (-r.raw_score, r.index))
                     raw_out[qid] = [ids[r.index] for r in by_raw]
@@ -291,13 +301,16 @@ def run_eval(
     first_run = {qid: [doc_id for doc_id, _ in h] for qid, h in hits.items()}
     first_metrics = _stage_metrics(first_run, dataset.qrels, top_k)
 
+    all_first_scores = {qid: [float(score) for _, score in h] for qid, h in hits.items()}
+    rerank_scores: dict[str, list[float]] | None = None
     reranked_run: dict[str, list[str]] | None = None
     reranked_metrics: dict[str, float] | None = None
     fusion = getattr(reranker, "fusion", None)
     fused_run: dict[str, list[str]] | None = None
     if reranker is not None:
         t = time.perf_counter()
-        first_scores = {qid: [score for _, score in h] for qid, h in hits.items()} if fusion else None
+        first_scores = all_first_scores if fusion else None
+        rerank_scores = {}
         reranked_run, raw_run = rerank_run(
             reranker,
             queries,
@@ -306,6 +319,7 @@ def run_eval(
             chunk_size=chunk_size,
             progress=progress,
             first_stage_scores=first_scores,
+            raw_scores=rerank_scores,
         )
         if raw_run is not None:  # the reranker fused: its own order is the raw one
             fused_run, reranked_run = reranked_run, raw_run
@@ -332,6 +346,26 @@ def run_eval(
         first_stage_name=first_stage,
         first_stage_sources=sources_metrics,
         source_runs=source_runs,
+        first_stage_scores=all_first_scores,
+        rerank_scores=rerank_scores,
+    )
+
+
+def tune_report_fusion(report: EvalReport, qrels: Mapping[str, Mapping[str, int]]) -> Any:
+    """The fusion of the reranker's raw score with the first-stage score that maximises nDCG@10 over
+    ``report``'s judged queries (:func:`rerank_core.fusion.tune_fusion` on its candidates), e.g. a dev
+    split's report, to apply on the test split of the same collection. Returns a
+    :class:`~rerank_core.fusion.FusionFit`."""
+    from rerank_core.fusion import tune_fusion
+
+    if report.rerank_scores is None:
+        raise ConfigurationError("report", "has no reranker scores: run run_eval with a reranker")
+    qids = [q for q, ids in report.first_stage_run.items() if ids and q in report.rerank_scores]
+    return tune_fusion(
+        {q: report.first_stage_run[q] for q in qids},
+        {q: report.first_stage_scores[q] for q in qids},
+        {q: report.rerank_scores[q] for q in qids},
+        qrels,
     )
 
 
