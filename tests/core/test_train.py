@@ -15,6 +15,7 @@ from rerank_core.train import (
     FINETUNE_INFO_FILE,
     DevSet,
     TrainingGroup,
+    add_teacher_scores,
     dev_set_from_beir,
     finetune,
     groups_from_beir,
@@ -200,6 +201,90 @@ def test_group_softmax_loss_matches_its_formula(tiny_ce_logit_path: Path) -> Non
     assert float(got) == pytest.approx(float(listwise + 0.5 * bce), rel=1e-4)
 
 
+def test_group_softmax_loss_mixes_teacher_scores_into_the_listwise_target(tiny_ce_logit_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    from sentence_transformers.cross_encoder import CrossEncoder
+
+    from rerank_core.train._torch_parts import GroupSoftmaxLoss
+
+    model = CrossEncoder(str(tiny_ce_logit_path), device="cpu")
+    queries = ["zebra facts", "lion facts"]
+    documents = [["the zebra", "a lion", "an otter"], ["the lion", "a gecko"]]
+    labels = [torch.tensor([1.0, 0.0, 0.0]), torch.tensor([1.0, 0.0])]
+    teachers = [[0.9, 0.7, 0.1], [0.2, 0.6]]
+    loss = GroupSoftmaxLoss(model, bce_weight=0.5, distill_weight=0.25, distill_temperature=0.5)
+    with torch.no_grad():
+        got = loss([queries, documents, teachers], labels)
+        logits = [
+            torch.tensor(model.predict([(q, d) for d in docs], activation_fn=torch.nn.Identity()))
+            for q, docs in zip(queries, documents, strict=True)
+        ]
+    listwise = 0.0
+    for group, label, teacher in zip(logits, labels, teachers, strict=True):
+        target = 0.75 * label + 0.25 * torch.softmax(torch.tensor(teacher) / 0.5, 0)
+        listwise = listwise - (target * torch.log_softmax(group, 0)).sum()
+    flat, target = torch.cat(logits), torch.cat(labels)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(flat, target)  # the judged labels only
+    assert float(got) == pytest.approx(float(listwise / 2 + 0.5 * bce), rel=1e-4)
+    assert loss.get_config_dict() == {"bce_weight": 0.5, "distill_weight": 0.25, "distill_temperature": 0.5}
+
+
+def test_add_teacher_scores_copies_groups_and_checks_the_scorer() -> None:
+    groups = _learnable_groups(3, seed=0)
+    before = list(groups)
+    seen: list[tuple[str, list[str]]] = []
+
+    def lengths(query: str, texts: list[str]) -> list[float]:
+        seen.append((query, list(texts)))
+        return [float(len(t)) for t in texts]
+
+    taught = add_teacher_scores(groups, lengths)
+    assert groups == before and all(g.teacher_scores is None for g in groups)  # the input is untouched
+    for group, new, (query, texts) in zip(groups, taught, seen, strict=True):
+        assert query == group.query and texts == [group.positive, *group.negatives]
+        assert new.teacher_scores == tuple(float(len(t)) for t in texts)
+        assert (new.query, new.positive, new.negatives) == (group.query, group.positive, group.negatives)
+    for bad, message in (
+        (lambda q, t: [1.0], "returned 1 scores"),
+        (lambda q, t: [float("nan")] * len(t), "non-finite"),
+    ):
+        with pytest.raises(InvalidInputError) as info:
+            add_teacher_scores(groups, bad)
+        assert info.value.argument == "score" and message in str(info.value)
+
+
+def test_finetune_distils_a_teacher(trainable_ce_path: Path, tmp_path: Path) -> None:
+    """The judged "positive" of every group is wrong and the teacher is right: with the whole target from
+    the teacher (distill_weight=1, no BCE) the model learns the teacher's order, not the labels'."""
+    from sentence_transformers.cross_encoder import CrossEncoder
+
+    from rerank_core.train._torch_parts import DevRerankEvaluator
+
+    swapped = [
+        TrainingGroup(g.query, g.negatives[0], (g.positive, *g.negatives[1:]), source="noisy")
+        for g in _learnable_groups(96, seed=0)
+    ]
+    taught = add_teacher_scores(swapped, lambda q, texts: [3.0 if "answer" in t else 0.0 for t in texts])
+    out = tmp_path / "distilled"
+    result = finetune(
+        taught,
+        out,
+        base_model=str(trainable_ce_path),
+        epochs=2,
+        batch_size=8,
+        learning_rate=2e-3,
+        max_length=32,
+        bce_weight=0.0,
+        distill_weight=1.0,
+        bf16=False,
+        progress=False,
+    )
+    ndcg = DevRerankEvaluator([_learnable_dev()])(CrossEncoder(str(out), device="cpu"))["toy-dev_ndcg@10"]
+    assert ndcg > 0.95
+    assert "teacher-scored sources (noisy)" in result.settings["loss"]
+    assert "teacher-scored sources (noisy)" in (out / "README.md").read_text()
+
+
 # -- finetune -----------------------------------------------------------------------------------------
 
 
@@ -338,6 +423,18 @@ def test_finetune_without_dev_keeps_the_last_checkpoint(tiny_ce_path: Path, tmp_
         ({"learning_rate": 0.0}, "learning_rate"),
         ({"bf16": "yes"}, "bf16"),
         ({"dev_sets": ["x"]}, "dev_sets[0]"),
+        ({"distill_weight": 1.5}, "distill_weight"),
+        ({"distill_temperature": 0.0}, "distill_temperature"),
+        ({"train": [TrainingGroup("q", "p", ("n",), teacher_scores=(1.0,))]}, "train[0]"),
+        (
+            {
+                "train": [
+                    TrainingGroup("q", "p", ("n",), source="s", teacher_scores=(1.0, 0.0)),
+                    TrainingGroup("q", "p", ("n",), source="s"),
+                ]
+            },
+            "train",
+        ),
     ],
 )
 def test_finetune_rejects_bad_arguments(
@@ -428,3 +525,16 @@ def test_dense_retriever_ranks_by_meaning() -> None:
     with pytest.raises(InvalidInputError) as info:
         DenseRetriever(["a", "a"], ["x", "y"], model=dense.model)
     assert info.value.argument == "corpus_ids"
+    # score(): the same cosines as retrieve(), for chosen documents (a teacher for distillation)
+    assert dense.score("small feline napping", ["car", "cat"]) == pytest.approx(
+        [dict(dense.retrieve(["small feline napping"], k=3)[0])[d] for d in ("car", "cat")], abs=1e-6
+    )
+    assert dense.score("small feline napping", []) == []
+    for query, doc_ids, argument in (
+        (["x"], ["cat"], "query"),
+        ("q", "cat", "doc_ids"),
+        ("q", ["dog"], "doc_ids"),
+    ):
+        with pytest.raises(InvalidInputError) as info:
+            dense.score(query, doc_ids)  # type: ignore[arg-type]
+        assert info.value.argument == argument

@@ -85,6 +85,15 @@ def test_build_script_runs_end_to_end_at_a_tiny_scale(tmp_path: Path) -> None:
     args2 = ["--output", str(out2), "--data", str(data), "--base-model", str(out), "--scale", "0.005"]
     args2 += ["--dev-queries", "5", "--max-length", "48", "--evals", "1", "--no-progress", "--seed", "13"]
     args2 += ["--mining-depth", "50", "--dev-top-k", "7"]
+    # with a teacher (any bi-encoder; the tiny model, mean-pooled, keeps it fast) for both collections
+    args2 += [
+        "--teacher-model",
+        str(base),
+        "--distill-sources",
+        "scifact,nfcorpus",
+        "--distill-weight",
+        "0.3",
+    ]
     proc2 = subprocess.run(
         [sys.executable, str(BUILD), *args2], capture_output=True, text=True, timeout=600, cwd=WORKSPACE
     )
@@ -95,6 +104,9 @@ def test_build_script_runs_end_to_end_at_a_tiny_scale(tmp_path: Path) -> None:
     assert info2["settings"]["train_dtype"] == "float32"  # the float16 folder trains in float32
     assert "BM25 top-50" in info2["data"]["negatives"]
     assert all(d["top_k"] == 7 for d in info2["data"]["dev"].values())
+    assert "teacher-scored sources (nfcorpus, scifact)" in info2["settings"]["loss"]
+    assert "0.3 x softmax(cosine / 0.05)" in info2["data"]["teacher"]
+    assert "teacher" not in info["data"] and "teacher" not in info["settings"]["loss"]
     card = (out2 / "README.md").read_text()
     assert "## Earlier training stages" in card
     assert card.index(info["command"]) < card.index(info2["command"])  # Reproduce lists the stages in order

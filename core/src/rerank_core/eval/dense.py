@@ -61,6 +61,8 @@ class DenseRetriever:
         self.batch_size = batch_size
         self.show_progress = show_progress
         self.ids = list(corpus_ids)
+        self._rows: dict[str, int] | None = None
+        self._query_vectors: dict[str, np.ndarray] = {}
         self.cache_hit = False
         self.cache_file: Path | None = None
         if cache_dir is None:
@@ -106,6 +108,24 @@ class DenseRetriever:
 
     def __repr__(self) -> str:
         return f"DenseRetriever(documents={len(self.ids)}, dim={self.embeddings.shape[1]})"
+
+    def score(self, query: str, doc_ids: Sequence[str]) -> list[float]:
+        """The cosine of ``query`` with each corpus document in ``doc_ids`` (e.g. as a teacher's scores for
+        :func:`rerank_core.train.add_teacher_scores`). Query embeddings are kept, so a query asked again is
+        not embedded again."""
+        if not isinstance(query, str):
+            raise InvalidInputError("query", f"must be a string, got {type(query).__name__}")
+        if isinstance(doc_ids, str):
+            raise InvalidInputError("doc_ids", "must be a sequence of corpus ids, not one string")
+        if self._rows is None:
+            self._rows = {doc_id: i for i, doc_id in enumerate(self.ids)}
+        missing = [d for d in doc_ids if d not in self._rows]
+        if missing:
+            raise InvalidInputError("doc_ids", f"not in the corpus: {missing[:5]}")
+        vector = self._query_vectors.get(query)
+        if vector is None:
+            vector = self._query_vectors[query] = self._encode([query])[0]
+        return [float(self.embeddings[self._rows[d]] @ vector) for d in doc_ids]
 
     def retrieve(self, queries: Sequence[str], k: int = 100) -> list[list[tuple[str, float]]]:
         """The top ``k`` ``(doc_id, cosine)`` pairs of each query, best first (ties by corpus order)."""

@@ -21,21 +21,43 @@ class GroupSoftmaxLoss(nn.Module):
     """Softmax cross-entropy over each (positive, negatives...) group, plus a weighted pointwise BCE term.
 
     Inputs are the columns ``query`` and ``documents`` (positive first) with a ``labels`` list column
-    (1 for the positive, 0 for negatives). The listwise term (a.k.a. localized contrastive estimation)
-    teaches the order; the BCE term, with weight ``bce_weight``, anchors the logits so that the sigmoid of
-    the score is a usable probability for thresholds. All pairs of a batch go through the model in one
-    forward pass.
+    (1 for the positive, 0 for negatives), and optionally a ``teacher`` list column (a teacher's score of
+    each document, mixed into the listwise target; the BCE term keeps the judged labels). The listwise term
+    (a.k.a. localized contrastive estimation) teaches the order; the BCE term, with weight ``bce_weight``,
+    anchors the logits so that the sigmoid of the score is a usable probability for thresholds. All pairs of
+    a batch go through the model in one forward pass.
     """
 
-    def __init__(self, model: Any, bce_weight: float = 0.2) -> None:
+    def __init__(
+        self,
+        model: Any,
+        bce_weight: float = 0.2,
+        distill_weight: float = 0.5,
+        distill_temperature: float = 1.0,
+    ) -> None:
         super().__init__()
         self.model = model
         self.bce_weight = float(bce_weight)
+        self.distill_weight = float(distill_weight)
+        self.distill_temperature = float(distill_temperature)
+
+    def _targets(self, hard: torch.Tensor, teacher: Any) -> torch.Tensor:
+        """The listwise target of one group: the judged labels normalised to sum 1, mixed with the
+        teacher's softmax (``teacher / distill_temperature``) when the group has teacher scores."""
+        weights = hard.clamp(min=0)
+        weights = weights / weights.sum()
+        if teacher is None:
+            return weights
+        soft = torch.softmax(
+            torch.as_tensor(teacher, dtype=torch.float32, device=hard.device) / self.distill_temperature, 0
+        )
+        return (1 - self.distill_weight) * weights + self.distill_weight * soft
 
     def forward(
         self, inputs: list[list[Any]], labels: list[torch.Tensor], prompt: str | None = None, task: Any = None
     ) -> torch.Tensor:
         queries, documents = inputs[0], inputs[1]
+        teachers = inputs[2] if len(inputs) > 2 else [None] * len(queries)  # the optional teacher column
         pairs = [(q, d) for q, docs in zip(queries, documents, strict=True) for d in docs]
         features = self.model.preprocess(pairs, prompt=prompt) if prompt else self.model.preprocess(pairs)
         features = batch_to_device(features, self.model.device)
@@ -43,9 +65,10 @@ class GroupSoftmaxLoss(nn.Module):
         sizes = [len(docs) for docs in documents]
         targets = torch.cat([lab.to(logits.device, torch.float32).view(-1) for lab in labels])
         listwise = logits.new_zeros(())
-        for group, target in zip(torch.split(logits, sizes), torch.split(targets, sizes), strict=True):
-            weights = target.clamp(min=0)
-            listwise = listwise - (weights / weights.sum() * torch.log_softmax(group, dim=0)).sum()
+        for group, target, teacher in zip(
+            torch.split(logits, sizes), torch.split(targets, sizes), teachers, strict=True
+        ):
+            listwise = listwise - (self._targets(target, teacher) * torch.log_softmax(group, dim=0)).sum()
         listwise = listwise / len(sizes)
         if self.bce_weight == 0.0:
             return listwise
@@ -53,7 +76,11 @@ class GroupSoftmaxLoss(nn.Module):
         return listwise + self.bce_weight * pointwise
 
     def get_config_dict(self) -> dict[str, float]:
-        return {"bce_weight": self.bce_weight}
+        return {
+            "bce_weight": self.bce_weight,
+            "distill_weight": self.distill_weight,
+            "distill_temperature": self.distill_temperature,
+        }
 
 
 class DevRerankEvaluator(BaseEvaluator):

@@ -10,10 +10,12 @@ Nothing here imports torch: mining needs a retriever (BM25 from the ``eval`` ext
 from __future__ import annotations
 
 import csv
+import dataclasses
 import gzip
 import json
+import math
 import random
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Protocol
@@ -26,6 +28,7 @@ __all__ = [
     "DevSet",
     "Retriever",
     "TrainingGroup",
+    "add_teacher_scores",
     "dev_set_from_beir",
     "groups_from_beir",
     "groups_from_rows",
@@ -42,12 +45,37 @@ class Retriever(Protocol):
 
 @dataclass(frozen=True)
 class TrainingGroup:
-    """One query with one positive text and the negatives it must outrank."""
+    """One query with one positive text and the negatives it must outrank.
+
+    ``teacher_scores``: optional scores of a teacher (another model) for the positive and each negative, in
+    that order; :func:`~rerank_core.train.finetune` then also distils the teacher's order within the group
+    (see :func:`add_teacher_scores`)."""
 
     query: str
     positive: str
     negatives: tuple[str, ...]
     source: str = "default"
+    teacher_scores: tuple[float, ...] | None = None
+
+
+def add_teacher_scores(
+    groups: Sequence[TrainingGroup], score: Callable[[str, Sequence[str]], Sequence[float]]
+) -> list[TrainingGroup]:
+    """Copies of ``groups`` with ``teacher_scores`` from ``score(query, [positive, *negatives])``: any
+    scorer (a bigger cross-encoder's ``predict``, a bi-encoder's cosine, an LLM judge). The teacher's
+    relative scores within a group become soft targets; the judged positive stays the hard target."""
+    out = []
+    for i, group in enumerate(groups):
+        texts = [group.positive, *group.negatives]
+        values = [float(v) for v in score(group.query, texts)]
+        if len(values) != len(texts):
+            raise InvalidInputError(
+                "score", f"returned {len(values)} scores for the {len(texts)} texts of group {i}"
+            )
+        if not all(math.isfinite(v) for v in values):
+            raise InvalidInputError("score", f"returned a non-finite score for group {i}: {values}")
+        out.append(dataclasses.replace(group, teacher_scores=tuple(values)))
+    return out
 
 
 @dataclass

@@ -58,6 +58,17 @@ def _check_groups(train: Sequence[TrainingGroup]) -> None:
             raise InvalidInputError(f"train[{i}]", f"must be a TrainingGroup, got {type(group).__name__}")
         if not group.negatives:
             raise InvalidInputError(f"train[{i}]", "has no negatives")
+        if group.teacher_scores is not None and len(group.teacher_scores) != 1 + len(group.negatives):
+            raise InvalidInputError(
+                f"train[{i}]",
+                f"has {len(group.teacher_scores)} teacher scores for {1 + len(group.negatives)} texts",
+            )
+    for source in {g.source for g in train}:
+        taught = {g.teacher_scores is not None for g in train if g.source == source}
+        if len(taught) > 1:
+            raise InvalidInputError(
+                "train", f"source {source!r} mixes groups with and without teacher_scores; give all or none"
+            )
 
 
 def _datasets(train: Sequence[TrainingGroup], seed: int) -> Any:
@@ -73,6 +84,12 @@ def _datasets(train: Sequence[TrainingGroup], seed: int) -> Any:
                 "query": [g.query for g in groups],
                 "documents": [[g.positive, *g.negatives] for g in groups],
                 "labels": [[1.0] + [0.0] * len(g.negatives) for g in groups],
+                # a source either has a teacher for every group or none (checked in _check_groups)
+                **(
+                    {"teacher": [list(g.teacher_scores) for g in groups]}
+                    if groups[0].teacher_scores is not None
+                    else {}
+                ),
             }
         ).shuffle(seed=seed)
     return out if len(out) > 1 else next(iter(out.values()))
@@ -118,6 +135,8 @@ def finetune(
     weight_decay: float = 0.01,
     max_length: int = 256,
     bce_weight: float = 0.2,
+    distill_weight: float = 0.5,
+    distill_temperature: float = 1.0,
     seed: int = 12,
     bf16: bool | str = "auto",
     device: str | None = None,
@@ -136,6 +155,8 @@ def finetune(
     model is evaluated ``evals_per_epoch`` times per epoch (nDCG@10 of the reranked first-stage candidates)
     and the best checkpoint is the one saved; without, the last one is. ``bf16="auto"`` uses bfloat16
     autocast where the hardware runs it natively. ``save_dtype="float16"`` halves the saved weights.
+    Groups with ``teacher_scores`` are trained towards ``(1 - distill_weight)`` x the judged positive plus
+    ``distill_weight`` x the softmax of the teacher's scores divided by ``distill_temperature``.
     The output folder gets the weights, the tokenizer, a model card (``README.md``) and
     ``rerank_finetune.json`` (settings, data, dev metrics).
     """
@@ -156,6 +177,10 @@ def finetune(
         raise ConfigurationError("warmup_ratio", f"must be in [0, 1), got {warmup_ratio!r}")
     if bce_weight < 0:
         raise ConfigurationError("bce_weight", f"must be >= 0, got {bce_weight!r}")
+    if not 0 <= distill_weight <= 1:
+        raise ConfigurationError("distill_weight", f"must be in [0, 1], got {distill_weight!r}")
+    if not distill_temperature > 0:
+        raise ConfigurationError("distill_temperature", f"must be > 0, got {distill_temperature!r}")
     out = Path(output_dir).expanduser()
     if out.exists() and not out.is_dir():
         raise ConfigurationError("output_dir", f"{out} exists and is not a folder")
@@ -198,7 +223,12 @@ def finetune(
         raise ConfigurationError("base_model", f"has {model.num_labels} output labels; expected 1")
 
     train_data = _datasets(train, seed)
-    loss = GroupSoftmaxLoss(model, bce_weight=bce_weight)
+    loss = GroupSoftmaxLoss(
+        model,
+        bce_weight=bce_weight,
+        distill_weight=distill_weight,
+        distill_temperature=distill_temperature,
+    )
     evaluator = (
         DevRerankEvaluator(list(dev_sets), batch_size=eval_batch_size, bf16=use_bf16) if dev_sets else None
     )
@@ -258,6 +288,7 @@ def finetune(
         shutil.rmtree(checkpoints, ignore_errors=True)
 
     sources = Counter(g.source for g in train)
+    taught = {g.source for g in train if g.teacher_scores is not None}
     data = {
         "groups": n_groups,
         "pairs": sum(1 + len(g.negatives) for g in train),
@@ -280,7 +311,13 @@ def finetune(
         "warmup_ratio": warmup_ratio,
         "weight_decay": weight_decay,
         "max_length": max_length,
-        "loss": f"group softmax cross-entropy + {bce_weight} x BCE",
+        "loss": f"group softmax cross-entropy + {bce_weight} x BCE"
+        + (
+            f"; teacher-scored sources ({', '.join(sorted(taught))}): soft targets {distill_weight} x "
+            f"softmax(teacher / {distill_temperature:g}) + {1 - distill_weight:g} x the judged positive"
+            if taught
+            else ""
+        ),
         "seed": seed,
         "bf16": use_bf16,
         "train_dtype": train_dtype,
