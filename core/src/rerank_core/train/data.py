@@ -103,29 +103,41 @@ def add_bi_encoder_teacher(
     groups: Sequence[TrainingGroup],
     model: object,
     *,
+    corpus: Mapping[str, str] | None = None,
     batch_size: int = 64,
     device: str | None = None,
     cache_dir: str | Path | None = None,
     show_progress: bool = False,
 ) -> list[TrainingGroup]:
     """:func:`add_teacher_scores` with a sentence-transformers bi-encoder (a path, an id or a loaded model)
-    as the teacher: its cosine of the query with every text of each group. Every distinct text is embedded
-    once (``cache_dir`` keeps the embeddings, as :class:`~rerank_core.eval.DenseRetriever` does)."""
+    as the teacher: its cosine of the query with every text of each group.
+
+    Without ``corpus`` every distinct text of the groups is embedded once. With ``corpus`` (id -> text, e.g.
+    :func:`~rerank_core.eval.corpus_texts` of the collection the groups were mined from) the whole corpus is
+    embedded instead and each group text is looked up in it: with ``cache_dir`` those embeddings are the
+    ones a dense first stage over the same corpus keeps (:class:`~rerank_core.eval.DenseRetriever`), so they
+    are computed once across runs however the groups are sampled."""
     from rerank_core.eval.dense import DenseRetriever
 
-    texts = list(dict.fromkeys(t for g in groups for t in (g.positive, *g.negatives)))
-    ids = [str(i) for i in range(len(texts))]
+    if corpus is None:
+        texts = list(dict.fromkeys(t for g in groups for t in (g.positive, *g.negatives)))
+        corpus = {str(i): text for i, text in enumerate(texts)}
+    id_of = {text: doc_id for doc_id, text in corpus.items()}
+    missing = [t for g in groups for t in (g.positive, *g.negatives) if t not in id_of]
+    if missing:
+        raise InvalidInputError(
+            "corpus", f"{len(missing)} group texts are not in it, e.g. {missing[0][:80]!r}"
+        )
     dense = DenseRetriever(
-        ids,
-        texts,
+        list(corpus),
+        list(corpus.values()),
         model=model,
         batch_size=batch_size,
         device=device,
         cache_dir=cache_dir,
         show_progress=show_progress,
     )
-    row = dict(zip(texts, ids, strict=True))
-    return add_teacher_scores(groups, lambda query, batch: dense.score(query, [row[t] for t in batch]))
+    return add_teacher_scores(groups, lambda query, batch: dense.score(query, [id_of[t] for t in batch]))
 
 
 def split_queries(

@@ -390,7 +390,7 @@ def _fusion_info(fit: Any) -> dict[str, Any]:
         "dev_ndcg@10": round(fit.ndcg, 4),
         "dev_rerank_only_ndcg@10": round(fit.rerank_only, 4),
         "dev_first_stage_ndcg@10": round(fit.first_stage_only, 4),
-        "table": {f"{m}:{w:g}": round(v, 4) for (m, w), v in fit.table.items()},
+        "table": fit.named_table(),
     }
 
 
