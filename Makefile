@@ -1,6 +1,7 @@
 # The two commands of this workspace:
 #   make demo   set up (first time) and run the demo pipeline
-#   make test   set up (first time), lint, and run the test suite
+#   make test   set up (first time), lint, build the docs (make docs: mkdocs --strict, so a broken link or
+#               anchor fails), and run the test suite
 # Set-up makes .venv, installs torch first (TORCH_SPEC, default the local CPU wheel torch==2.13.0;
 # override with e.g. `make test TORCH_SPEC="torch==2.5.1"`, or TORCH_SPEC= to keep the torch you have),
 # then the three distributions editable with their extras and the dev tools.
@@ -12,7 +13,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint
+.PHONY: setup demo test lint docs
 
 $(STAMP): core/pyproject.toml packages/langchain_rerank/pyproject.toml packages/llamaindex_rerank/pyproject.toml requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,5 +31,8 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: lint
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir build/site
+
+test: lint docs
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
