@@ -1,5 +1,5 @@
 """The core pieces every framework adapter uses: building a Reranker from adapter options
-(``rerank_core.adapter_support``) and reranked tool selection (``rerank_core.tool_selection``)."""
+(``rerank_core.integrations``) and reranked tool selection (``rerank_core.integrations.tool_selection``)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import pytest
 from fakes import FakeBackend, NativeAsyncBackend
 
 from rerank_core import ConfigurationError, Fusion, InvalidInputError, Reranker, RerankResult, Window
-from rerank_core.adapter_support import (
+from rerank_core.backends import CrossEncoderBackend
+from rerank_core.integrations import (
     FIRST_STAGE_SCORE_KEY,
     RAW_SCORE_KEY,
     RERANK_SCORE_KEY,
@@ -24,8 +25,7 @@ from rerank_core.adapter_support import (
     resolve_reranker,
     result_metadata,
 )
-from rerank_core.backends import CrossEncoderBackend
-from rerank_core.tool_selection import (
+from rerank_core.integrations.tool_selection import (
     aselect_tools,
     check_tool_names,
     plan_tool_selection,
@@ -39,7 +39,7 @@ from rerank_core.tool_selection import (
 def test_a_backend_becomes_a_reranker_with_the_options_given() -> None:
     backend = FakeBackend(kind="probability")
     reranker, top_n, threshold = resolve_reranker(
-        backend, top_n=2, score_threshold=0.5, normalization="minmax", reranker_kwargs={"cache": True}
+        backend, top_n=2, score_threshold=0.5, normalization="minmax", options={"cache": True}
     )
     assert reranker.backend is backend and (reranker.top_n, reranker.score_threshold) == (2, 0.5)
     assert reranker.normalization == "minmax" and reranker.cache is not None

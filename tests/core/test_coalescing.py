@@ -138,7 +138,7 @@ def test_real_model_scores_match_uncoalesced(tiny_ce_path: Path) -> None:
 
 
 def test_remote_back_ends_are_not_coalesced_and_options_are_checked() -> None:
-    assert Reranker(NativeAsyncBackend(), coalesce=True)._coalescer is None
+    assert Reranker(NativeAsyncBackend(), coalesce=True).coalescer is None
     for bad, argument in [
         ({"max_wait_ms": -1}, "coalesce.max_wait_ms"),
         ({"max_pairs": 0}, "coalesce.max_pairs"),

@@ -17,8 +17,7 @@ import pytest
 from rerank_core import cli
 from rerank_core.errors import ConfigurationError, InvalidInputError
 from rerank_core.eval import hybrid_fusion_config, load_beir, run_eval
-from rerank_core.fusion import Fusion
-from rerank_core.retriever_fusion import RetrieverFusionConfig
+from rerank_core.fusion import Fusion, RetrieverFusionConfig
 from rerank_core.types import RerankResponse, RerankResult
 
 # BM25 on this corpus: q1 "zebra stripes" -> [d1, d4]; q2 "lion mane" -> [d2]; q3 "antarctica penguins"

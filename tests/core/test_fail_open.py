@@ -11,13 +11,13 @@ import pytest
 from fakes import FakeBackend
 
 from rerank_core import Candidate, Reranker
-from rerank_core.adapter_support import NOT_RERANKED_KEY, result_metadata
 from rerank_core.errors import (
     FailOpenWarning,
     InvalidInputError,
     NonRetryableBackendError,
     RetryableBackendError,
 )
+from rerank_core.integrations import NOT_RERANKED_KEY, result_metadata
 
 
 class FailingBackend(FakeBackend):

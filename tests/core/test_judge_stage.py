@@ -15,7 +15,7 @@ from fakes import FakeBackend
 from rerank_core import ConfigurationError, JudgeStage, MatchRule, Reranker, ScoringProfile
 from rerank_core.backends.base import Backend, GroupScores
 from rerank_core.errors import FailOpenWarning, RetryableBackendError
-from rerank_core.slots import reorder_within_slots, select_for_judge
+from rerank_core.judge import reorder_within_slots, select_for_judge
 from rerank_core.types import ScoreKind
 
 # The stack, by hand. Reranker raw scores a..e = 4, 3, 2, 1, 0 -> minmax 1, .75, .5, .25, 0.
@@ -238,7 +238,7 @@ def test_shared_slot_helpers() -> None:
 
 
 def test_adapters_get_the_judge_score_in_metadata() -> None:
-    from rerank_core.adapter_support import JUDGE_SCORE_KEY, result_metadata
+    from rerank_core.integrations import JUDGE_SCORE_KEY, result_metadata
 
     response = _reranker(FakeJudge(), top_k=3).rerank("q", _docs(), first_stage_scores=FIRST)
     for r in response:

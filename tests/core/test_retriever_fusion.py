@@ -7,7 +7,7 @@ import copy
 import pytest
 
 from rerank_core.errors import ConfigurationError, InvalidInputError
-from rerank_core.retriever_fusion import (
+from rerank_core.fusion import (
     RetrieverFusionConfig,
     SourceHit,
     dedupe_key,

@@ -89,7 +89,7 @@ def test_long_texts_report_their_window_and_truncation() -> None:
     windowed = RerankCompressor(backend).compress_documents([Document(page_content=long_text)], "q")
     window = windowed[0].metadata["rerank_window"]
     assert window["count"] > 1 and 0 <= window["start"] < window["end"] <= len(long_text)
-    truncated = RerankCompressor(backend, reranker_kwargs={"long_text": "truncate"}).compress_documents(
+    truncated = RerankCompressor(backend, long_text="truncate").compress_documents(
         [Document(page_content=long_text)], "q"
     )
     assert truncated[0].metadata["rerank_truncated"] is True

@@ -14,7 +14,7 @@ from lc_helpers import Recorder
 
 from langchain_rerank import RELEVANCE_SCORE_KEY, RERANK_EVENT, RerankCompressor, select_tools
 from rerank_core import ConfigurationError, InvalidInputError, Reranker, ScoringProfile
-from rerank_core.adapter_support import PRE_PROFILE_SCORE_KEY, PROFILE_EFFECTS_KEY
+from rerank_core.integrations import PRE_PROFILE_SCORE_KEY, PROFILE_EFFECTS_KEY
 
 NOW = datetime(2026, 1, 31, tzinfo=timezone.utc)  # noqa: UP017
 SCORES = {"alpha": 3.0, "beta": 2.0, "gamma": 1.0}

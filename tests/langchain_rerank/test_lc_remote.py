@@ -8,8 +8,8 @@ import pytest
 from langchain_core.documents import Document
 
 from langchain_rerank import RELEVANCE_SCORE_KEY, RerankCompressor
-from rerank_core.adapter_support import NOT_RERANKED_KEY
 from rerank_core.errors import FailOpenWarning, RetryableBackendError
+from rerank_core.integrations import NOT_RERANKED_KEY
 from rerank_core.remote import RetryPolicy
 from rerank_core.testing import RerankServer, expected_order, relevance
 
@@ -51,7 +51,7 @@ def test_compressor_over_a_remote_back_end(how: str, server: RerankServer) -> No
 
 def test_compressor_fails_open_with_flagged_documents(server: RerankServer) -> None:
     compressor = RerankCompressor.from_cohere(
-        "m", api_key="k", base_url=server.url, top_n=3, retry=FAST, reranker_kwargs={"fail_open": True}
+        "m", api_key="k", base_url=server.url, top_n=3, retry=FAST, fail_open=True
     )
     server.inject("http_503", "http_503")
     with pytest.warns(FailOpenWarning):

@@ -8,8 +8,8 @@ import pytest
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 
 from llamaindex_rerank import RerankPostprocessor
-from rerank_core.adapter_support import NOT_RERANKED_KEY
 from rerank_core.errors import FailOpenWarning
+from rerank_core.integrations import NOT_RERANKED_KEY
 from rerank_core.remote import RetryPolicy
 from rerank_core.testing import RerankServer, expected_order
 
@@ -46,7 +46,7 @@ def test_postprocessor_over_a_remote_back_end(how: str, server: RerankServer) ->
 
 def test_postprocessor_fails_open(server: RerankServer) -> None:
     post = RerankPostprocessor.from_rerank_api(
-        server.url, protocol="tei", api_key="k", top_n=2, retry=FAST, reranker_kwargs={"fail_open": True}
+        server.url, protocol="tei", api_key="k", top_n=2, retry=FAST, fail_open=True
     )
     server.inject("drop", "drop")
     with pytest.warns(FailOpenWarning):

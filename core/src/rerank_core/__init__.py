@@ -8,10 +8,13 @@ for r in reranker.rerank("what is bm25?", ["text a", "text b"]):
     print(r.index, r.relevance_score)
 """
 
+from typing import Any
+
 from rerank_core.cache import ScoreCache
 from rerank_core.calibration import ThresholdFit, fit_threshold
 from rerank_core.chunking import LongTextPolicy
 from rerank_core.errors import (
+    ArgumentError,
     BackendError,
     ConfigurationError,
     InvalidInputError,
@@ -20,9 +23,10 @@ from rerank_core.errors import (
     RerankError,
     RetryableBackendError,
 )
-from rerank_core.fusion import Fusion, FusionFit, fuse_rankings, fuse_scores, tune_fusion
-from rerank_core.judge_stage import JudgeStage
+from rerank_core.fusion import Fusion, fuse_rankings, fuse_scores
+from rerank_core.judge import JudgeStage
 from rerank_core.normalization import normalize_scores
+from rerank_core.options import RerankerOptions
 from rerank_core.profiles import FreshnessRule, MatchRule, NumericRule, ScoringProfile
 from rerank_core.reranker import Reranker
 from rerank_core.types import Candidate, RerankResponse, RerankResult, RuleEffect, ScoreKind, Window
@@ -30,6 +34,7 @@ from rerank_core.types import Candidate, RerankResponse, RerankResult, RuleEffec
 __version__ = "0.1.0"
 
 __all__ = [
+    "ArgumentError",
     "BackendError",
     "Candidate",
     "ConfigurationError",
@@ -47,6 +52,7 @@ __all__ = [
     "RerankResponse",
     "RerankResult",
     "Reranker",
+    "RerankerOptions",
     "RetryableBackendError",
     "RuleEffect",
     "ScoreCache",
@@ -61,3 +67,12 @@ __all__ = [
     "normalize_scores",
     "tune_fusion",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # Fusion tuning lives with evaluation (rerank_core.eval.fusion_tuning), imported on first use.
+    if name in ("FusionFit", "tune_fusion"):
+        from rerank_core.eval import fusion_tuning
+
+        return getattr(fusion_tuning, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -2,8 +2,9 @@
 
 ```
 RerankError
-├── ConfigurationError      (also ValueError)  a bad option given to a reranker or back end
-├── InvalidInputError       (also ValueError)  a bad query, candidate list or call argument
+├── ArgumentError           (also ValueError)  an argument is bad; ``argument`` names it
+│   ├── ConfigurationError                     a bad option given to a reranker or back end
+│   └── InvalidInputError                      a bad query, candidate list or call argument
 ├── MissingDependencyError  (also ImportError) an optional extra is not installed
 └── BackendError                               the back end failed while scoring
     ├── RetryableBackendError                  may succeed if tried again (timeouts, 429, 5xx)
@@ -20,6 +21,7 @@ Every error that is about an argument names it in ``argument`` and in its messag
 from __future__ import annotations
 
 __all__ = [
+    "ArgumentError",
     "BackendError",
     "ConfigurationError",
     "FailOpenWarning",
@@ -36,17 +38,20 @@ class RerankError(Exception):
     """Base class of every error raised by rerank-core."""
 
 
-class _ArgumentError(RerankError, ValueError):
+class ArgumentError(RerankError, ValueError):
+    """A bad argument; ``argument`` names it. Base of :class:`ConfigurationError` (an option given at
+    construction) and :class:`InvalidInputError` (a value given to a call)."""
+
     def __init__(self, argument: str, message: str) -> None:
         self.argument = argument
         super().__init__(f"{argument}: {message}")
 
 
-class ConfigurationError(_ArgumentError):
+class ConfigurationError(ArgumentError):
     """An option of a reranker or back end is invalid (raised at construction where possible)."""
 
 
-class InvalidInputError(_ArgumentError):
+class InvalidInputError(ArgumentError):
     """A call received a bad query, candidate list or argument. ``argument`` names it."""
 
 

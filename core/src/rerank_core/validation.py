@@ -9,7 +9,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from rerank_core.errors import InvalidInputError
+from rerank_core.errors import ArgumentError, InvalidInputError
 from rerank_core.types import Candidate
 
 __all__ = [
@@ -33,26 +33,33 @@ def check_query(query: object, argument: str = "query") -> str:
     return query
 
 
-def check_positive_int(value: object, argument: str) -> int:
-    """``value`` if it is an integer >= 1 (a bool is refused), else an error naming ``argument``."""
+def check_positive_int(value: object, argument: str, error: type[ArgumentError] = InvalidInputError) -> int:
+    """``value`` if it is an integer >= 1 (a bool is refused), else an ``error`` naming ``argument``."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidInputError(argument, f"must be an integer >= 1, got {value!r}")
+        raise error(argument, f"must be an integer >= 1, got {value!r}")
     return value
 
 
-def check_top_n(top_n: object, argument: str = "top_n") -> int | None:
+def check_top_n(
+    top_n: object, argument: str = "top_n", error: type[ArgumentError] = InvalidInputError
+) -> int | None:
+    """``top_n`` (``None``: keep all); ``error`` is :class:`ConfigurationError` for a setting, the default
+    :class:`InvalidInputError` for a per-call value."""
     if top_n is None:
         return None
     if isinstance(top_n, int) and not isinstance(top_n, bool) and top_n < 1:
-        raise InvalidInputError(argument, f"must be >= 1 (use None to keep every candidate), got {top_n}")
-    return check_positive_int(top_n, argument)
+        raise error(argument, f"must be >= 1 (use None to keep every candidate), got {top_n}")
+    return check_positive_int(top_n, argument, error)
 
 
-def check_score_threshold(threshold: object, argument: str = "score_threshold") -> float | None:
+def check_score_threshold(
+    threshold: object, argument: str = "score_threshold", error: type[ArgumentError] = InvalidInputError
+) -> float | None:
+    """``threshold`` as a float, ``None`` for none; see :func:`check_top_n` for ``error``."""
     if threshold is None:
         return None
     if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not math.isfinite(threshold):
-        raise InvalidInputError(argument, f"must be a finite number or None, got {threshold!r}")
+        raise error(argument, f"must be a finite number or None, got {threshold!r}")
     return float(threshold)
 
 

@@ -1,5 +1,10 @@
-"""A cascade: a cheap back end ranks every candidate, an expensive one (an LLM judge) re-ranks only the
-candidates worth its cost.
+"""Deprecated: a cascade as a back end. Use the judge stage instead:
+``Reranker(cheap, normalization="sigmoid", judge=JudgeStage(llm_judge, top_k=..., band=...))``
+(:mod:`rerank_core.judge`), which keeps the cheap scores as ``relevance_score`` and adds ``judge_score``.
+
+A cheap back end ranks every candidate, an expensive one (an LLM judge) re-ranks only the candidates worth
+its cost; which ones, and how the verdict re-orders them within their slots, is the judge stage's own code
+(:func:`~rerank_core.judge.select_for_judge`, :func:`~rerank_core.judge.reorder_within_slots`).
 
 Which candidates the judge sees, per query:
 
@@ -19,14 +24,15 @@ never mixed into one number. ``usage`` per query adds both stages' usage (LLM ca
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
 
 from rerank_core.backends.base import Backend, GroupScores, PairLimit
 from rerank_core.errors import ConfigurationError
+from rerank_core.judge import check_selection, merge_usage, reorder_within_slots, select_for_judge
 from rerank_core.normalization import normalize_scores
-from rerank_core.slots import check_selection, merge_usage, reorder_within_slots, select_for_judge
 from rerank_core.types import ScoreKind
 
 __all__ = ["CascadeBackend"]
@@ -55,6 +61,12 @@ class CascadeBackend(Backend):
         band: tuple[float, float] | None = None,
         calibration: str = "auto",
     ) -> None:
+        warnings.warn(
+            "CascadeBackend is deprecated and will be removed in the next release; use "
+            "Reranker(cheap, judge=JudgeStage(judge, top_k=..., band=...)) instead",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         super().__init__()
         for name, value in (("cheap", cheap), ("judge", judge)):
             if not isinstance(value, Backend):
@@ -141,17 +153,11 @@ class CascadeBackend(Backend):
         judged = await self.judge.ascore_groups(asks) if any(picks) else [GroupScores([]) for _ in asks]
         return self._combine(cheap, picks, judged)
 
-    def score(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
-        from itertools import groupby
+    def score(self, query: str, texts: Sequence[str]) -> GroupScores:
+        return self.score_groups([(query, texts)])[0]
 
-        groups = [(q, [t for _, t in items]) for q, items in groupby(pairs, key=lambda p: p[0])]
-        return [s for g in self.score_groups(groups) for s in g.scores]
-
-    async def ascore(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
-        from itertools import groupby
-
-        groups = [(q, [t for _, t in items]) for q, items in groupby(pairs, key=lambda p: p[0])]
-        return [s for g in await self.ascore_groups(groups) for s in g.scores]
+    async def ascore(self, query: str, texts: Sequence[str]) -> GroupScores:
+        return (await self.ascore_groups([(query, texts)]))[0]
 
     def close(self) -> None:
         super().close()

@@ -1,6 +1,6 @@
 """Hybrid first stage for the evaluation: BM25 and dense top-N lists of each query fused into one.
 
-No second fusion: the lists go through :func:`rerank_core.retriever_fusion.fuse_retrieved` (the core the
+No second fusion: the lists go through :func:`rerank_core.fusion.fuse_retrieved` (the core the
 framework adapters' ``FusionRetriever`` share, itself on :func:`rerank_core.fusion.fuse_rankings`), with the
 sources named ``bm25`` and ``dense``.
 
@@ -13,12 +13,10 @@ getting that list's lowest normalised score.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 
 from rerank_core.errors import ConfigurationError
-from rerank_core.fusion import FUSION_METHODS
-from rerank_core.retriever_fusion import RetrieverFusionConfig, fuse_retrieved
+from rerank_core.fusion import RetrieverFusionConfig, fuse_retrieved, parse_spec
 
 __all__ = ["HYBRID_SOURCES", "describe_hybrid_fusion", "fuse_first_stages", "hybrid_fusion_config"]
 
@@ -41,28 +39,10 @@ def hybrid_fusion_config(
                 "hybrid_fusion", f"names must be {HYBRID_SOURCES}, got {spec.names} (BM25 first, then dense)"
             )
         return spec
-    if not isinstance(spec, str) or not spec.strip():
-        raise ConfigurationError(
-            "hybrid_fusion", f"must be 'rrf', 'rrf:W', 'zscore:W' or 'minmax:W', got {spec!r}"
-        )
-    method, sep, weight_text = spec.strip().lower().partition(":")
-    method = method.strip()
-    if method not in FUSION_METHODS:
-        raise ConfigurationError(
-            "hybrid_fusion", f"method must be one of {', '.join(FUSION_METHODS)}, got {method!r} in {spec!r}"
-        )
+    method, dense = parse_spec(spec, argument="hybrid_fusion")  # W: the dense share
     weights: tuple[float, float] | None = None
-    if sep or method != "rrf":
-        try:
-            dense = float(weight_text) if weight_text.strip() else 0.5
-        except ValueError:
-            raise ConfigurationError(
-                "hybrid_fusion", f"the dense weight is not a number: {weight_text!r} in {spec!r}"
-            ) from None
-        if not math.isfinite(dense) or not 0.0 <= dense <= 1.0:
-            raise ConfigurationError(
-                "hybrid_fusion", f"the dense weight must be in [0, 1], got {dense!r} in {spec!r}"
-            )
+    if dense is not None or method != "rrf":
+        dense = 0.5 if dense is None else dense
         weights = (1.0 - dense, dense)
     return RetrieverFusionConfig(names=HYBRID_SOURCES, method=method, weights=weights, top_k=top_k)
 

@@ -364,7 +364,7 @@ def tune_dev_fusion(
 
     A dev set without ``candidate_scores`` contributes its first-stage order as scores (``-position``).
     """
-    from rerank_core.fusion import tune_fusion
+    from rerank_core.eval.fusion_tuning import tune_fusion
     from rerank_core.train._torch_parts import DevRerankEvaluator
 
     evaluator = DevRerankEvaluator(list(dev_sets), batch_size=batch_size, bf16=bf16)

@@ -7,6 +7,8 @@
 - :class:`LangChainLLM`: a chat model as the LLM judge's model
   (``RerankCompressor.from_llm_judge(chat_model)`` wraps it for you).
 - :func:`select_tools` / :func:`aselect_tools`: the tools most relevant to a query.
+- the metadata keys it writes (``RELEVANCE_SCORE_KEY``, ``RAW_SCORE_KEY``, ... ``METADATA_KEYS``), the core's
+  (:mod:`rerank_core.integrations.metadata`), exported here as in ``llamaindex_rerank``.
 - ``RerankToolSelectorMiddleware``: a LangChain v1 agent middleware choosing the tools the model sees
   (needs ``pip install langchain``; imported on first access).
 """
@@ -17,17 +19,26 @@ from typing import TYPE_CHECKING, Any
 
 from langchain_rerank.compressor import (
     DEFAULT_FIRST_STAGE_SCORE_KEY,
-    FIRST_STAGE_SCORE_KEY,
-    RAW_SCORE_KEY,
-    RELEVANCE_SCORE_KEY,
     RERANK_EVENT,
-    RERANK_SCORE_KEY,
     RerankCompressor,
     documents_with_scores,
 )
 from langchain_rerank.fusion_retriever import FUSION_SOURCES_KEY, FusionRetriever
 from langchain_rerank.llm import LangChainLLM
 from langchain_rerank.tool_selection import aselect_tools, select_tools, tool_text
+from rerank_core.integrations.metadata import (
+    FIRST_STAGE_SCORE_KEY,
+    JUDGE_SCORE_KEY,
+    METADATA_KEYS,
+    NOT_RERANKED_KEY,
+    PRE_PROFILE_SCORE_KEY,
+    PROFILE_EFFECTS_KEY,
+    RAW_SCORE_KEY,
+    RELEVANCE_SCORE_KEY,
+    RERANK_SCORE_KEY,
+    TRUNCATED_KEY,
+    WINDOW_KEY,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from langchain_rerank.middleware import RerankToolSelectorMiddleware
@@ -37,10 +48,17 @@ __all__ = [
     "DEFAULT_FIRST_STAGE_SCORE_KEY",
     "FIRST_STAGE_SCORE_KEY",
     "FUSION_SOURCES_KEY",
+    "JUDGE_SCORE_KEY",
+    "METADATA_KEYS",
+    "NOT_RERANKED_KEY",
+    "PRE_PROFILE_SCORE_KEY",
+    "PROFILE_EFFECTS_KEY",
     "RAW_SCORE_KEY",
     "RELEVANCE_SCORE_KEY",
     "RERANK_EVENT",
     "RERANK_SCORE_KEY",
+    "TRUNCATED_KEY",
+    "WINDOW_KEY",
     "FusionRetriever",
     "LangChainLLM",
     "RerankCompressor",

@@ -40,10 +40,8 @@ from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
 from pydantic import ConfigDict
 
 from rerank_core import Candidate, InvalidInputError, Reranker, RerankResponse
-from rerank_core.adapter_support import (
-    FIRST_STAGE_SCORE_KEY,
-    RAW_SCORE_KEY,
-    RERANK_SCORE_KEY,
+from rerank_core.integrations import (
+    RELEVANCE_SCORE_KEY,
     AdapterConstructors,
     candidates_with_metadata,
     check_items,
@@ -53,18 +51,11 @@ from rerank_core.adapter_support import (
 
 __all__ = [
     "DEFAULT_FIRST_STAGE_SCORE_KEY",
-    "FIRST_STAGE_SCORE_KEY",
-    "RAW_SCORE_KEY",
-    "RELEVANCE_SCORE_KEY",
     "RERANK_EVENT",
-    "RERANK_SCORE_KEY",
     "RerankCompressor",
     "documents_with_scores",
 ]
 
-RELEVANCE_SCORE_KEY = "relevance_score"
-"""Metadata key of the calibrated score (what ``score_threshold`` compares). ``RAW_SCORE_KEY`` (the back
-end's raw score) and the long-text keys are the core's (:mod:`rerank_core.adapter_support`)."""
 RERANK_EVENT = "rerank"
 """Name of the custom callback event each call dispatches (counts, timing, back end)."""
 DEFAULT_FIRST_STAGE_SCORE_KEY = "score"
@@ -87,20 +78,16 @@ class RerankCompressor(AdapterConstructors, BaseDocumentCompressor):
         top_n: keep at most this many (``None``: all that pass the threshold). With a Reranker, defaults
             to the Reranker's and, when given, overrides it.
         score_threshold: drop Documents whose ``relevance_score`` is below this. Same defaulting.
-        normalization, temperature: how raw scores become ``relevance_score`` (see the core's
-            ``Reranker``); only with a back end.
-        reranker_kwargs: further Reranker options (``long_text``, ``window_size``, ``window_stride``,
-            ``aggregate``, ``cache``); only with a back end.
-        fusion: fuse the reranker's score with each Document's first-stage score (a
-            :class:`rerank_core.Fusion` or ``"zscore:0.6"``, ``"minmax:0.5"``, ``"rrf:0.5"``); only with a
-            back end (a Reranker carries its own ``fusion``).
-        profile: a :class:`rerank_core.ScoringProfile` (or its ``from_dict`` mapping) applied to each
-            Document's metadata after the fusion; only with a back end (a Reranker carries its own).
+        options: the Reranker built over a back end: a :class:`rerank_core.RerankerOptions` or a mapping of
+            its fields; any field may also be given as a keyword (``fusion="zscore:0.6"`` fuses with each
+            Document's first-stage score, ``profile=...`` applies a scoring profile to its metadata,
+            ``judge=``, ``coalesce=``, ``long_text=``, ``cache=``, ``fail_open=``, ...). Only with a back end:
+            a Reranker carries its own. (``reranker_kwargs`` is the deprecated spelling.)
         first_stage_score_key: the metadata key holding a Document's first-stage score (``"score"``).
 
     ``RerankCompressor.from_cross_encoder("cross-encoder/ms-marco-MiniLM-L6-v2", top_n=3)`` is the
     one-line local case; ``from_backend(backend, **options)`` is the generic one. The constructors are the
-    core's (:class:`rerank_core.adapter_support.AdapterConstructors`), shared with every adapter.
+    core's (:class:`rerank_core.integrations.AdapterConstructors`), shared with every adapter.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")

@@ -1,7 +1,7 @@
 """``FusionRetriever``: one LangChain ``BaseRetriever`` over several (BM25 + dense, ...), their lists fused.
 
 Each call asks every retriever (concurrently on the async path), then the core's
-:func:`rerank_core.retriever_fusion.fuse_retrieved` fuses the lists: reciprocal rank fusion by default, or a
+:func:`rerank_core.fusion.fuse_retrieved` fuses the lists: reciprocal rank fusion by default, or a
 weighted sum of z-score / min-max normalised scores. Every document comes back once (deduplicated by
 ``Document.id``, falling back on ``page_content`` for a Document without an id; ``dedupe_by="content"``
 always uses the text), best first, as a copy whose metadata gains:
@@ -28,15 +28,15 @@ from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import Runnable
 from pydantic import ConfigDict
 
-from rerank_core.adapter_support import check_items
 from rerank_core.errors import ConfigurationError
-from rerank_core.retriever_fusion import (
+from rerank_core.fusion import (
     FUSION_SOURCES_KEY,
     RetrieverFusionConfig,
     dedupe_key,
     fuse_retrieved,
     source_names,
 )
+from rerank_core.integrations import check_items, check_retrievers
 
 __all__ = ["FUSION_SOURCES_KEY", "FusionRetriever"]
 
@@ -77,20 +77,11 @@ class FusionRetriever(BaseRetriever):
         names: Sequence[str] | None = None,
         **data: Any,
     ) -> None:
-        if isinstance(retrievers, Runnable) or not isinstance(retrievers, Sequence):
-            raise ConfigurationError(
-                "retrievers", f"must be a list of retrievers, got {type(retrievers).__name__}"
-            )
-        for i, retriever in enumerate(retrievers):
-            if not isinstance(retriever, Runnable):
-                raise ConfigurationError(
-                    f"retrievers[{i}]",
-                    f"must be a LangChain retriever or Runnable, got {type(retriever).__name__}",
-                )
+        retrievers = check_retrievers(retrievers, Runnable, "a LangChain retriever or Runnable")
         resolved = source_names(retrievers, names)
         if not isinstance(data.get("score_key", "score"), str):
             raise ConfigurationError("score_key", f"must be a string, got {data['score_key']!r}")
-        super().__init__(retrievers=list(retrievers), names=resolved, **data)
+        super().__init__(retrievers=retrievers, names=resolved, **data)
         self._fusion_config()  # bad settings fail here, as ConfigurationErrors naming the argument
 
     def _fusion_config(self) -> RetrieverFusionConfig:

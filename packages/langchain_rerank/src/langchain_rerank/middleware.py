@@ -25,10 +25,10 @@ except ImportError as exc:  # pragma: no cover - exercised by a test that hides 
 from langchain_core.messages import AIMessage, HumanMessage
 
 from langchain_rerank.tool_selection import aselect_tools, select_tools
-from rerank_core import Reranker
-from rerank_core.adapter_support import resolve_reranker
+from rerank_core import Reranker, RerankerOptions
 from rerank_core.backends import Backend, CrossEncoderBackend
-from rerank_core.tool_selection import check_tool_names
+from rerank_core.integrations import resolve_reranker
+from rerank_core.integrations.tool_selection import check_tool_names
 from rerank_core.validation import check_score_threshold, check_top_n
 
 __all__ = ["RerankToolSelectorMiddleware"]
@@ -74,12 +74,14 @@ class RerankToolSelectorMiddleware(AgentMiddleware):  # type: ignore[type-arg]
         max_tools: int | None = None,
         always_include: Sequence[str] | None = None,
         score_threshold: float | None = None,
+        options: RerankerOptions | Mapping[str, Any] | None = None,
         reranker_kwargs: Mapping[str, Any] | None = None,
         **backend_kwargs: Any,
     ) -> RerankToolSelectorMiddleware:
-        """Tool selection with a local cross-encoder (``backend_kwargs`` go to ``CrossEncoderBackend``)."""
+        """Tool selection with a local cross-encoder (``backend_kwargs`` go to ``CrossEncoderBackend``;
+        ``options`` are the Reranker's, ``reranker_kwargs`` their deprecated spelling)."""
         reranker, _, _ = resolve_reranker(
-            CrossEncoderBackend(model, **backend_kwargs), reranker_kwargs=reranker_kwargs
+            CrossEncoderBackend(model, **backend_kwargs), options=options, reranker_kwargs=reranker_kwargs
         )
         return cls(
             reranker, max_tools=max_tools, always_include=always_include, score_threshold=score_threshold

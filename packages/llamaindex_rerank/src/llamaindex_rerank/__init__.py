@@ -8,28 +8,45 @@
   (``RerankPostprocessor.from_llm_judge(llm)`` wraps it for you; the judge's prompts are then editable with
   ``get_prompts`` / ``update_prompts``).
 - :func:`select_tools` / :func:`aselect_tools`: the tools most relevant to a query.
+- the metadata keys it writes (``RAW_SCORE_KEY``, ... ``METADATA_KEYS``), the core's
+  (:mod:`rerank_core.integrations.metadata`), exported here as in ``langchain_rerank``.
 - :class:`RerankObjectRetriever`: an ``ObjectRetriever`` (for ``FunctionAgent(tool_retriever=...)``) whose
   async path reranks without blocking the event loop.
 """
 
 from llamaindex_rerank.fusion_retriever import FUSION_SOURCES_KEY, FusionRetriever
 from llamaindex_rerank.llm import LlamaIndexLLM
-from llamaindex_rerank.postprocessor import (
-    FIRST_STAGE_SCORE_KEY,
-    RAW_SCORE_KEY,
-    RERANK_SCORE_KEY,
-    RETRIEVAL_SCORE_KEY,
-    RerankPostprocessor,
-)
+from llamaindex_rerank.postprocessor import RETRIEVAL_SCORE_KEY, RerankPostprocessor
 from llamaindex_rerank.tool_selection import RerankObjectRetriever, aselect_tools, select_tools, tool_text
+from rerank_core.integrations.metadata import (
+    FIRST_STAGE_SCORE_KEY,
+    JUDGE_SCORE_KEY,
+    METADATA_KEYS,
+    NOT_RERANKED_KEY,
+    PRE_PROFILE_SCORE_KEY,
+    PROFILE_EFFECTS_KEY,
+    RAW_SCORE_KEY,
+    RELEVANCE_SCORE_KEY,
+    RERANK_SCORE_KEY,
+    TRUNCATED_KEY,
+    WINDOW_KEY,
+)
 
 __version__ = "0.1.0"
 __all__ = [
     "FIRST_STAGE_SCORE_KEY",
     "FUSION_SOURCES_KEY",
+    "JUDGE_SCORE_KEY",
+    "METADATA_KEYS",
+    "NOT_RERANKED_KEY",
+    "PRE_PROFILE_SCORE_KEY",
+    "PROFILE_EFFECTS_KEY",
     "RAW_SCORE_KEY",
+    "RELEVANCE_SCORE_KEY",
     "RERANK_SCORE_KEY",
     "RETRIEVAL_SCORE_KEY",
+    "TRUNCATED_KEY",
+    "WINDOW_KEY",
     "FusionRetriever",
     "LlamaIndexLLM",
     "RerankObjectRetriever",

@@ -1,7 +1,7 @@
 """``FusionRetriever``: one LlamaIndex ``BaseRetriever`` over several (BM25 + vector, ...), their lists fused.
 
 Each call asks every retriever (concurrently on the async path), then the core's
-:func:`rerank_core.retriever_fusion.fuse_retrieved` fuses the lists: reciprocal rank fusion by default, or a
+:func:`rerank_core.fusion.fuse_retrieved` fuses the lists: reciprocal rank fusion by default, or a
 weighted sum of z-score / min-max normalised scores (which need every ``NodeWithScore.score``). Every node
 comes back once (deduplicated by ``node_id``; ``dedupe_by="content"`` uses the node's text instead, for
 stores that give the same passage different ids), best first, as a new ``NodeWithScore`` whose ``score`` is
@@ -25,15 +25,14 @@ from llama_index.core.callbacks import CallbackManager
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
 from llamaindex_rerank.postprocessor import node_with_metadata
-from rerank_core.adapter_support import check_items
-from rerank_core.errors import ConfigurationError
-from rerank_core.retriever_fusion import (
+from rerank_core.fusion import (
     FUSION_SOURCES_KEY,
     RetrieverFusionConfig,
     dedupe_key,
     fuse_retrieved,
     source_names,
 )
+from rerank_core.integrations import check_items, check_retrievers
 
 __all__ = ["FUSION_SOURCES_KEY", "FusionRetriever"]
 
@@ -66,16 +65,7 @@ class FusionRetriever(BaseRetriever):
         callback_manager: CallbackManager | None = None,
         verbose: bool = False,
     ) -> None:
-        if isinstance(retrievers, BaseRetriever) or not isinstance(retrievers, Sequence):
-            raise ConfigurationError(
-                "retrievers", f"must be a list of retrievers, got {type(retrievers).__name__}"
-            )
-        for i, retriever in enumerate(retrievers):
-            if not isinstance(retriever, BaseRetriever):
-                raise ConfigurationError(
-                    f"retrievers[{i}]", f"must be a LlamaIndex BaseRetriever, got {type(retriever).__name__}"
-                )
-        self.retrievers = list(retrievers)
+        self.retrievers = check_retrievers(retrievers, BaseRetriever, "a LlamaIndex BaseRetriever")
         self.config = RetrieverFusionConfig(
             names=tuple(source_names(self.retrievers, names)),
             method=method,

@@ -39,10 +39,7 @@ from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import BaseNode, MetadataMode, NodeWithScore, QueryBundle
 
 from rerank_core import Candidate, InvalidInputError, Reranker, RerankResponse, RerankResult
-from rerank_core.adapter_support import (
-    FIRST_STAGE_SCORE_KEY,
-    RAW_SCORE_KEY,
-    RERANK_SCORE_KEY,
+from rerank_core.integrations import (
     AdapterConstructors,
     candidates_with_metadata,
     check_items,
@@ -51,9 +48,6 @@ from rerank_core.adapter_support import (
 )
 
 __all__ = [
-    "FIRST_STAGE_SCORE_KEY",
-    "RAW_SCORE_KEY",
-    "RERANK_SCORE_KEY",
     "RETRIEVAL_SCORE_KEY",
     "RerankPostprocessor",
     "check_nodes",
@@ -62,9 +56,8 @@ __all__ = [
 dispatcher = get_dispatcher(__name__)
 
 RETRIEVAL_SCORE_KEY = "retrieval_score"
-"""Metadata key of the incoming (retrieval) score, as LlamaIndex's ``keep_retrieval_score`` uses.
-``RAW_SCORE_KEY`` (the back end's raw score) and the long-text keys are the core's
-(:mod:`rerank_core.adapter_support`)."""
+"""Metadata key of the incoming (retrieval) score, as LlamaIndex's ``keep_retrieval_score`` uses (the
+LlamaIndex-only key; the others are the core's, :mod:`rerank_core.integrations.metadata`)."""
 
 
 def check_nodes(nodes: object, argument: str = "nodes") -> list[NodeWithScore]:
@@ -92,19 +85,17 @@ class RerankPostprocessor(AdapterConstructors, BaseNodePostprocessor):
         top_n: keep at most this many (``None``: all that pass the threshold). With a Reranker, defaults
             to the Reranker's and, when given, overrides it.
         score_threshold: drop nodes whose relevance score is below this. Same defaulting.
-        normalization, temperature, reranker_kwargs: Reranker options, only with a back end (see
-            ``langchain_rerank``/the core's ``Reranker``).
-        fusion: fuse the reranker's score with each node's incoming score (a :class:`rerank_core.Fusion` or
-            ``"zscore:0.6"``, ``"minmax:0.5"``, ``"rrf:0.5"``); only with a back end (a Reranker carries
-            its own ``fusion``).
-        profile: a :class:`rerank_core.ScoringProfile` (or its ``from_dict`` mapping) applied to each node's
-            metadata after the fusion; only with a back end (a Reranker carries its own).
+        options: the Reranker built over a back end: a :class:`rerank_core.RerankerOptions` or a mapping of
+            its fields; any field may also be given as a keyword (``fusion="zscore:0.6"`` fuses with each
+            node's incoming score, ``profile=...`` applies a scoring profile to its metadata, ``judge=``,
+            ``coalesce=``, ``long_text=``, ``cache=``, ``fail_open=``, ...). Only with a back end: a Reranker
+            carries its own. (``reranker_kwargs`` is the deprecated spelling.)
         keep_retrieval_score: copy the incoming score to ``metadata["retrieval_score"]`` (default on).
         metadata_mode: which node content is ranked (``MetadataMode.EMBED`` by default).
 
     ``RerankPostprocessor.from_cross_encoder(model, top_n=3, ...)`` (the options above, the rest going to
     the back end) and ``from_backend(backend, **options)`` are the core's constructors
-    (:class:`rerank_core.adapter_support.AdapterConstructors`), shared with every adapter.
+    (:class:`rerank_core.integrations.AdapterConstructors`), shared with every adapter.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)

@@ -10,20 +10,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from llama_index.core.objects import ObjectIndex, ObjectRetriever
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import QueryBundle, QueryType
 
-from rerank_core import InvalidInputError, Reranker
-from rerank_core import tool_selection as core
-from rerank_core.backends import Backend
+from rerank_core import InvalidInputError
+from rerank_core.integrations.tool_selection import ToolSelector
 
 __all__ = ["RerankObjectRetriever", "aselect_tools", "select_tools", "tool_text"]
 
-ToolT = TypeVar("ToolT")
 OT = TypeVar("OT")
 
 _EXPECTED = "a LlamaIndex tool whose metadata has a string name and description"
@@ -35,48 +32,15 @@ def _name_and_description(tool: Any) -> tuple[object, object]:
     return getattr(metadata, "name", None), getattr(metadata, "description", None)
 
 
-def tool_text(tool: Any) -> str:
-    """The text a tool is ranked by: ``"{metadata.name}: {metadata.description}"``."""
-    return core.tool_text(*_name_and_description(tool))
-
-
-def select_tools(
-    query: str,
-    tools: Sequence[ToolT],
-    reranker: Reranker | Backend,
-    *,
-    max_tools: int | None = None,
-    always_include: Sequence[str] | None = None,
-    score_threshold: float | None = None,
-) -> list[ToolT]:
-    """The LlamaIndex tools most relevant to ``query``, best first, then the ``always_include`` ones.
-
-    ``tools``: ``FunctionTool``, ``QueryEngineTool``, ... any ``BaseTool``, ranked by :func:`tool_text`
-    (their ``metadata``). ``always_include``: ``metadata.name`` of tools always returned (each must be in
-    ``tools``; not counted against ``max_tools``). ``reranker``: a :class:`rerank_core.Reranker` or a back
-    end, whose own ``top_n`` / threshold apply where ``max_tools`` / ``score_threshold`` are ``None`` (none
-    for a back end). The choice is :func:`rerank_core.tool_selection.select_tools`'s.
-    """
-    options = {"max_tools": max_tools, "always_include": always_include, "score_threshold": score_threshold}
-    return core.select_tools(
-        query, tools, reranker, describe=_name_and_description, expected=_EXPECTED, **options
-    )
-
-
-async def aselect_tools(
-    query: str,
-    tools: Sequence[ToolT],
-    reranker: Reranker | Backend,
-    *,
-    max_tools: int | None = None,
-    always_include: Sequence[str] | None = None,
-    score_threshold: float | None = None,
-) -> list[ToolT]:
-    """Async :func:`select_tools` on the core's async path."""
-    options = {"max_tools": max_tools, "always_include": always_include, "score_threshold": score_threshold}
-    return await core.aselect_tools(
-        query, tools, reranker, describe=_name_and_description, expected=_EXPECTED, **options
-    )
+_selector = ToolSelector(_name_and_description, _EXPECTED)
+tool_text = _selector.tool_text
+"""The text a tool is ranked by: ``"{metadata.name}: {metadata.description}"``."""
+select_tools = _selector.select_tools
+"""The LlamaIndex tools (``FunctionTool``, ``QueryEngineTool``, ... any ``BaseTool``, read through their
+``metadata``) most relevant to ``query``; see
+:meth:`rerank_core.integrations.tool_selection.ToolSelector.select_tools`."""
+aselect_tools = _selector.aselect_tools
+"""Async :func:`select_tools` on the core's async path."""
 
 
 class RerankObjectRetriever(ObjectRetriever[OT]):

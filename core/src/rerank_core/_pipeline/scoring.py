@@ -1,0 +1,139 @@
+"""Stage 2, score: long texts become windows, the cache answers what it can, the back end scores the rest.
+
+``score`` (sync) and ``ascore`` share every step but the back-end call: in-process back ends run the sync
+path on their bounded thread pool (or in a coalesced batch), remote ones use their native async client.
+After this stage each job holds its segments and one raw score per segment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from rerank_core._pipeline.jobs import Job
+from rerank_core.chunking import plan_segments
+from rerank_core.errors import NonRetryableBackendError
+
+if TYPE_CHECKING:
+    from rerank_core.reranker import Reranker
+
+__all__ = ["ascore", "score"]
+
+Pairs = list[tuple[str, str]]
+
+
+def score(reranker: Reranker, jobs: list[Job]) -> None:
+    """Score every job's segments in place (one back-end call for all of them)."""
+    pairs = _plan(reranker, jobs)
+    cached, missing = _lookup(reranker, pairs)
+    groups = _groups(jobs, missing)
+    fresh = _take_usage(reranker, jobs, reranker.backend.score_groups(groups)) if missing else []
+    _store(reranker, jobs, pairs, cached, missing, fresh)
+
+
+async def ascore(reranker: Reranker, jobs: list[Job]) -> None:
+    """Async :func:`score`: the event loop never waits on model work."""
+    backend = reranker.backend
+    if not any(job.candidates for job in jobs):
+        score(reranker, jobs)  # nothing to score: no model, no thread hop
+    elif reranker.coalescer is not None:
+        await reranker.coalescer.submit(jobs, sum(len(job.candidates) for job in jobs))
+    elif backend.blocking:
+        await backend.run_blocking(score, reranker, jobs)
+    else:
+        pairs = _plan(reranker, jobs)
+        cached, missing = _lookup(reranker, pairs)
+        groups = _groups(jobs, missing)
+        fresh = _take_usage(reranker, jobs, await backend.ascore_groups(groups)) if missing else []
+        _store(reranker, jobs, pairs, cached, missing, fresh)
+
+
+def _plan(reranker: Reranker, jobs: list[Job]) -> Pairs:
+    """Split each job's texts into segments (loads the tokenizer if the back end has one)."""
+    limit = reranker.backend.pair_limit() if any(job.candidates for job in jobs) else None
+    pairs: Pairs = []
+    for job in jobs:
+        job.segments = plan_segments(
+            job.query,
+            [c.text for c in job.candidates],
+            limit,
+            reranker.options.long_text,  # type: ignore[arg-type]
+            query_argument=job.query_argument,
+            candidate_argument=job.candidate_argument,
+        )
+        pairs.extend((job.query, seg.text) for seg in job.segments)
+    return pairs
+
+
+def _lookup(reranker: Reranker, pairs: Pairs) -> tuple[list[float | None], list[int]]:
+    cache = reranker.options.cache
+    if cache is None:
+        return [None] * len(pairs), list(range(len(pairs)))
+    cached = cache.get_many(reranker.backend.fingerprint, pairs)  # type: ignore[union-attr]
+    return cached, [i for i, v in enumerate(cached) if v is None]
+
+
+def _groups(jobs: list[Job], missing: list[int]) -> list[tuple[str, list[str]]]:
+    """The pairs to score as one (query, texts) group per job (a job's pairs are contiguous)."""
+    groups: list[tuple[str, list[str]]] = []
+    offset, k = 0, 0
+    for job in jobs:
+        assert job.segments is not None
+        end = offset + len(job.segments)
+        texts = []
+        while k < len(missing) and missing[k] < end:
+            texts.append(job.segments[missing[k] - offset].text)
+            k += 1
+        groups.append((job.query, texts))
+        offset = end
+    return groups
+
+
+def _take_usage(reranker: Reranker, jobs: list[Job], scored: Sequence[Any]) -> list[float]:
+    """Flatten the back end's per-group scores; keep each group's usage on its job."""
+    if len(scored) != len(jobs):
+        raise NonRetryableBackendError(
+            f"returned {len(scored)} score groups for {len(jobs)} queries",
+            backend=reranker.backend.fingerprint,
+        )
+    fresh: list[float] = []
+    for job, group in zip(jobs, scored, strict=True):
+        fresh.extend(group.scores)
+        job.backend_usage = dict(group.usage) if group.usage else None
+    return fresh
+
+
+def _store(
+    reranker: Reranker,
+    jobs: list[Job],
+    pairs: Pairs,
+    cached: list[float | None],
+    missing: list[int],
+    fresh: Sequence[float],
+) -> None:
+    fingerprint = reranker.backend.fingerprint
+    if len(fresh) != len(missing):
+        raise NonRetryableBackendError(
+            f"returned {len(fresh)} scores for {len(missing)} pairs", backend=fingerprint
+        )
+    scores = np.array([np.nan if v is None else v for v in cached], dtype=np.float64)
+    scores[missing] = np.asarray(fresh, dtype=np.float64)
+    bad = ~np.isfinite(scores[missing])
+    if bad.any():
+        raise NonRetryableBackendError(
+            f"returned {int(bad.sum())} non-finite score(s) (NaN or infinity)", backend=fingerprint
+        )
+    cache = reranker.options.cache
+    if cache is not None and missing:
+        cache.put_many(fingerprint, ((pairs[i], scores[i]) for i in missing))  # type: ignore[union-attr]
+    hit = np.ones(len(pairs), dtype=bool)
+    hit[missing] = False
+    offset = 0
+    for job in jobs:
+        assert job.segments is not None
+        n = len(job.segments)
+        job.segment_scores = scores[offset : offset + n]
+        job.cache_hits = int(hit[offset : offset + n].sum())
+        offset += n

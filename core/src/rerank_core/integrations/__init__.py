@@ -1,0 +1,56 @@
+"""What both framework adapters share, written once (no framework imports).
+
+- building the core Reranker from an adapter's arguments, and the adapters' shared constructors
+  (:func:`resolve_reranker`, :class:`AdapterConstructors`);
+- reading the framework objects (:func:`check_items`, :func:`collect_first_stage_scores`,
+  :func:`candidates_with_metadata`);
+- the metadata keys written back and their values (:mod:`rerank_core.integrations.metadata`);
+- tool selection for agents (:mod:`rerank_core.integrations.tool_selection`).
+"""
+
+from rerank_core.integrations._adapter import RERANKER_OPTIONS, UNSET, AdapterConstructors, resolve_reranker
+from rerank_core.integrations._items import (
+    candidates_with_metadata,
+    check_items,
+    check_retrievers,
+    collect_first_stage_scores,
+)
+from rerank_core.integrations.metadata import (
+    FIRST_STAGE_SCORE_KEY,
+    FUSION_SOURCES_KEY,
+    JUDGE_SCORE_KEY,
+    METADATA_KEYS,
+    NOT_RERANKED_KEY,
+    PRE_PROFILE_SCORE_KEY,
+    PROFILE_EFFECTS_KEY,
+    RAW_SCORE_KEY,
+    RELEVANCE_SCORE_KEY,
+    RERANK_SCORE_KEY,
+    TRUNCATED_KEY,
+    WINDOW_KEY,
+    result_metadata,
+)
+
+__all__ = [
+    "FIRST_STAGE_SCORE_KEY",
+    "FUSION_SOURCES_KEY",
+    "JUDGE_SCORE_KEY",
+    "METADATA_KEYS",
+    "NOT_RERANKED_KEY",
+    "PRE_PROFILE_SCORE_KEY",
+    "PROFILE_EFFECTS_KEY",
+    "RAW_SCORE_KEY",
+    "RELEVANCE_SCORE_KEY",
+    "RERANKER_OPTIONS",
+    "RERANK_SCORE_KEY",
+    "TRUNCATED_KEY",
+    "UNSET",
+    "WINDOW_KEY",
+    "AdapterConstructors",
+    "candidates_with_metadata",
+    "check_items",
+    "check_retrievers",
+    "collect_first_stage_scores",
+    "resolve_reranker",
+    "result_metadata",
+]
