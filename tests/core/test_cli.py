@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from rerank_core import cli
-from rerank_core.eval import load_beir, run_eval
+from rerank_core.eval import load_beir, loading, run_eval
 from rerank_core.types import RerankResponse, RerankResult
 
 WORKSPACE = Path(__file__).resolve().parents[2]
@@ -200,7 +200,7 @@ def test_eval_with_reranker_writes_both_stages(
         seen.update(kwargs, model=model)
         return ReversingReranker()
 
-    monkeypatch.setattr(cli, "_build_reranker", fake_build)
+    monkeypatch.setattr(loading, "load_cross_encoder_reranker", fake_build)
     out_json = tmp_path / "r.json"
     args = ["eval", str(beir_dir), "--model", "some/model", "--batch-size", "4", "--max-length", "64"]
     assert cli.main([*args, "--device", "cpu", "--json", str(out_json), "--no-progress"]) == 0
@@ -301,7 +301,7 @@ def test_unloadable_model_exits_2(
     def failing_build(model: str, **kwargs: object) -> None:
         raise OSError(f"{model} not found")
 
-    monkeypatch.setattr(cli, "_build_reranker", failing_build)
+    monkeypatch.setattr(loading, "load_cross_encoder_reranker", failing_build)
     assert cli.main(["eval", str(beir_dir), "--model", str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err
     assert "--model" in err and "nope" in err and err.count("\n") == 1

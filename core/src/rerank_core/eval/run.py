@@ -33,18 +33,20 @@ from rerank_core.eval.beir import BeirDataset, corpus_texts
 from rerank_core.eval.bm25 import BM25Retriever
 from rerank_core.eval.hybrid import describe_hybrid_fusion, fuse_first_stages, hybrid_fusion_config
 from rerank_core.eval.metrics import evaluate
-from rerank_core.retriever_fusion import RetrieverFusionConfig
+from rerank_core.fusion import RetrieverFusionConfig
 from rerank_core.validation import check_positive_int
 
 __all__ = [
     "FIRST_STAGES",
     "EvalReport",
     "SupportsRerankMany",
+    "format_table",
     "metric_keys",
     "rerank_run",
     "retrieve_run",
     "run_eval",
     "tune_report_fusion",
+    "tuning_record",
 ]
 
 NDCG_MRR_K = 10
@@ -119,6 +121,40 @@ class EvalReport:
             "first_stage_config": dict(self.first_stage_config),
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
         }
+
+
+_FIRST_STAGE_LABELS = {"bm25": "BM25", "dense": "dense", "hybrid": "hybrid"}
+
+
+def format_table(report: EvalReport) -> str:
+    """``report`` as the text table ``rerank eval`` prints: a header line, one row of metrics per stage
+    (each source of a hybrid first stage, the first stage, reranked, fused), and the timings."""
+    keys = list(report.first_stage)
+    rows = [
+        (f"first stage: {_FIRST_STAGE_LABELS.get(name, name)}", values)
+        for name, values in (report.first_stage_sources or {}).items()
+    ]
+    stage = _FIRST_STAGE_LABELS.get(report.first_stage_name, report.first_stage_name)
+    if report.first_stage_name == "hybrid":
+        stage += f" ({report.first_stage_config.get('hybrid_fusion', '')})"
+    rows.append((f"first stage: {stage}", report.first_stage))
+    if report.reranked is not None:
+        rows.append(("reranked", report.reranked))
+    if report.fused is not None:
+        rows.append((f"fused ({report.fusion})", report.fused))
+    label_w = max(len(label) for label, _ in rows)
+    col_w = max(10, *(len(k) for k in keys))
+    lines = [
+        f"{report.dataset} ({report.split}): {report.queries} queries, {report.corpus_size} documents, "
+        f"{_FIRST_STAGE_LABELS.get(report.first_stage_name, report.first_stage_name)} top-{report.top_k}"
+        + (f", reranked by {report.model}" if report.model else ""),
+        f"{'':<{label_w}}  " + "  ".join(f"{k:>{col_w}}" for k in keys),
+    ]
+    for label, values in rows:
+        lines.append(f"{label:<{label_w}}  " + "  ".join(f"{values[k]:>{col_w}.4f}" for k in keys))
+    parts = ", ".join(f"{name} {secs:.1f}" for name, secs in report.timings.items())
+    lines.append(f"time: {report.seconds:.1f} s ({parts})")
+    return "\n".join(lines)
 
 
 def retrieve_run(
@@ -353,10 +389,10 @@ def run_eval(
 
 def tune_report_fusion(report: EvalReport, qrels: Mapping[str, Mapping[str, int]]) -> Any:
     """The fusion of the reranker's raw score with the first-stage score that maximises nDCG@10 over
-    ``report``'s judged queries (:func:`rerank_core.fusion.tune_fusion` on its candidates), e.g. a dev
+    ``report``'s judged queries (:func:`rerank_core.eval.fusion_tuning.tune_fusion` on its candidates), e.g. a dev
     split's report, to apply on the test split of the same collection. Returns a
     :class:`~rerank_core.fusion.FusionFit`."""
-    from rerank_core.fusion import tune_fusion
+    from rerank_core.eval.fusion_tuning import tune_fusion
 
     if report.rerank_scores is None:
         raise ConfigurationError("report", "has no reranker scores: run run_eval with a reranker")
@@ -367,6 +403,21 @@ def tune_report_fusion(report: EvalReport, qrels: Mapping[str, Mapping[str, int]
         {q: report.rerank_scores[q] for q in qids},
         qrels,
     )
+
+
+def tuning_record(fit: Any, report: EvalReport, split: str) -> dict[str, Any]:
+    """The ``fusion_tuning`` record of ``rerank eval --json``: where ``fit`` (from
+    :func:`tune_report_fusion` on ``report``) was tuned, the fusion, and nDCG@10 there (fused, reranked
+    alone, first stage alone), with the whole grid."""
+    return {
+        "split": split,
+        "queries": report.queries,
+        "fusion": fit.fusion.describe(),
+        "ndcg@10": round(fit.ndcg, 4),
+        "rerank_only_ndcg@10": round(fit.rerank_only, 4),
+        "first_stage_ndcg@10": round(fit.first_stage_only, 4),
+        "table": fit.named_table(),
+    }
 
 
 def _build_dense(

@@ -1,5 +1,6 @@
-"""Turn a :class:`~rerank_core.bench.harness.BenchResult` into a Markdown table, a PNG chart and JSON,
-and pick the fastest of our configurations that keeps quality."""
+"""Turn a :class:`~rerank_core.eval.speed.harness.BenchResult` into a Markdown table, a PNG chart and JSON,
+and pick the fastest of our configurations that keeps quality (``rerank pick``). Until the restructure of
+issue 15 this was ``rerank_core.bench.report``."""
 
 from __future__ import annotations
 
@@ -8,11 +9,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from rerank_core.bench.harness import BASELINE, BenchResult, ContenderResult
+from rerank_core.eval.speed.harness import REFERENCE, BenchResult, ContenderResult
 
 __all__ = ["Pick", "markdown", "pick_fastest", "write_chart", "write_outputs"]
-
-REFERENCE = "ours torch fp32"
 
 
 def _f(value: float | None, fmt: str, dash: str = "—") -> str:
@@ -45,9 +44,9 @@ def markdown(result: BenchResult) -> str:
     ]
     sizes = result.latency_sizes
     head = (
-        ["contender", "path that ran", "pairs/s", f"× {BASELINE}"]
+        ["contender", "path that ran", "pairs/s", f"× {result.baseline}"]
         + [f"p50 / p95 ms @{n}" for n in sizes]
-        + ["peak RSS Δ MB", "nDCG@10", f"max Δscore vs {BASELINE}", "% fp32 peak"]
+        + ["peak RSS Δ MB", "nDCG@10", f"max Δscore vs {result.baseline}", "% fp32 peak"]
     )
     lines.append("| " + " | ".join(head) + " |")
     lines.append("|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|")
@@ -150,12 +149,13 @@ class Pick:
     reference: ContenderResult
     max_ndcg_drop: float
     eligible: list[str]
+    baseline: str = REFERENCE  # what the speed ratio is taken against
 
     def text(self) -> str:
         c, ref = self.contender, self.reference
         return (
             f"fastest within nDCG@10 -{self.max_ndcg_drop:g} of {ref.name} ({_f(ref.ndcg10, '.4f')}): "
-            f"{c.name}, {c.pairs_per_s:.1f} pairs/s ({_f(c.speedup, '.2f')}x {BASELINE}), nDCG@10 "
+            f"{c.name}, {c.pairs_per_s:.1f} pairs/s ({_f(c.speedup, '.2f')}x {self.baseline}), nDCG@10 "
             f"{_f(c.ndcg10, '.4f')}\n{c.call}\n"
         )
 
@@ -176,4 +176,4 @@ def pick_fastest(result: BenchResult, max_ndcg_drop: float = 0.005) -> Pick:
         )
     eligible = [c for c in ours if c.ndcg10 is not None and c.ndcg10 >= ref.ndcg10 - max_ndcg_drop - 1e-12]
     best = max(eligible, key=lambda c: c.pairs_per_s or 0.0)
-    return Pick(best, ref, max_ndcg_drop, [c.name for c in eligible])
+    return Pick(best, ref, max_ndcg_drop, [c.name for c in eligible], result.baseline)

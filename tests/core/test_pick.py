@@ -1,5 +1,8 @@
-"""``rerank bench``: the harness on a tiny model and a tiny BEIR folder, the ceiling arithmetic, the pick,
-skipped contenders and bad arguments. No ../shared needed."""
+"""``rerank pick`` and the library's speed harness (:mod:`rerank_core.eval.speed`): the harness on a tiny
+model and a tiny BEIR folder, the ceiling arithmetic, the pick, skipped configurations, bad arguments, and
+the deprecated ``rerank bench``. No ../shared needed. The race against the incumbents
+(``python benchmarks/speed.py``) is tested in tests/benchmarks/test_speed_race.py; until the restructure of
+issue 15 both were tests/core/test_bench.py."""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from rerank_core import cli
-from rerank_core.bench import (
+from rerank_core.eval.speed import (
     BenchConfig,
     BenchResult,
     ContenderResult,
@@ -25,9 +28,9 @@ from rerank_core.bench import (
     workload_flops,
     write_outputs,
 )
-from rerank_core.bench.ceiling import model_shape
-from rerank_core.bench.contenders import ContenderSpec, our_specs
-from rerank_core.bench.harness import Workload, _percentile
+from rerank_core.eval.speed.ceiling import model_shape
+from rerank_core.eval.speed.contenders import PLUGINS_ENV, ContenderSpec, our_specs
+from rerank_core.eval.speed.harness import Workload, _percentile
 
 DOCS = [
     ("d1", "Zebra", "zebra stripes are black and white"),
@@ -39,7 +42,13 @@ DOCS = [
 ]
 QUERIES = [("q1", "zebra stripes animal"), ("q2", "lion mane golden animal")]
 QRELS = [("q1", "d1", 2), ("q1", "d4", 1), ("q2", "d2", 1)]
-PAIR = "ours torch fp32,st predict"
+PAIR = "ours torch fp32,ours torch bf16"
+
+
+@pytest.fixture(autouse=True)
+def _no_plugins(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only the library's own contenders, whatever the environment says."""
+    monkeypatch.delenv(PLUGINS_ENV, raising=False)
 
 
 @pytest.fixture
@@ -121,7 +130,12 @@ def test_our_configurations_follow_the_installed_signature() -> None:
 
 def test_select_specs_by_family_name_and_prefix() -> None:
     specs = contender_specs()
-    assert [s.name for s in select_specs(specs, "st")] == ["st predict", "st rank"]
+    assert [s.name for s in select_specs(specs, "ours onnx")] == ["ours onnx"]  # an exact name: alone
+    assert [s.name for s in select_specs(specs, "ours onnx i,ours torch fp32")] == [
+        "ours torch fp32",
+        "ours onnx int8",
+    ]
+    assert len(select_specs(specs, "ours open")) == 3  # a prefix: openvino, int8, int8 calibrated
     assert {s.family for s in select_specs(specs, "ours")} == {"ours"}
     assert len(select_specs(specs, None)) == len(specs) == len(select_specs(specs, "all"))
     with pytest.raises(ValueError, match="contenders: 'nope' matches no contender"):
@@ -162,38 +176,10 @@ def test_calibrated_int8_is_skipped_without_calibration_pairs(beir_dir: Path, ti
     assert res.status == "skipped" and "no calibration pairs" in res.reason
 
 
-def test_the_onnx_export_is_redone_when_the_weights_at_the_same_path_change(
-    tiny_ce_path: Path, tmp_path: Path
-) -> None:
-    import shutil
-
-    from rerank_core.bench.contenders import fresh_export
-
-    model = tmp_path / "model"
-    shutil.copytree(tiny_ce_path, model)
-    folder = tmp_path / "export"
-    first = fresh_export(str(model), folder).read_bytes()
-    marker = folder / "marker"
-    marker.write_text("kept")
-    fresh_export(str(model), folder)
-    assert marker.exists()  # same weights: the export is reused
-    import torch
-    from transformers import AutoModelForSequenceClassification
-
-    net = AutoModelForSequenceClassification.from_pretrained(model)
-    with torch.no_grad():
-        net.classifier.bias.add_(1.0)
-    net.save_pretrained(model)  # new weights, same path (what retraining a shipped model does)
-    second = fresh_export(str(model), folder).read_bytes()
-    assert not marker.exists() and second != first
-
-
 # -- the harness end to end on a tiny model ----------------------------------------------------------------
 
 
-def test_harness_runs_ours_and_sentence_transformers(
-    beir_dir: Path, tiny_ce_path: Path, tmp_path: Path
-) -> None:
+def test_harness_runs_two_of_our_configurations(beir_dir: Path, tiny_ce_path: Path, tmp_path: Path) -> None:
     pytest.importorskip("sentence_transformers")
     workload = _tiny_workload(beir_dir)
     assert workload.pairs == 8 and workload.depth == 4
@@ -207,25 +193,26 @@ def test_harness_runs_ours_and_sentence_transformers(
         matmul_seconds=0.01,
     )
     result = run_bench(select_specs(contender_specs(), PAIR), workload, config, progress=False)
-    ours, st = result.contenders
-    assert (ours.name, st.name) == ("ours torch fp32", "st predict")
-    for c in (ours, st):
+    ours, bf16 = result.contenders
+    assert (ours.name, bf16.name) == ("ours torch fp32", "ours torch bf16")
+    assert result.baseline == "ours torch fp32"  # no competitor in the library: ours is the baseline
+    for c in (ours, bf16):
         assert c.status == "ok", c.reason
         assert len(c.round_s) == 2 and c.pairs_per_s and c.pairs_per_s > 0
         assert set(c.latency_ms) == {"2", "4"}  # 50 > the 4 candidates there are: not measured
         assert c.latency_ms["4"]["n"] == 4 and c.latency_ms["2"]["n"] == 2
         assert c.ndcg10 is not None and 0 <= c.ndcg10 <= 1
         assert c.flops_share_fp32 and c.flops_share_fp32 > 0
-    assert st.speedup == pytest.approx(1.0)
-    assert ours.speedup is not None and ours.speedup > 0
-    assert ours.max_abs_diff is not None and ours.max_abs_diff < 1e-5  # same scores as predict
+    assert ours.speedup == pytest.approx(1.0) and ours.max_abs_diff == 0.0
+    assert bf16.speedup is not None and bf16.speedup > 0
+    assert bf16.max_abs_diff is not None  # vs the baseline's scores: bfloat16 rounding
     assert result.latency_sizes == [2, 4]
     assert result.bm25_ndcg10 is not None
     assert result.flops_per_pair > 0 and result.ceiling_pairs_per_s_fp32 > 0
 
     paths = write_outputs(result, tmp_path / "out")
     table = paths["markdown"].read_text()
-    assert "| ours torch fp32 |" in table and "| st predict | torch-float32 |" in table
+    assert "| ours torch fp32 | torch-float32 |" in table and "× ours torch fp32" in table
     assert "p50 / p95 ms @2" in table
     if importlib.util.find_spec("matplotlib") is not None:  # benchmarks/requirements.txt, not CI's
         assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -233,7 +220,7 @@ def test_harness_runs_ours_and_sentence_transformers(
         assert "png" not in paths
     again = BenchResult.from_dict(json.loads(paths["json"].read_text()))
     assert again.to_dict() == json.loads(paths["json"].read_text())
-    assert pick_fastest(again).contender.name == "ours torch fp32"
+    assert pick_fastest(again, 1.0).contender.name in {"ours torch fp32", "ours torch bf16"}
 
 
 def _result(rows: list[tuple[str, str, float | None, float]]) -> BenchResult:
@@ -280,71 +267,63 @@ def test_pick_keeps_quality_within_the_tolerance() -> None:
         pick_fastest(_result([("ours onnx", "ours", 0.7, 3.0)]))
 
 
-# -- the command line --------------------------------------------------------------------------------------
+# -- the command line ----------------------------------------------------------------------------------
 
 
-def test_cli_bench_writes_table_json_and_png_then_picks(
+def _timing_args(beir_dir: Path, model: Path) -> list[str]:
+    args = [str(beir_dir), "--model", str(model), "--queries", "2", "--top-k", "4", "--repeats", "1"]
+    return [*args, "--latency-sizes", "2,4", "--latency-queries", "1", "--no-memory", "--quiet"]
+
+
+def test_cli_pick_writes_table_json_and_png_then_picks_from_json(
     beir_dir: Path, tiny_ce_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "results"
-    args = [
-        "bench",
-        str(beir_dir),
-        "--model",
-        str(tiny_ce_path),
-        "--queries",
-        "2",
-        "--top-k",
-        "4",
-        "--repeats",
-        "1",
-        "--latency-sizes",
-        "2,4",
-        "--latency-queries",
-        "1",
-        "--contenders",
-        PAIR,
-        "--no-memory",
-        "--out",
-        str(out),
-        "--json",
-        str(tmp_path / "copy.json"),
-        "--quiet",
-    ]
-    assert cli.main(args) == 0
+    args = ["pick", *_timing_args(beir_dir, tiny_ce_path), "--configs", "ours torch fp32"]
+    assert cli.main([*args, "--out", str(out), "--json", str(tmp_path / "copy.json")]) == 0
     printed = capsys.readouterr().out
     assert "| ours torch fp32 |" in printed and "written:" in printed
+    assert "fastest within nDCG@10 -0.005 of ours torch fp32" in printed
+    assert "CrossEncoderBackend(model, device='cpu'" in printed
     assert {p.name for p in out.iterdir()} >= {"results.md", "results.json"}
     data = json.loads((tmp_path / "copy.json").read_text())
-    assert data["command"].startswith("rerank bench ") and "--contenders" in data["command"]
-    assert (
-        cli.main(["bench", "--pick", "--from-json", str(tmp_path / "copy.json"), "--max-ndcg-drop", "0.01"])
-        == 0
-    )
+    assert data["command"].startswith("rerank pick ") and "--configs" in data["command"]
+    assert data["baseline"] == "ours torch fp32" and [c["family"] for c in data["contenders"]] == ["ours"]
+    assert cli.main(["pick", "--from-json", str(tmp_path / "copy.json"), "--max-ndcg-drop", "0.01"]) == 0
     picked = capsys.readouterr().out
-    assert "ours torch fp32" in picked and "CrossEncoderBackend(model, device='cpu'" in picked
+    assert "ours torch fp32" in picked and "x ours torch fp32" in picked
 
 
-def test_cli_bench_calibrates_int8_on_the_train_split_only(
+def test_cli_pick_without_out_writes_nothing_and_times_every_configuration_asked(
+    beir_dir: Path, tiny_ce_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["pick", *_timing_args(beir_dir, tiny_ce_path), "--configs", PAIR, "--no-chart"]) == 0
+    printed = capsys.readouterr().out
+    assert "| ours torch bf16 |" in printed and "written:" not in printed
+    assert list(tmp_path.iterdir()) == [tmp_path / "mini"]
+
+
+def test_pick_from_a_race_result_written_before_the_baseline_was_recorded(tmp_path: Path, capsys) -> None:
+    old = _result([("ours torch fp32", "ours", 0.7, 10.0), ("st predict", "sentence-transformers", 0.7, 5.0)])
+    data = old.to_dict()
+    del data["baseline"]  # results.json of rerank bench before issue 15
+    (tmp_path / "old.json").write_text(json.dumps(data))
+    assert cli.main(["pick", "--from-json", str(tmp_path / "old.json")]) == 0
+    assert "x st predict" in capsys.readouterr().out
+
+
+def test_cli_pick_calibrates_int8_on_the_train_split_only(
     beir_dir: Path, tiny_ce_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     pytest.importorskip("openvino")
     pytest.importorskip("nncf")
     (beir_dir / "qrels" / "train.tsv").write_text("query-id\tcorpus-id\tscore\nq2\td2\t1\n")
     out = tmp_path / "results"
-    common = ["bench", str(beir_dir), "--model", str(tiny_ce_path), "--queries", "1", "--top-k", "4"]
+    common = ["pick", str(beir_dir), "--model", str(tiny_ce_path), "--queries", "1", "--top-k", "4"]
     common += ["--repeats", "1", "--latency-sizes", "4", "--latency-queries", "1", "--no-memory", "--quiet"]
     calibrated = "ours torch fp32,ours openvino int8 calibrated"
-    args = [
-        *common,
-        "--contenders",
-        calibrated,
-        "--no-chart",
-        "--out",
-        str(out),
-        "--cache-dir",
-        str(tmp_path),
-    ]
+    args = [*common, "--configs", calibrated, "--no-chart", "--out", str(out), "--cache-dir", str(tmp_path)]
     assert cli.main(args) == 0
     data = json.loads((out / "results.json").read_text())
     # the one train query's BM25 top-10 (all 6 documents of the toy corpus) calibrated it
@@ -353,20 +332,19 @@ def test_cli_bench_calibrates_int8_on_the_train_split_only(
     ours = by_name["ours openvino int8 calibrated"]
     assert ours["status"] == "ok", ours["reason"]
     assert ours["info"]["calibration_pairs"] == 6 and "openvino-int8" in ours["info"]["runtime"]
-    assert cli.main([*common, "--contenders", calibrated, "--calibration-split", "test"]) == 2
+    assert cli.main([*common, "--configs", calibrated, "--calibration-split", "test"]) == 2
     assert "--calibration-split: 'test' is the measured split" in capsys.readouterr().err
-    assert (
-        cli.main([*common, "--contenders", calibrated, "--calibration-split", "none", "--out", str(out)]) == 0
-    )
+    args = [*common, "--configs", calibrated, "--calibration-split", "none", "--out", str(out)]
+    assert cli.main(args) == 0
     data = json.loads((out / "results.json").read_text())
     skipped = {c["name"]: c for c in data["contenders"]}["ours openvino int8 calibrated"]
     assert skipped["status"] == "skipped" and "no calibration pairs" in skipped["reason"]
 
 
-def test_cli_bench_list(capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["bench", "--list"]) == 0
+def test_cli_pick_list(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["pick", "--list"]) == 0
     listed = capsys.readouterr().out
-    assert "ours torch fp32" in listed and "st predict" in listed
+    assert "ours torch fp32" in listed and "ours onnx int8" in listed and "st predict" not in listed
 
 
 @pytest.mark.parametrize(
@@ -375,25 +353,55 @@ def test_cli_bench_list(capsys: pytest.CaptureFixture[str]) -> None:
         (["--queries", "0"], "--queries: expected a positive integer"),
         (["--latency-sizes", "10,x"], "--latency-sizes: expected comma-separated positive integers"),
         (["--max-ndcg-drop", "-1"], "--max-ndcg-drop: expected a number >= 0"),
-        (["--contenders", "nope"], "--contenders: 'nope' matches no contender"),
+        (["--configs", "st predict"], "--configs: 'st predict' matches no contender"),
         (["--model", "/no/such/model"], "--model: /no/such/model is not a local model folder"),
-        (["--from-json", "x.json"], "--from-json: only with --pick"),
-        (["--pick", "--from-json", "/no/such.json"], "--from-json: cannot read"),
+        (["--from-json", "/no/such.json"], "--from-json: cannot read"),
+        (["--pick"], "unrecognized arguments: --pick"),
     ],
 )
-def test_cli_bench_bad_arguments(
+def test_cli_pick_bad_arguments(
     extra: list[str], message: str, beir_dir: Path, tiny_ce_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    args = ["bench", str(beir_dir), "--model", str(tiny_ce_path), *extra]
+    args = ["pick", str(beir_dir), "--model", str(tiny_ce_path), *extra]
     assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rerank pick: error:") and message in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["nothing"], "DATA_DIR: nothing is not a folder"),
+        ([], "give DATA_DIR"),
+        (["."], "--model: give the local cross-encoder folder"),
+    ],
+)
+def test_cli_pick_needs_data_and_a_model(args: list[str], message: str, tiny_ce_path: Path, capsys) -> None:
+    model = ["--model", str(tiny_ce_path)] if args == ["nothing"] else []
+    assert cli.main(["pick", *args, *model]) == 2
     assert message in capsys.readouterr().err
 
 
-def test_cli_bench_missing_data_dir(
-    tiny_ce_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_rerank_bench_is_a_deprecated_alias(
+    beir_dir: Path, tiny_ce_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert cli.main(["bench", str(tmp_path / "nothing"), "--model", str(tiny_ce_path)]) == 2
-    assert "DATA_DIR:" in capsys.readouterr().err
+    with pytest.deprecated_call(match="rerank pick"):
+        assert cli.main(["bench", "--list"]) == 0
+    captured = capsys.readouterr()
+    assert "ours torch fp32" in captured.out and "st predict" not in captured.out
+    assert "rerank bench: note: 'rerank bench' is deprecated" in captured.err
+    assert "rerank pick" in captured.err and "python benchmarks/speed.py" in captured.err
+    # the options it always took still work: --contenders, --pick, --out
+    out = tmp_path / "results"
+    args = ["bench", *_timing_args(beir_dir, tiny_ce_path), "--contenders", "ours torch fp32", "--pick"]
+    with pytest.deprecated_call():
+        assert cli.main([*args, "--out", str(out), "--no-chart"]) == 0
+    assert "fastest within nDCG@10" in capsys.readouterr().out
+    data = json.loads((out / "results.json").read_text())
+    assert data["command"].startswith("rerank bench ")
+    with pytest.deprecated_call():
+        assert cli.main(["bench", "--from-json", str(out / "results.json")]) == 2
+    assert "rerank bench: error: --from-json: only with --pick" in capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -419,15 +427,13 @@ def test_memory_probe_in_a_subprocess(beir_dir: Path, tiny_ce_path: Path, tmp_pa
         assert ours.peak_rss_mb is not None and 0 < ours.peak_rss_mb < 2000, ours.info
 
 
-def test_plugins_add_contenders_and_the_core_lists_no_framework(tmp_path: Path, monkeypatch) -> None:
-    from rerank_core.bench.contenders import PLUGINS_ENV, contender_specs
-
-    monkeypatch.delenv(PLUGINS_ENV, raising=False)
-    names = [s.name for s in contender_specs()]
-    assert not any(n.startswith(("langchain", "llamaindex")) for n in names)
+def test_plugins_add_contenders_and_the_library_lists_only_ours(tmp_path: Path, monkeypatch) -> None:
+    specs = contender_specs()
+    assert {s.family for s in specs} == {"ours"}  # no competitor, no framework in the library
+    assert not any(s.baseline for s in specs)
     plugin = tmp_path / "extra_contenders.py"
     plugin.write_text(
-        "from rerank_core.bench.contenders import ContenderSpec\n"
+        "from rerank_core.eval.speed import ContenderSpec\n"
         "def contender_specs():\n"
         "    return [ContenderSpec('extra one', 'extra', 'Extra()', lambda ctx: None)]\n"
     )
@@ -436,14 +442,3 @@ def test_plugins_add_contenders_and_the_core_lists_no_framework(tmp_path: Path, 
     monkeypatch.setenv(PLUGINS_ENV, str(tmp_path / "missing.py"))
     with pytest.raises(ValueError, match=PLUGINS_ENV):
         contender_specs()
-
-
-def test_the_benchmark_script_loads_the_framework_contenders() -> None:
-    import subprocess
-    import sys
-
-    script = Path(__file__).resolve().parents[2] / "benchmarks" / "speed.py"
-    out = subprocess.run([sys.executable, str(script), "--list"], capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr
-    assert "langchain CrossEncoderReranker" in out.stdout
-    assert "llamaindex SentenceTransformerRerank" in out.stdout

@@ -2,15 +2,16 @@
 20% of the HTTP requests failing at random. Every call must end in an exact ranking, or in the documented
 error (raise policy) or the flagged input order (fail_open); no document lost or duplicated.
 
-The same run with printed figures: ``python benchmarks/remote_load.py``.
+The same run with printed figures: ``python benchmarks/remote_load.py``, whose harness this imports (from the
+repository path, see conftest.py; until the restructure of issue 15 it was ``rerank_core.testing.load``).
 """
 
 from __future__ import annotations
 
 import pytest
+from remote_load import load_backend, run_load
 
 from rerank_core.testing import RerankServer
-from rerank_core.testing.load import load_backend, run_load
 
 
 @pytest.mark.parametrize(

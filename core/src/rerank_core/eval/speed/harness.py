@@ -1,16 +1,21 @@
-"""Run every contender on the same model, the same candidates and the same machine, interleaved.
+"""Run every contender on the same model, the same candidates and the same machine, interleaved: the timing
+behind ``rerank pick`` (our configurations) and ``python benchmarks/speed.py`` (ours against the incumbents).
 
 One run loads every contender once, then makes ``repeats`` rounds. In each round every contender (in an
 order rotated by one each round) reranks every query's candidates one query at a time (the throughput pass:
 each call is also a latency sample at the full depth) and then the first ``latency_queries`` queries cut to
 each smaller latency size. Interleaving puts every contender under the same background load in each round;
 the figures are medians over rounds and speed ratios are taken within a round (baseline time / contender
-time) before the median, so a busy moment slows both sides of a ratio. The machine's matmul rate is measured
-in every round too (the better of torch and numpy for fp32); the ceiling uses the median over rounds.
+time) before the median, so a busy moment slows both sides of a ratio; the baseline is
+:attr:`BenchConfig.baseline` (``ours torch fp32``; the benchmark script races against ``st predict``). The
+machine's matmul rate is measured in every round too (the better of torch and numpy for fp32); the ceiling
+uses the median over rounds.
 
-Peak memory is measured in a fresh subprocess per contender (``python -m rerank_core.bench.memory``):
+Peak memory is measured in a fresh subprocess per contender (``python -m rerank_core.eval.speed.memory``):
 resident set size after importing the contender's libraries, then the peak while loading it and
 reranking one query at the largest latency size. nDCG@10 comes from the first round's output order.
+
+Until the restructure of issue 15 this was ``rerank_core.bench.harness``.
 """
 
 from __future__ import annotations
@@ -28,22 +33,27 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rerank_core.bench.ceiling import ModelShape, matmul_rate, model_shape, workload_flops
-from rerank_core.bench.contenders import BenchContext, ContenderSkipped, ContenderSpec, Ranker
 from rerank_core.eval.metrics import ndcg_at_k
+from rerank_core.eval.speed.ceiling import ModelShape, matmul_rate, model_shape, workload_flops
+from rerank_core.eval.speed.contenders import BenchContext, ContenderSkipped, ContenderSpec, Ranker
 
 __all__ = [
-    "BASELINE",
+    "REFERENCE",
     "BenchConfig",
     "BenchResult",
     "ContenderResult",
     "Workload",
     "beir_workload",
+    "calibration_pairs",
     "run_bench",
 ]
 
-#: The contender every ratio is taken against.
-BASELINE = "st predict"
+#: Our reference configuration: the default baseline of every ratio, and what ``rerank pick`` compares
+#: nDCG@10 against.
+REFERENCE = "ours torch fp32"
+
+#: The baseline of results written before :attr:`BenchResult.baseline` was recorded (the speed race's).
+_OLD_BASELINE = "st predict"
 
 
 @dataclass(slots=True)
@@ -116,6 +126,16 @@ def beir_workload(
     )
 
 
+def calibration_pairs(
+    data_dir: str | Path, *, split: str = "train", queries: int = 20
+) -> tuple[list[tuple[str, str]], str]:
+    """In-domain (query, text) pairs for a calibrated int8 configuration: the BM25 top-10 of the first
+    ``queries`` queries of ``split`` (never the measured split), and a description of them."""
+    cal = beir_workload(data_dir, split=split, queries=queries, top_k=10)
+    pairs = [(q, t) for q, texts in zip(cal.queries, cal.texts, strict=True) for t in texts]
+    return pairs, f"{len(pairs)} pairs: BM25 top-10 of the first {len(cal.queries)} {split} queries"
+
+
 @dataclass(slots=True)
 class BenchConfig:
     """How to run: model, rounds, latency sizes, memory probe, where exports go, the device."""
@@ -131,6 +151,7 @@ class BenchConfig:
     matmul_seconds: float = 0.3
     calibration_pairs: Sequence[tuple[str, str]] | None = None  # for "ours openvino int8 calibrated"
     calibration_source: str = ""  # where they came from (recorded in the result)
+    baseline: str = REFERENCE  # the contender every ratio (and max_abs_diff) is taken against
 
     def __post_init__(self) -> None:
         if self.repeats < 1:
@@ -192,6 +213,7 @@ class BenchResult:
     command: str = ""
     wall_s: float = 0.0
     matmul_rounds: dict[str, list[float]] = field(default_factory=dict)
+    baseline: str = REFERENCE
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -201,6 +223,7 @@ class BenchResult:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BenchResult:
         data = dict(data)
+        data.setdefault("baseline", _OLD_BASELINE)
         data["contenders"] = [ContenderResult(**c) for c in data["contenders"]]
         return cls(**data)
 
@@ -280,7 +303,7 @@ def _memory_probe(spec: ContenderSpec, ctx: BenchContext, query: str, texts: lis
         }
     )
     proc = subprocess.run(
-        [sys.executable, "-m", "rerank_core.bench.memory"],
+        [sys.executable, "-m", "rerank_core.eval.speed.memory"],
         input=payload,
         capture_output=True,
         text=True,
@@ -430,7 +453,7 @@ def run_bench(
     fp32 = statistics.median(fp32_rates)
     bf16 = statistics.median(bf16_rates) if bf16_rates else None
     flops_pp = total_flops / workload.pairs
-    base = results.get(BASELINE)
+    base = results.get(config.baseline)
     base_ok = base is not None and base.status == "ok" and len(base.round_s) == config.repeats
     for spec in active:
         res = results[spec.name]
@@ -451,7 +474,7 @@ def run_bench(
                     "n": len(samples),
                 }
         res.ndcg10 = _ndcg(workload, first_orders[spec.name])
-        mine, theirs = first_scores.get(spec.name), first_scores.get(BASELINE)
+        mine, theirs = first_scores.get(spec.name), first_scores.get(config.baseline)
         if mine is not None and theirs is not None:
             res.max_abs_diff = max(
                 abs(a - b) for ms, ts in zip(mine, theirs, strict=True) for a, b in zip(ms, ts, strict=True)
@@ -482,4 +505,5 @@ def run_bench(
         contenders=[results[s.name] for s in specs],
         wall_s=clock() - t_start,
         matmul_rounds={"float32": fp32_rates, "bfloat16": bf16_rates},
+        baseline=config.baseline,
     )

@@ -1,4 +1,5 @@
-"""The contenders of ``rerank bench``: our local back end in each configuration, and every incumbent.
+"""Who is timed by :mod:`rerank_core.eval.speed`: our local back end in each configuration (``rerank pick``
+chooses among them), plus whatever a plugin adds.
 
 Each contender is a :class:`ContenderSpec` (a name, a family, the constructor call a user would write, a
 check of what it needs, and a factory). A factory returns a :class:`Ranker`: ``rank(query, texts)`` gives the
@@ -9,10 +10,11 @@ Our configurations are listed from what the installed :class:`~rerank_core.backe
 accepts (its signature is inspected): ``runtime=``, ``quantization=``, ``batch_tokens=`` appear as the local
 back end grows them, and a configuration the installed back end cannot express is skipped with that reason.
 
-Every torch-based contender runs the model in float32 on the CPU. The reference reranker is stored in
-float16; sentence-transformers' literal default would load it in float16 on a CPU (it warns that this may
-be slow), which is not a baseline anyone would ship, so the incumbents get ``dtype=float32`` through their
-own documented keyword arguments and are otherwise at their defaults.
+The library never imports a competing library. The incumbents of the speed race (sentence-transformers,
+rerankers, FlashRank, LangChain, LlamaIndex) live in ``benchmarks/incumbents.py`` and
+``benchmarks/framework_contenders.py`` at the repository root, outside every wheel, and come in through
+:data:`PLUGINS_ENV` (``python benchmarks/speed.py`` sets it). Until the restructure of issue 15 this module
+was ``rerank_core.bench.contenders`` and held the incumbents too.
 """
 
 from __future__ import annotations
@@ -20,9 +22,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
-import json
 import os
-import shutil
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +39,7 @@ __all__ = [
     "Ranker",
     "backend_options",
     "contender_specs",
+    "our_specs",
     "plugin_specs",
     "select_specs",
 ]
@@ -86,6 +87,7 @@ class ContenderSpec:
     skip_reason: str | None = None  # set when the contender cannot run here, whatever is installed
     note: str = ""
     info: dict[str, Any] = field(default_factory=dict)
+    baseline: bool = False  # the speed ratios are taken against it when it runs (the race's "st predict")
 
     def unavailable(self) -> str | None:
         """Why this contender cannot run here (a missing package, an option not built yet), or None."""
@@ -102,11 +104,6 @@ class ContenderSpec:
                 except ModuleNotFoundError:
                     return f"not installed: {module}"
         return None
-
-
-def _order(scores: Sequence[float]) -> list[int]:
-    """Indices by descending score, ties in input order (a stable sort)."""
-    return sorted(range(len(scores)), key=lambda i: -scores[i])
 
 
 # -- ours ----------------------------------------------------------------------------------------------
@@ -180,7 +177,7 @@ def _options_for(kwargs: dict[str, Any], accepted: set[str], ctx: BenchContext) 
             if not ctx.calibration_pairs:
                 raise ContenderSkipped(
                     "no calibration pairs: the data folder has no calibration split "
-                    "(rerank bench --calibration-split, default train)"
+                    "(rerank pick --calibration-split, default train)"
                 )
             out[key] = list(ctx.calibration_pairs)
     if "cache_dir" in accepted and "cache_dir" in kwargs and ctx.cache_dir is not None:
@@ -227,194 +224,10 @@ def our_specs(accepted: set[str] | None = None) -> list[ContenderSpec]:
     return specs
 
 
-# -- sentence-transformers -------------------------------------------------------------------------------
-
-
-def _st_model(ctx: BenchContext, **extra: Any) -> Any:
-    import torch
-    from sentence_transformers import CrossEncoder
-
-    return CrossEncoder(ctx.model, device=ctx.device, model_kwargs={"dtype": torch.float32}, **extra)
-
-
-class _STPredict:
-    def __init__(self, ctx: BenchContext) -> None:
-        self.model = _st_model(ctx)
-
-    def rank(self, query: str, texts: Sequence[str]) -> tuple[list[int], list[float] | None]:
-        scores = [float(s) for s in self.model.predict([(query, t) for t in texts], show_progress_bar=False)]
-        return _order(scores), scores
-
-
-class _STRank:
-    def __init__(self, ctx: BenchContext) -> None:
-        self.model = _st_model(ctx)
-
-    def rank(self, query: str, texts: Sequence[str]) -> tuple[list[int], list[float] | None]:
-        hits = self.model.rank(query, list(texts), show_progress_bar=False)
-        scores = [0.0] * len(texts)
-        for h in hits:
-            scores[int(h["corpus_id"])] = float(h["score"])
-        return [int(h["corpus_id"]) for h in hits], scores
-
-
-# -- AnswerDotAI rerankers -----------------------------------------------------------------------------------
-
-
-class _Rerankers:
-    def __init__(self, ctx: BenchContext) -> None:
-        from rerankers import Reranker
-
-        self.ranker = Reranker(
-            ctx.model, model_type="cross-encoder", device=ctx.device, dtype="float32", verbose=0
-        )
-
-    def rank(self, query: str, texts: Sequence[str]) -> tuple[list[int], list[float] | None]:
-        results = self.ranker.rank(query, list(texts), doc_ids=list(range(len(texts))))
-        return [int(r.document.doc_id) for r in results.results], None
-
-
-# -- FlashRank ---------------------------------------------------------------------------------------------
-
-_FLASHRANK_NAME = "rerank-bench-export"
-_FLASHRANK_FILE = "model.onnx"
-
-
-def export_onnx(model: str, target: Path) -> Path:
-    """Export ``model`` (a local cross-encoder folder) to ``target/model.onnx`` in fp32, with its tokenizer.
-
-    The TorchScript exporter with dynamic batch and sequence axes and eager attention (a graph without
-    shape-specialised mask code), plus the files FlashRank's loader reads (``tokenizer.json``,
-    ``tokenizer_config.json``, ``special_tokens_map.json``, ``config.json``). Reused when already there.
-    """
-    onnx_file = target / _FLASHRANK_FILE
-    if onnx_file.exists():
-        return onnx_file
-    import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    target.mkdir(parents=True, exist_ok=True)
-    net = AutoModelForSequenceClassification.from_pretrained(
-        model, dtype=torch.float32, attn_implementation="eager"
-    ).eval()
-    tokenizer = AutoTokenizer.from_pretrained(model)
-    enc = tokenizer([("a query", "a passage of text")] * 2, return_tensors="pt", padding=True)
-    names = ["input_ids", "attention_mask", "token_type_ids"]
-    tmp = target / (_FLASHRANK_FILE + ".part")
-    with torch.inference_mode():
-        torch.onnx.export(
-            net,
-            tuple(enc[n] for n in names),
-            str(tmp),
-            input_names=names,
-            output_names=["logits"],
-            dynamic_axes={**{n: {0: "batch", 1: "seq"} for n in names}, "logits": {0: "batch"}},
-            opset_version=17,
-            dynamo=False,
-        )
-    tmp.replace(onnx_file)
-    tokenizer.save_pretrained(target)
-    net.config.save_pretrained(target)
-    cfg = json.loads((target / "tokenizer_config.json").read_text())
-    cfg.setdefault("model_max_length", tokenizer.model_max_length)
-    (target / "tokenizer_config.json").write_text(json.dumps(cfg))
-    specials = {k: v for k, v in tokenizer.special_tokens_map.items() if isinstance(v, str)}
-    (target / "special_tokens_map.json").write_text(json.dumps(specials))
-    return onnx_file
-
-
-def _export_stamp(model: str) -> str:
-    from rerank_core.backends.local_runtimes import model_files_fingerprint
-
-    path = Path(model).resolve()
-    return f"{path}\n{model_files_fingerprint(path)}" if path.is_dir() else str(path)
-
-
-def fresh_export(model: str, folder: Path) -> Path:
-    """:func:`export_onnx` into ``folder``, first removing an export of another model, or of other weights at
-    the same path (the stamp holds the path and a fingerprint of the folder's files: names, sizes, mtimes)."""
-    stamp = folder / "source.txt"
-    want = _export_stamp(model)
-    if folder.exists() and (not stamp.is_file() or stamp.read_text() != want):
-        shutil.rmtree(folder)
-    onnx_file = export_onnx(model, folder)
-    stamp.write_text(want)
-    return onnx_file
-
-
-class _FlashRank:
-    def __init__(self, ctx: BenchContext) -> None:
-        import importlib
-
-        from flashrank import Ranker
-
-        if ctx.cache_dir is None:
-            raise ValueError("cache_dir: FlashRank needs a folder for the ONNX export")
-        root = ctx.cache_dir / "flashrank"
-        fresh_export(ctx.model, root / _FLASHRANK_NAME)
-        # FlashRank only opens names in its model table: register the export under a name of its own.
-        # (flashrank.Ranker the module shares the table of flashrank.Config; the package exports the class).
-        importlib.import_module("flashrank.Config").model_file_map[_FLASHRANK_NAME] = _FLASHRANK_FILE
-        importlib.import_module("flashrank.Ranker").model_file_map[_FLASHRANK_NAME] = _FLASHRANK_FILE
-        self.ranker = Ranker(model_name=_FLASHRANK_NAME, cache_dir=str(root), log_level="WARNING")
-
-    def rank(self, query: str, texts: Sequence[str]) -> tuple[list[int], list[float] | None]:
-        from flashrank import RerankRequest
-
-        passages = [{"id": i, "text": t} for i, t in enumerate(texts)]
-        out = self.ranker.rerank(RerankRequest(query=query, passages=passages))
-        scores = [0.0] * len(texts)
-        for p in out:
-            scores[int(p["id"])] = float(p["score"])
-        return [int(p["id"]) for p in out], scores
-
-
-def incumbent_specs() -> list[ContenderSpec]:
-    """sentence-transformers, rerankers and FlashRank, at their defaults (fp32). The LangChain and LlamaIndex
-    incumbents come from a plugin (see :func:`plugin_specs`): the core never imports a framework."""
-    return [
-        ContenderSpec(
-            "st predict",
-            "sentence-transformers",
-            "CrossEncoder(model, model_kwargs={'dtype': torch.float32}).predict(pairs)",
-            _STPredict,
-            ("torch", "sentence_transformers"),
-            note="the baseline of every ratio",
-            info={"runtime": "torch-float32"},
-        ),
-        ContenderSpec(
-            "st rank",
-            "sentence-transformers",
-            "CrossEncoder(model, model_kwargs={'dtype': torch.float32}).rank(query, texts)",
-            _STRank,
-            ("torch", "sentence_transformers"),
-            info={"runtime": "torch-float32"},
-        ),
-        ContenderSpec(
-            "rerankers cross-encoder",
-            "rerankers",
-            "Reranker(model, model_type='cross-encoder', dtype='float32')",
-            _Rerankers,
-            ("rerankers", "transformers", "torch"),
-            note="batches in input order (no length sorting), batch_size 16",
-            info={"runtime": "torch-float32"},
-        ),
-        ContenderSpec(
-            "flashrank (our ONNX export)",
-            "flashrank",
-            "Ranker(model_name=<registered export>, cache_dir=...)",
-            _FlashRank,
-            ("flashrank", "onnxruntime", "torch"),
-            note="fp32 ONNX export of the same model made by the harness; one padded batch per query",
-            info={"runtime": "onnxruntime-float32"},
-        ),
-    ]
-
-
 PLUGINS_ENV = "RERANK_BENCH_CONTENDERS"
 """Comma-separated modules or ``.py`` files, each with a ``contender_specs()`` returning more contenders.
-``benchmarks/speed.py`` names ``benchmarks/framework_contenders.py`` (LangChain, LlamaIndex) here; being an
-environment variable, it also reaches the memory probe's subprocess."""
+``benchmarks/speed.py`` names ``benchmarks/incumbents.py`` and ``benchmarks/framework_contenders.py`` here;
+being an environment variable, it also reaches the memory probe's subprocess."""
 
 
 def plugin_specs() -> list[ContenderSpec]:
@@ -442,8 +255,8 @@ def plugin_specs() -> list[ContenderSpec]:
 
 
 def contender_specs(accepted: set[str] | None = None) -> list[ContenderSpec]:
-    """Every contender, ours first, in the order of the table (plugins' incumbents last)."""
-    return our_specs(accepted) + incumbent_specs() + plugin_specs()
+    """Every contender, ours first, in the order of the table (the plugins' contenders after ours)."""
+    return our_specs(accepted) + plugin_specs()
 
 
 def select_specs(specs: Sequence[ContenderSpec], selection: str | None) -> list[ContenderSpec]:

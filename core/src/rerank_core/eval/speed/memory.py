@@ -8,7 +8,11 @@ libraries out of another's figure; the peak is the larger of the sampled peak an
 mark (``VmHWM``), reset after the imports.
 
     echo '{"name": "st predict", "model": "models/reference-reranker", ...}' \\
-        | python -m rerank_core.bench.memory
+        | python -m rerank_core.eval.speed.memory
+
+The contender is looked up by name among ours and the plugins of ``$RERANK_BENCH_CONTENDERS`` (how the
+incumbents of ``benchmarks/`` reach this process). Until the restructure of issue 15 this was
+``rerank_core.bench.memory``.
 """
 
 from __future__ import annotations
@@ -50,7 +54,7 @@ def main() -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import psutil
 
-    from rerank_core.bench.contenders import BenchContext, contender_specs
+    from rerank_core.eval.speed.contenders import BenchContext, contender_specs
 
     request = json.loads(sys.stdin.read())
     specs = {s.name: s for s in contender_specs()}
