@@ -389,9 +389,9 @@ def run_eval(
 
 def tune_report_fusion(report: EvalReport, qrels: Mapping[str, Mapping[str, int]]) -> Any:
     """The fusion of the reranker's raw score with the first-stage score that maximises nDCG@10 over
-    ``report``'s judged queries (:func:`rerank_core.eval.fusion_tuning.tune_fusion` on its candidates), e.g. a dev
-    split's report, to apply on the test split of the same collection. Returns a
-    :class:`~rerank_core.fusion.FusionFit`."""
+    ``report``'s judged queries (:func:`rerank_core.eval.fusion_tuning.tune_fusion` on its candidates),
+    e.g. a dev split's report, to apply on the test split of the same collection. Returns a
+    :class:`~rerank_core.eval.fusion_tuning.FusionFit`."""
     from rerank_core.eval.fusion_tuning import tune_fusion
 
     if report.rerank_scores is None:
