@@ -1,9 +1,10 @@
 """Test doubles for the pipeline: a back end whose scores are known in advance.
 
-``FakeBackend`` scores a pair by looking the text up in ``scores`` (default: a stable hash), counts
-every pair it is asked to score, and, when ``max_length`` is set, exposes a whitespace tokenizer so
-that windowing can be checked token by token. ``NativeAsyncBackend`` is the same with a native async
-path and a sync path that fails.
+``FakeBackend`` is a :class:`~rerank_core.backends.PairwiseBackend` (every query of one call shares one
+``score_pairs`` call, as a cross-encoder's batches do): it scores a pair by looking the text up in
+``scores`` (default: a stable hash), records every ``score_pairs`` call in ``calls``, and, when
+``max_length`` is set, exposes a whitespace tokenizer so that windowing can be checked token by token.
+``NativeAsyncBackend`` is the same with a native async path and a sync path that fails.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import threading
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 
-from rerank_core.backends.base import Backend, PairLimit
+from rerank_core.backends.base import PairLimit, PairwiseBackend
 from rerank_core.types import ScoreKind
 
 
@@ -27,7 +28,7 @@ def hash_score(query: str, text: str) -> float:
     return (zlib.crc32(f"{query}\x00{text}".encode()) % 10_000) / 1000.0 - 5.0
 
 
-class FakeBackend(Backend):
+class FakeBackend(PairwiseBackend):
     def __init__(
         self,
         scores: Mapping[str, float] | Callable[[str, str], float] | None = None,
@@ -70,7 +71,7 @@ class FakeBackend(Backend):
     def pairs_scored(self) -> int:
         return sum(len(c) for c in self.calls)
 
-    def score(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
+    def score_pairs(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
         return self._score(pairs)
 
     def _score(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
@@ -93,10 +94,10 @@ class NativeAsyncBackend(FakeBackend):
 
     blocking = False
 
-    def score(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
+    def score_pairs(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
         raise AssertionError("the async path must not call the sync scorer")
 
-    async def ascore(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
+    async def ascore_pairs(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
         await asyncio.sleep(0)
         return self._score(pairs)
 

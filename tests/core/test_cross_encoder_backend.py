@@ -38,7 +38,7 @@ def st_model(tiny_ce_path: Path):
 def test_scores_equal_crossencoder_predict(tiny_ce_path: Path, st_model, batch_size: int) -> None:
     expected = st_model.predict(PAIRS, batch_size=batch_size, show_progress_bar=False)
     backend = CrossEncoderBackend(tiny_ce_path, max_length=64, batch_size=batch_size, device="cpu")
-    got = np.array(backend.score(PAIRS))
+    got = np.array(backend.score_pairs(PAIRS))
     np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
     assert np.ptp(got) > 0.05  # the tiny model must actually discriminate, or this proves nothing
 
@@ -48,23 +48,23 @@ def test_logit_model_matches_predict_and_reports_logits(tiny_ce_logit_path: Path
 
     expected = CrossEncoder(str(tiny_ce_logit_path)).predict(PAIRS, show_progress_bar=False)
     backend = CrossEncoderBackend(tiny_ce_logit_path)
-    np.testing.assert_allclose(backend.score(PAIRS), expected, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(backend.score_pairs(PAIRS), expected, atol=1e-5, rtol=0)
     assert backend.score_kind == "logit"
     assert (np.asarray(expected) < 0).any() or (np.asarray(expected) > 1).any()
 
 
 def test_activation_override(tiny_ce_logit_path: Path) -> None:
-    logits = np.array(CrossEncoderBackend(tiny_ce_logit_path).score(PAIRS))
-    probs = np.array(CrossEncoderBackend(tiny_ce_logit_path, activation="sigmoid").score(PAIRS))
+    logits = np.array(CrossEncoderBackend(tiny_ce_logit_path).score_pairs(PAIRS))
+    probs = np.array(CrossEncoderBackend(tiny_ce_logit_path, activation="sigmoid").score_pairs(PAIRS))
     np.testing.assert_allclose(probs, 1 / (1 + np.exp(-logits)), atol=1e-6)
     assert CrossEncoderBackend(tiny_ce_logit_path, activation="sigmoid").peek_score_kind() == "probability"
 
 
 def test_order_is_restored_after_length_sorting(tiny_ce_path: Path) -> None:
     backend = CrossEncoderBackend(tiny_ce_path, max_length=64, batch_size=3)
-    base = np.array(backend.score(PAIRS))
+    base = np.array(backend.score_pairs(PAIRS))
     perm = np.random.default_rng(0).permutation(len(PAIRS))
-    permuted = np.array(backend.score([PAIRS[i] for i in perm]))
+    permuted = np.array(backend.score_pairs([PAIRS[i] for i in perm]))
     np.testing.assert_allclose(permuted, base[perm], atol=1e-5)
 
 
@@ -91,12 +91,12 @@ def test_loading_is_lazy(tiny_ce_path: Path) -> None:
 def test_concurrent_threads_get_their_own_correct_scores(tiny_ce_path: Path) -> None:
     backend = CrossEncoderBackend(tiny_ce_path, max_length=64, batch_size=2)
     jobs = [[(f"query {i}", t) for t in TEXTS] for i in range(8)]
-    expected = [backend.score(job) for job in jobs]
+    expected = [backend.score_pairs(job) for job in jobs]
     results: dict[int, list[float]] = {}
 
     def work(i: int) -> None:
         for _ in range(3):
-            results[i] = backend.score(jobs[i])
+            results[i] = backend.score_pairs(jobs[i])
             np.testing.assert_allclose(results[i], expected[i], atol=1e-5)
 
     run_in_threads(work, 8)
@@ -107,7 +107,7 @@ def test_accepts_a_loaded_crossencoder(st_model) -> None:
     backend = CrossEncoderBackend(st_model)
     assert backend.is_loaded
     np.testing.assert_allclose(
-        backend.score(PAIRS[:3]), st_model.predict(PAIRS[:3], show_progress_bar=False), atol=1e-5
+        backend.score_pairs(PAIRS[:3]), st_model.predict(PAIRS[:3], show_progress_bar=False), atol=1e-5
     )
 
 
@@ -158,13 +158,13 @@ def test_bad_model_argument(tmp_path: Path) -> None:
 def test_multi_label_models_are_refused(tmp_path: Path) -> None:
     path = build_tiny_cross_encoder(tmp_path / "two-labels", num_labels=2)
     with pytest.raises(ConfigurationError, match="2 output labels"):
-        CrossEncoderBackend(path).score([("q", "a")])
+        CrossEncoderBackend(path).score_pairs([("q", "a")])
 
 
 def test_missing_extra_names_it(tiny_ce_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "sentence_transformers", None)
     with pytest.raises(MissingDependencyError) as info:
-        CrossEncoderBackend(tiny_ce_path).score([("q", "a")])
+        CrossEncoderBackend(tiny_ce_path).score_pairs([("q", "a")])
     assert info.value.extra == "local"
     assert "pip install 'rerank-core[local]'" in str(info.value)
     assert isinstance(info.value, ImportError)

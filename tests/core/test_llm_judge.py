@@ -245,11 +245,18 @@ def test_tokens_estimated_when_not_reported() -> None:
     assert response.usage["llm_estimated_tokens"] == 2 and response.usage["llm_prompt_tokens"] > 0
 
 
-def test_score_groups_consecutive_pairs_by_query() -> None:
-    llm = FakeJudgeLLM(grade_of)
-    judge = LLMJudgeBackend(llm, mode="listwise", window_size=4, step=2)
-    scores = judge.score([("a", DOCS[0]), ("a", DOCS[1]), ("b", DOCS[2]), ("b", DOCS[3]), ("b", DOCS[4])])
-    assert scores == pytest.approx([0.5, 1.0, 2 / 3, 1 / 3, 1.0])
+def test_score_is_one_query_and_score_groups_several() -> None:
+    judge = LLMJudgeBackend(FakeJudgeLLM(grade_of), mode="listwise", window_size=4, step=2)
+    a, b = judge.score("a", DOCS[:2]), judge.score("b", DOCS[2:5])
+    assert a.scores == pytest.approx([0.5, 1.0]) and b.scores == pytest.approx([2 / 3, 1 / 3, 1.0])
+    assert a.usage["llm_calls"] >= 1 and b.usage["llm_calls"] >= 1
+    both = judge.score_groups([("a", DOCS[:2]), ("b", DOCS[2:5])])
+    assert [(g.scores, g.usage) for g in both] == [(a.scores, a.usage), (b.scores, b.usage)]
+    assert asyncio.run(judge.ascore("b", DOCS[2:5])).scores == b.scores
+    # the old contract's call, pairs of consecutive queries: still answered for one release
+    with pytest.warns(DeprecationWarning, match="old back-end contract"):
+        old = judge.score([("a", DOCS[0]), ("a", DOCS[1]), ("b", DOCS[2]), ("b", DOCS[3]), ("b", DOCS[4])])
+    assert old == a.scores + b.scores
 
 
 def test_max_passage_chars_truncates_and_counts() -> None:

@@ -50,7 +50,7 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def torch_scores(tiny_ce_path: Path) -> np.ndarray:
-    scores = np.array(CrossEncoderBackend(tiny_ce_path, max_length=64, device="cpu").score(PAIRS))
+    scores = np.array(CrossEncoderBackend(tiny_ce_path, max_length=64, device="cpu").score_pairs(PAIRS))
     assert np.ptp(scores) > 0.05  # the tiny model discriminates, or equality would prove nothing
     return scores
 
@@ -76,7 +76,7 @@ def test_batch_tokens_gives_the_same_scores_as_fixed_batches(
     tiny_ce_path: Path, torch_scores: np.ndarray, batch_tokens: int
 ) -> None:
     backend = CrossEncoderBackend(tiny_ce_path, max_length=64, device="cpu", batch_tokens=batch_tokens)
-    np.testing.assert_allclose(backend.score(PAIRS), torch_scores, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(backend.score_pairs(PAIRS), torch_scores, atol=1e-5, rtol=0)
 
 
 # -- ONNX ----------------------------------------------------------------------------------------------
@@ -90,7 +90,7 @@ def test_onnx_fp32_equals_torch(
     backend = CrossEncoderBackend(
         tiny_ce_path, max_length=64, runtime="onnx", cache_dir=cache, batch_size=batch_size
     )
-    np.testing.assert_allclose(backend.score(PAIRS), torch_scores, atol=1e-4, rtol=0)
+    np.testing.assert_allclose(backend.score_pairs(PAIRS), torch_scores, atol=1e-4, rtol=0)
     assert backend.runtime == "onnx-float32"
     assert backend.score_kind == "probability"
 
@@ -100,7 +100,7 @@ def test_onnx_int8_keeps_the_ranking(tiny_ce_path: Path, cache: Path, torch_scor
     backend = CrossEncoderBackend(
         tiny_ce_path, max_length=64, runtime="onnx", quantization="int8", cache_dir=cache
     )
-    got = np.array(backend.score(PAIRS))
+    got = np.array(backend.score_pairs(PAIRS))
     assert backend.runtime == "onnx-int8"
     assert _spearman(got, torch_scores) > 0.9
     top = set(np.argsort(-torch_scores)[:5])
@@ -116,7 +116,7 @@ def test_export_is_cached_and_reused(tiny_ce_path: Path, tmp_path: Path) -> None
     model_file = first.export_dir / "model.onnx"
     mtime = model_file.stat().st_mtime_ns
     second = CrossEncoderBackend(str(tiny_ce_path), max_length=64, runtime="onnx", cache_dir=tmp_path)
-    np.testing.assert_allclose(second.score(PAIRS), first.score(PAIRS), atol=1e-6)
+    np.testing.assert_allclose(second.score_pairs(PAIRS), first.score_pairs(PAIRS), atol=1e-6)
     assert not second.exported and second.export_dir == first.export_dir
     assert model_file.stat().st_mtime_ns == mtime
     # a different max_length or quantization is a different export
@@ -159,7 +159,7 @@ def test_a_loaded_crossencoder_is_exported_without_being_changed(tiny_ce_path: P
     ce = CrossEncoder(str(tiny_ce_path), max_length=64, device="cpu")
     ce.model.to(torch.bfloat16)
     backend = CrossEncoderBackend(ce, runtime="onnx", cache_dir=tmp_path)
-    assert len(backend.score(PAIRS[:3])) == 3 and backend.exported
+    assert len(backend.score_pairs(PAIRS[:3])) == 3 and backend.exported
     assert next(ce.parameters()).dtype == torch.bfloat16
 
 
@@ -169,7 +169,7 @@ def test_a_loaded_crossencoder_is_exported_without_being_changed(tiny_ce_path: P
 @needs_openvino
 def test_openvino_fp32_equals_torch(tiny_ce_path: Path, cache: Path, torch_scores: np.ndarray) -> None:
     backend = CrossEncoderBackend(tiny_ce_path, max_length=64, runtime="openvino", cache_dir=cache)
-    np.testing.assert_allclose(backend.score(PAIRS), torch_scores, atol=1e-4, rtol=0)
+    np.testing.assert_allclose(backend.score_pairs(PAIRS), torch_scores, atol=1e-4, rtol=0)
     assert backend.runtime == "openvino-float32"
 
 
@@ -183,7 +183,7 @@ def test_openvino_int8_keeps_the_ranking(tiny_ce_path: Path, cache: Path, torch_
         cache_dir=cache,
         calibration_pairs=PAIRS,
     )
-    got = np.array(backend.score(PAIRS))
+    got = np.array(backend.score_pairs(PAIRS))
     assert backend.runtime == "openvino-int8"
     assert _spearman(got, torch_scores) > 0.85
 
@@ -207,7 +207,7 @@ def test_runtime_strings_and_fingerprints(tiny_ce_path: Path) -> None:
     fingerprints = {b.fingerprint for b in (fp32, bf16, onnx, onnx8, ov8)}
     assert len(fingerprints) == 5
     assert "runtime=onnx-int8" in onnx8.fingerprint
-    fp32.score(PAIRS[:2])
+    fp32.score_pairs(PAIRS[:2])
     assert fp32.fingerprint.endswith("|dtype=float32|runtime=torch-float32")  # resolved before and after load
 
 
@@ -240,7 +240,7 @@ def test_missing_runtime_names_the_extra(
     monkeypatch.setitem(sys.modules, module, None)
     backend = CrossEncoderBackend(tiny_ce_path, runtime=runtime, cache_dir=tmp_path)
     with pytest.raises(MissingDependencyError) as info:
-        backend.score([("q", "a")])
+        backend.score_pairs([("q", "a")])
     assert info.value.extra == extra
     assert f"rerank-core[{extra}]" in str(info.value)
     assert not any(tmp_path.iterdir())  # failed before exporting anything

@@ -135,13 +135,13 @@ def test_real_tokenizer_windows_fit_the_model(tiny_ce_path: Path) -> None:
     text = " ".join(f"token{i} unbelievably-hyphenated, words." for i in range(60))
     query = "which windows fit"
     calls: list[list[tuple[str, str]]] = []
-    original = backend.score
+    original = backend.score_pairs
 
     def spy(pairs):  # type: ignore[no-untyped-def]
         calls.append(list(pairs))
         return original(pairs)
 
-    backend.score = spy  # type: ignore[method-assign]
+    backend.score_pairs = spy  # type: ignore[method-assign]
     resp = Reranker(backend).rerank(query, [text, "short text"])
     tok = backend.model.tokenizer
     windows = [t for _, t in calls[0] if t != "short text"]

@@ -1,9 +1,20 @@
-"""What every back end is: (query, text) pairs in, one raw score per pair out, sync and async.
+"""What every back end is: one query and its texts in, one raw score per text (and what it cost) out,
+sync and async.
 
 A back end also says what it is (``fingerprint``, stable across processes, used as the cache key
 and in events), what its scores mean (``score_kind``), and, when it runs a tokenizer the core can
 use, how long a pair may be (``pair_limit``) so the core can window long texts instead of letting
 them be cut silently. Batching is the back end's business.
+
+- :class:`Backend`: implement ``score(query, texts) -> GroupScores``. The Reranker calls
+  ``score_groups`` / ``ascore_groups`` (one group per query), which by default call ``score`` /
+  ``ascore`` once per query (async: all at once, at most ``max_concurrency`` in flight).
+- :class:`PairwiseBackend`: for models that score each (query, text) pair on its own (cross-encoders):
+  implement ``score_pairs(pairs) -> list[float]``; the pairs of every query of one ``score_groups`` call
+  then share batches.
+
+A subclass written for the old contract (``score(self, pairs) -> list[float]``) keeps working for one
+release, with a :class:`DeprecationWarning` (see :mod:`rerank_core.backends._compat`).
 """
 
 from __future__ import annotations
@@ -11,17 +22,19 @@ from __future__ import annotations
 import asyncio
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
+from rerank_core.backends import _compat
 from rerank_core.errors import NonRetryableBackendError
 from rerank_core.types import ScoreKind
 
-__all__ = ["Backend", "GroupScores", "PairLimit", "TextTokenizer"]
+__all__ = ["Backend", "GroupScores", "PairLimit", "PairwiseBackend", "TextTokenizer"]
 
 T = TypeVar("T")
+Groups = Sequence[tuple[str, Sequence[str]]]
 
 
 class TextTokenizer(Protocol):
@@ -51,12 +64,32 @@ class GroupScores:
     usage: Mapping[str, int] = field(default_factory=dict)
 
 
+def checked(backend: Backend, scores: Sequence[float], count: int) -> list[float]:
+    """``scores`` as a list, or a :class:`NonRetryableBackendError` when there are not ``count`` of them."""
+    if len(scores) != count:
+        raise NonRetryableBackendError(
+            f"returned {len(scores)} scores for {count} pairs", backend=backend.fingerprint
+        )
+    return list(scores)
+
+
+async def gather_all(awaitables: Iterable[Awaitable[T]]) -> list[T]:
+    """Run ``awaitables`` at once and return their results in order; on the first failure (or when the
+    caller is cancelled) the others are cancelled instead of being left running."""
+    tasks = [asyncio.ensure_future(a) for a in awaitables]
+    try:
+        return list(await asyncio.gather(*tasks))
+    finally:
+        for task in tasks:
+            task.cancel()
+
+
 class Backend(ABC):
     """Base class of the back ends. Subclasses implement ``fingerprint``, ``score_kind`` and ``score``.
 
     ``blocking`` back ends (in-process models) run on a bounded thread pool from async code so the
     event loop never waits on model work; ``max_concurrency`` bounds that pool. Remote back ends
-    override ``ascore`` with a native async client and set ``blocking = False``.
+    override ``ascore`` (and ``ascore_groups``) with a native async client and set ``blocking = False``.
     """
 
     blocking: bool = True
@@ -65,6 +98,10 @@ class Backend(ABC):
     def __init__(self) -> None:
         self._executor: ThreadPoolExecutor | None = None
         self._executor_lock = threading.Lock()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _compat.adapt(cls)
 
     @property
     @abstractmethod
@@ -85,40 +122,39 @@ class Backend(ABC):
         return None
 
     @abstractmethod
-    def score(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
-        """One raw score per (query, text) pair, in input order."""
+    def score(self, query: str, texts: Sequence[str]) -> GroupScores:
+        """One raw score per text of ``query``, in input order, and what producing them cost."""
 
-    async def ascore(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
-        return await self.run_blocking(self.score, pairs)
+    async def ascore(self, query: str, texts: Sequence[str]) -> GroupScores:
+        """Async :meth:`score`; the default runs it on the back end's bounded thread pool."""
+        return await self.run_blocking(self.score, query, texts)
 
-    def score_groups(self, groups: Sequence[tuple[str, Sequence[str]]]) -> list[GroupScores]:
+    def score_groups(self, groups: Groups) -> list[GroupScores]:
         """Score each (query, texts) group; what the Reranker calls, one group per query.
 
-        The default makes one :meth:`score` call over all pairs (shared batches) and reports no usage.
-        Back ends whose cost is per query (an LLM judge: calls, tokens) override it to report that cost
-        per group, which stays correct when several calls run at once (nothing is kept on the back end).
+        The default calls :meth:`score` once per query (an empty group costs no call). Back ends that
+        gain from seeing several queries at once (shared batches, concurrent requests) override it.
         """
-        pairs = [(q, t) for q, texts in groups for t in texts]
-        return self._split_groups(groups, self.score(pairs) if pairs else [])
+        return [
+            self._checked(self.score(q, texts), texts) if texts else GroupScores([]) for q, texts in groups
+        ]
 
-    async def ascore_groups(self, groups: Sequence[tuple[str, Sequence[str]]]) -> list[GroupScores]:
-        """Async :meth:`score_groups` (the default makes one :meth:`ascore` call)."""
-        pairs = [(q, t) for q, texts in groups for t in texts]
-        return self._split_groups(groups, await self.ascore(pairs) if pairs else [])
+    async def ascore_groups(self, groups: Groups) -> list[GroupScores]:
+        """Async :meth:`score_groups`: the default runs :meth:`ascore` for every query at once, at most
+        ``max_concurrency`` of them in flight."""
+        slots = asyncio.Semaphore(self.max_concurrency)
 
-    def _split_groups(
-        self, groups: Sequence[tuple[str, Sequence[str]]], scores: Sequence[float]
-    ) -> list[GroupScores]:
-        total = sum(len(texts) for _, texts in groups)
-        if len(scores) != total:
-            raise NonRetryableBackendError(
-                f"returned {len(scores)} scores for {total} pairs", backend=self.fingerprint
-            )
-        out, offset = [], 0
-        for _, texts in groups:
-            out.append(GroupScores(list(scores[offset : offset + len(texts)])))
-            offset += len(texts)
-        return out
+        async def one(query: str, texts: Sequence[str]) -> GroupScores:
+            if not texts:
+                return GroupScores([])
+            async with slots:
+                return self._checked(await self.ascore(query, texts), texts)
+
+        return await gather_all(one(q, texts) for q, texts in groups)
+
+    def _checked(self, result: GroupScores, texts: Sequence[str]) -> GroupScores:
+        checked(self, result.scores, len(texts))
+        return result
 
     async def run_blocking(self, fn: Callable[..., T], *args: object) -> T:
         """Run ``fn(*args)`` on this back end's bounded thread pool without blocking the loop."""
@@ -143,3 +179,53 @@ class Backend(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.fingerprint!r})"
+
+
+# Old callers' ``backend.ascore(pairs)`` on a back end that keeps the default ascore.
+Backend.ascore = _compat.accept_pairs(Backend.ascore)  # type: ignore[method-assign]
+
+
+def _flatten(groups: Groups) -> list[tuple[str, str]]:
+    return [(q, t) for q, texts in groups for t in texts]
+
+
+def _split(backend: Backend, groups: Groups, scores: Sequence[float]) -> list[GroupScores]:
+    scores = checked(backend, scores, sum(len(texts) for _, texts in groups))
+    out, offset = [], 0
+    for _, texts in groups:
+        out.append(GroupScores(scores[offset : offset + len(texts)]))
+        offset += len(texts)
+    return out
+
+
+class PairwiseBackend(Backend):
+    """Base class of back ends that score each (query, text) pair on its own, such as cross-encoders.
+
+    Subclasses implement ``score_pairs(pairs) -> list[float]`` (one raw score per pair, in input order)
+    instead of ``score``. ``score_groups`` / ``ascore_groups`` make one ``score_pairs`` /
+    ``ascore_pairs`` call over the pairs of every query, so queries scored together share batches
+    (fewer, fuller forward passes). ``ascore_pairs`` defaults to the bounded thread pool.
+    """
+
+    @abstractmethod
+    def score_pairs(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
+        """One raw score per (query, text) pair, in input order."""
+
+    async def ascore_pairs(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
+        """Async :meth:`score_pairs` (default: on the back end's bounded thread pool)."""
+        return await self.run_blocking(self.score_pairs, pairs)
+
+    def score(self, query: str, texts: Sequence[str]) -> GroupScores:
+        return self.score_groups([(query, texts)])[0]
+
+    async def ascore(self, query: str, texts: Sequence[str]) -> GroupScores:
+        return (await self.ascore_groups([(query, texts)]))[0]
+
+    # These two are also lent to old-contract subclasses of Backend (see _compat): no zero-argument super().
+    def score_groups(self, groups: Groups) -> list[GroupScores]:
+        pairs = _flatten(groups)
+        return _split(self, groups, self.score_pairs(pairs) if pairs else [])
+
+    async def ascore_groups(self, groups: Groups) -> list[GroupScores]:
+        pairs = _flatten(groups)
+        return _split(self, groups, await self.ascore_pairs(pairs) if pairs else [])

@@ -42,20 +42,17 @@ may run at once) and receives their answers; a sync driver (a bounded thread poo
 from __future__ import annotations
 
 import asyncio
-import threading
-import weakref
 from collections import Counter
 from collections.abc import Generator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from itertools import groupby
-from typing import Any
 
 from rerank_core.backends.base import Backend, GroupScores
 from rerank_core.errors import ConfigurationError, NonRetryableBackendError, RerankError
 from rerank_core.llm.base import LLM, ChatMessage, LLMBatchResponse, LLMResponse
 from rerank_core.llm.parsing import parse_grades, parse_permutation, parse_yes_no, yes_probability
 from rerank_core.llm.prompts import DEFAULT_PROMPTS, JudgePrompts
+from rerank_core.remote.limits import AsyncConcurrencyLimit, ConcurrencyLimit
 from rerank_core.types import ScoreKind
 
 __all__ = ["USAGE_KEYS", "LLMJudgeBackend"]
@@ -181,9 +178,8 @@ class LLMJudgeBackend(Backend):
         self.top_logprobs = _positive_int(top_logprobs, "top_logprobs")
         self.on_parse_error = on_parse_error
         self.blocking = llm.blocking
-        self._sync_slots = threading.BoundedSemaphore(self.max_concurrency)
-        self._async_slots: weakref.WeakKeyDictionary[Any, asyncio.Semaphore] = weakref.WeakKeyDictionary()
-        self._slots_lock = threading.Lock()
+        self._sync_slots = ConcurrencyLimit(self.max_concurrency)
+        self._async_slots = AsyncConcurrencyLimit(self.max_concurrency)
 
     # -- what the back end is --------------------------------------------------------------------
 
@@ -210,14 +206,12 @@ class LLMJudgeBackend(Backend):
 
     # -- scoring ---------------------------------------------------------------------------------
 
-    def score(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
-        """Scores for (query, text) pairs; consecutive pairs with the same query form one group."""
-        groups = [(q, [t for _, t in items]) for q, items in groupby(pairs, key=lambda p: p[0])]
-        return [s for g in self.score_groups(groups) for s in g.scores]
+    def score(self, query: str, texts: Sequence[str]) -> GroupScores:
+        """One query's scores and usage (several queries: :meth:`score_groups`, which batches across them)."""
+        return self.score_groups([(query, texts)])[0]
 
-    async def ascore(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
-        groups = [(q, [t for _, t in items]) for q, items in groupby(pairs, key=lambda p: p[0])]
-        return [s for g in await self.ascore_groups(groups) for s in g.scores]
+    async def ascore(self, query: str, texts: Sequence[str]) -> GroupScores:
+        return (await self.ascore_groups([(query, texts)]))[0]
 
     def score_groups(self, groups: Sequence[tuple[str, Sequence[str]]]) -> list[GroupScores]:
         usages = [Counter({k: 0 for k in USAGE_KEYS}) for _ in groups]
@@ -501,16 +495,8 @@ class LLMJudgeBackend(Backend):
             )
         return batch
 
-    def _async_semaphore(self) -> asyncio.Semaphore:
-        loop = asyncio.get_running_loop()
-        with self._slots_lock:
-            sem = self._async_slots.get(loop)
-            if sem is None:
-                sem = self._async_slots[loop] = asyncio.Semaphore(self.max_concurrency)
-        return sem
-
     async def _acomplete(self, call: _Call) -> LLMResponse:
-        async with self._async_semaphore():
+        async with self._async_slots:
             try:
                 return await self.llm.acomplete(
                     call.messages, max_tokens=call.max_tokens, top_logprobs=call.top_logprobs

@@ -7,11 +7,11 @@ The answer's ``choices[0].message.content`` is the text, ``choices[0].logprobs.c
 the first token's alternatives, and ``usage.prompt_tokens`` / ``usage.completion_tokens`` the counts.
 
 Retries with backoff, ``Retry-After``, the requests-per-minute limit and the in-flight cap are the shared
-remote machinery (:mod:`rerank_core.remote`): the same :class:`~rerank_core.remote.RetryPolicy`,
-:func:`~rerank_core.remote.call_with_retries` and limits the Cohere/TEI back ends use. 408/425/429/5xx,
-timeouts and dropped connections are retried; other 4xx are not; an answer that is not a chat completion
-(malformed JSON, no ``choices``) is an :class:`~rerank_core.errors.InvalidResponseError`, retried when the
-policy says so. Odd *content* (no yes/no, a broken ranking) is not an HTTP error: the judge's parsers
+remote machinery (:mod:`rerank_core.remote`): the same :class:`~rerank_core.remote.RetryPolicy` and
+:class:`~rerank_core.remote.retry.Dispatcher` the Cohere/TEI back ends use. 408/425/429/5xx, timeouts
+and dropped connections are retried; other 4xx are not; an answer that is not a chat completion (malformed
+JSON, no ``choices``) is an :class:`~rerank_core.errors.InvalidResponseError`, retried when the policy says
+so. Odd *content* (no yes/no, a broken ranking) is not an HTTP error: the judge's parsers
 deal with it.
 """
 
@@ -26,9 +26,8 @@ from rerank_core.errors import BackendError, ConfigurationError, InvalidResponse
 from rerank_core.llm.base import LLM, ChatMessage, LLMResponse, check_messages, read_openai_logprobs
 from rerank_core.remote.base import HttpClients
 from rerank_core.remote.http import Secret, error_for_status, error_for_transport, excerpt
-from rerank_core.remote.limits import AsyncConcurrencyLimit, ConcurrencyLimit, RateLimiter, check_limit
-from rerank_core.remote.retry import RetryPolicy, acall_with_retries, call_with_retries
-from rerank_core.remote.stats import RemoteStats
+from rerank_core.remote.limits import check_limit
+from rerank_core.remote.retry import Dispatcher, RetryPolicy
 
 __all__ = ["OpenAICompatibleLLM"]
 
@@ -83,13 +82,12 @@ class OpenAICompatibleLLM(LLM):
         if not isinstance(temperature, int | float) or not math.isfinite(temperature) or temperature < 0:
             raise ConfigurationError("temperature", f"must be a number >= 0, got {temperature!r}")
         check_limit(context_window, "context_window", allow_none=True)
-        check_limit(max_concurrency, "max_concurrency")
-        check_limit(requests_per_minute, "requests_per_minute", allow_none=True, integer=False)
-        check_limit(timeout, "timeout", integer=False)
-        if retry is None:
-            retry = RetryPolicy()
-        elif not isinstance(retry, RetryPolicy):
-            raise ConfigurationError("retry", f"must be a RetryPolicy, got {type(retry).__name__}")
+        self._dispatch = Dispatcher(
+            max_concurrency=max_concurrency,
+            requests_per_minute=requests_per_minute,
+            timeout=timeout,
+            retry=retry,
+        )
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.path = path
@@ -97,17 +95,14 @@ class OpenAICompatibleLLM(LLM):
         self.temperature = float(temperature)
         self.context_window = context_window
         self.max_concurrency = max_concurrency
-        self.timeout = float(timeout)
-        self.retry = retry
-        self.stats = RemoteStats()
+        self.timeout = self._dispatch.timeout
+        self.retry = self._dispatch.retry
+        self.stats = self._dispatch.stats
         self._extra_body = dict(extra_body or {})
         self._key = Secret(api_key or "")
         self._headers = {"content-type": "application/json", **dict(headers or {})}
         if self._key:
             self._headers["authorization"] = f"Bearer {self._key.get()}"
-        self._limiter = None if requests_per_minute is None else RateLimiter(requests_per_minute)
-        self._sync_limit = ConcurrencyLimit(max_concurrency)
-        self._async_limit = AsyncConcurrencyLimit(max_concurrency)
         self._http = HttpClients(
             self.base_url,
             timeout=self.timeout,
@@ -209,27 +204,13 @@ class OpenAICompatibleLLM(LLM):
         self, messages: Sequence[ChatMessage], *, max_tokens: int, top_logprobs: int = 0
     ) -> LLMResponse:
         body = self._body(messages, max_tokens, top_logprobs)
-        return call_with_retries(
-            lambda: self._attempt(body),
-            self.retry,
-            what="chat completion",
-            limiter=self._limiter,
-            concurrency=self._sync_limit,
-            stats=self.stats,
-        )
+        return self._dispatch.call(lambda: self._attempt(body), "chat completion")
 
     async def acomplete(
         self, messages: Sequence[ChatMessage], *, max_tokens: int, top_logprobs: int = 0
     ) -> LLMResponse:
         body = self._body(messages, max_tokens, top_logprobs)
-        return await acall_with_retries(
-            lambda: self._aattempt(body),
-            self.retry,
-            what="chat completion",
-            limiter=self._limiter,
-            concurrency=self._async_limit,
-            stats=self.stats,
-        )
+        return await self._dispatch.acall(lambda: self._aattempt(body), "chat completion")
 
 
 def _count(usage: object, key: str) -> int | None:

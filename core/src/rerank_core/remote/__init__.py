@@ -1,5 +1,5 @@
 """What every remote back end shares: retries, client-side limits, HTTP error mapping, secrets, response
-checks, and the base class that turns the core's pairs into requests and back.
+checks, and the base class that turns the core's queries into requests and back.
 
 The concrete back ends live in :mod:`rerank_core.backends` (``CohereBackend``, ``RerankAPIBackend``);
 a loopback server that speaks their protocols and injects faults, for tests and load tests, lives in

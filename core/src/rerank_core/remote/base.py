@@ -1,12 +1,12 @@
-"""The part every remote rerank back end shares: from the core's (query, text) pairs to requests and back.
+"""The part every remote rerank back end shares: from the core's queries to requests and back.
 
-``score(pairs)`` receives the pairs of one or several queries (consecutive pairs share a query). They
-become one request per query, split into requests of at most ``max_documents_per_request`` documents
-(a server's per-request limit), sent with bounded concurrency, an optional requests-per-minute limit and
-the retry policy, checked (every index in range, none repeated, one finite score per document) and merged
-back into one score per pair in input order. The scores of a remote reranker are absolute per document
-(Cohere's relevance score, TEI's sigmoid or logit), so merging the scores of several requests for one
-query into one ranking is exact.
+Each query's texts become requests of at most ``max_documents_per_request`` documents (a server's
+per-request limit); the requests of every query of one ``score_groups`` call are sent side by side, with
+bounded concurrency, an optional requests-per-minute limit and the retry policy (a
+:class:`~rerank_core.remote.retry.Dispatcher`), checked (every index in range, none repeated, one finite
+score per document) and merged back into one score per text, per query, in input order. The scores of a
+remote reranker are absolute per document (Cohere's relevance score, TEI's sigmoid or logit), so merging
+the scores of several requests for one query into one ranking is exact.
 
 A subclass only says how to send one request: ``_send(query, texts)`` / ``_asend(query, texts)`` return
 the server's ``(index, score)`` entries or raise a typed :class:`~rerank_core.errors.BackendError`.
@@ -14,65 +14,37 @@ the server's ``(index, score)`` entries or raise a typed :class:`~rerank_core.er
 
 from __future__ import annotations
 
-import asyncio
 import threading
-import weakref
 from abc import abstractmethod
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Generic, TypeVar
+from collections.abc import Sequence
+from itertools import groupby
+from operator import itemgetter
+from typing import Any
 
-from rerank_core.backends.base import Backend
-from rerank_core.errors import BackendError, ConfigurationError, InvalidResponseError
+from rerank_core.backends.base import Backend, GroupScores, gather_all
+from rerank_core.errors import BackendError, InvalidResponseError
 from rerank_core.remote.http import check_ranking
-from rerank_core.remote.limits import AsyncConcurrencyLimit, ConcurrencyLimit, RateLimiter, check_limit
-from rerank_core.remote.retry import RetryPolicy, acall_with_retries, call_with_retries
-from rerank_core.remote.stats import RemoteStats
+from rerank_core.remote.limits import PerLoop, check_limit
+from rerank_core.remote.retry import Dispatcher, RetryPolicy
 
-__all__ = ["HttpClients", "PerLoop", "RemoteBackend", "plan_requests"]
+__all__ = ["HttpClients", "PerLoop", "RemoteBackend", "plan_requests", "request_slices"]
 
-C = TypeVar("C")
+
+def request_slices(count: int, max_documents: int) -> list[tuple[int, int]]:
+    """``(start, end)`` slices of one query's ``count`` texts, each at most ``max_documents`` long."""
+    return [(start, min(start + max_documents, count)) for start in range(0, count, max_documents)]
 
 
 def plan_requests(pairs: Sequence[tuple[str, str]], max_documents: int) -> list[tuple[str, int, int]]:
-    """``(query, start, end)`` slices of ``pairs``: one query each, at most ``max_documents`` long."""
+    """``(query, start, end)`` slices of ``pairs``: one query each (a run of consecutive pairs with the
+    same query), at most ``max_documents`` long."""
     requests: list[tuple[str, int, int]] = []
-    start = 0
-    n = len(pairs)
-    while start < n:
-        query = pairs[start][0]
-        end = start + 1
-        while end < n and end - start < max_documents and pairs[end][0] == query:
-            end += 1
-        requests.append((query, start, end))
-        start = end
+    offset = 0
+    for query, run in groupby(pairs, key=itemgetter(0)):
+        count = sum(1 for _ in run)
+        requests += [(query, offset + s, offset + e) for s, e in request_slices(count, max_documents)]
+        offset += count
     return requests
-
-
-class PerLoop(Generic[C]):
-    """One async client per event loop: an httpx ``AsyncClient`` (and its pooled connections) belongs to
-    the loop that first used it. Clients of loops that are gone are dropped with the loop."""
-
-    def __init__(self, factory: Callable[[], C], closer: Callable[[C], Awaitable[None]]) -> None:
-        self._factory = factory
-        self._closer = closer
-        self._items: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, C] = weakref.WeakKeyDictionary()
-        self._lock = threading.Lock()
-
-    def get(self) -> C:
-        loop = asyncio.get_running_loop()
-        with self._lock:
-            item = self._items.get(loop)
-            if item is None:
-                item = self._items[loop] = self._factory()
-            return item
-
-    async def aclose(self) -> None:
-        """Close and forget the running loop's client, if it has one."""
-        loop = asyncio.get_running_loop()
-        with self._lock:
-            item = self._items.pop(loop, None)
-        if item is not None:
-            await self._closer(item)
 
 
 class HttpClients:
@@ -164,22 +136,18 @@ class RemoteBackend(Backend):
     ) -> None:
         super().__init__()
         check_limit(max_documents_per_request, "max_documents_per_request")
-        check_limit(max_concurrency, "max_concurrency")
-        check_limit(requests_per_minute, "requests_per_minute", allow_none=True, integer=False)
-        check_limit(timeout, "timeout", integer=False)
-        if retry is None:
-            retry = RetryPolicy()
-        elif not isinstance(retry, RetryPolicy):
-            raise ConfigurationError("retry", f"must be a RetryPolicy, got {type(retry).__name__}")
+        self._dispatch = Dispatcher(
+            max_concurrency=max_concurrency,
+            requests_per_minute=requests_per_minute,
+            timeout=timeout,
+            retry=retry,
+        )
         self.max_documents_per_request = max_documents_per_request
         self.max_concurrency = max_concurrency
         self.requests_per_minute = requests_per_minute
-        self.timeout = float(timeout)
-        self.retry = retry
-        self.stats = RemoteStats()
-        self._limiter = None if requests_per_minute is None else RateLimiter(requests_per_minute)
-        self._sync_limit = ConcurrencyLimit(max_concurrency)
-        self._async_limit = AsyncConcurrencyLimit(max_concurrency)
+        self.timeout = self._dispatch.timeout
+        self.retry = self._dispatch.retry
+        self.stats = self._dispatch.stats
 
     # -- what a subclass provides ------------------------------------------------------------------
 
@@ -200,8 +168,7 @@ class RemoteBackend(Backend):
     # -- the shared part ---------------------------------------------------------------------------
 
     def _attempt(self, query: str, texts: Sequence[str]) -> list[float]:
-        self.stats.add("requests")
-        self.stats.add("documents", len(texts))
+        self._count_try(texts)
         try:
             return check_ranking(self._send(query, texts), len(texts), backend=self.fingerprint)
         except Exception as exc:
@@ -209,13 +176,16 @@ class RemoteBackend(Backend):
             raise
 
     async def _aattempt(self, query: str, texts: Sequence[str]) -> list[float]:
-        self.stats.add("requests")
-        self.stats.add("documents", len(texts))
+        self._count_try(texts)
         try:
             return check_ranking(await self._asend(query, texts), len(texts), backend=self.fingerprint)
         except Exception as exc:
             self._count_error(exc)
             raise
+
+    def _count_try(self, texts: Sequence[str]) -> None:
+        self.stats.add("requests")
+        self.stats.add("documents", len(texts))
 
     def _count_error(self, exc: BaseException) -> None:
         if isinstance(exc, InvalidResponseError):
@@ -231,53 +201,63 @@ class RemoteBackend(Backend):
         self.stats.add(f"error:{kind}")
 
     def _request(self, query: str, texts: Sequence[str]) -> list[float]:
-        return call_with_retries(
-            lambda: self._attempt(query, texts),
-            self.retry,
-            what=f"rerank request ({len(texts)} documents)",
-            limiter=self._limiter,
-            concurrency=self._sync_limit,
-            stats=self.stats,
-        )
+        return self._dispatch.call(lambda: self._attempt(query, texts), _what(texts))
 
     async def _arequest(self, query: str, texts: Sequence[str]) -> list[float]:
-        return await acall_with_retries(
-            lambda: self._aattempt(query, texts),
-            self.retry,
-            what=f"rerank request ({len(texts)} documents)",
-            limiter=self._limiter,
-            concurrency=self._async_limit,
-            stats=self.stats,
-        )
+        return await self._dispatch.acall(lambda: self._aattempt(query, texts), _what(texts))
 
-    def score(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
+    def _plan(self, groups: Sequence[tuple[str, Sequence[str]]]) -> list[tuple[int, str, list[str]]]:
+        """``(group, query, texts)`` of every request: each query's texts cut at the server's limit."""
+        plan = []
+        for g, (query, texts) in enumerate(groups):
+            texts = list(texts)
+            for start, end in request_slices(len(texts), self.max_documents_per_request):
+                plan.append((g, query, texts[start:end]))
+        return plan
+
+    @staticmethod
+    def _merge(
+        groups: Sequence[tuple[str, Sequence[str]]],
+        plan: list[tuple[int, str, list[str]]],
+        parts: list[list[float]],
+    ) -> list[GroupScores]:
+        scores: list[list[float]] = [[] for _ in groups]
+        for (g, _, _), part in zip(plan, parts, strict=True):
+            scores[g].extend(part)
+        return [GroupScores(s) for s in scores]
+
+    def score(self, query: str, texts: Sequence[str]) -> GroupScores:
+        return self.score_groups([(query, texts)])[0]
+
+    async def ascore(self, query: str, texts: Sequence[str]) -> GroupScores:
+        return (await self.ascore_groups([(query, texts)]))[0]
+
+    def score_groups(self, groups: Sequence[tuple[str, Sequence[str]]]) -> list[GroupScores]:
+        """Every request of every query at once (one flat list, so none waits on another in the pool); the
+        concurrency limit still caps what is in flight across every caller. Any failure fails the call."""
+        plan = self._plan(groups)
+        if not plan:
+            return [GroupScores([]) for _ in groups]
         self.stats.add("calls")
-        plan = plan_requests(pairs, self.max_documents_per_request)
-        texts = [text for _, text in pairs]
         if len(plan) == 1:
-            query, start, end = plan[0]
-            return self._request(query, texts[start:end])
-        # Several requests: send them side by side on the back end's pool (the concurrency limit still
-        # caps what is in flight across every caller). Any failure fails the whole call.
+            return self._merge(groups, plan, [self._request(plan[0][1], plan[0][2])])
         executor = self._get_executor()
-        futures = [executor.submit(self._request, query, texts[start:end]) for query, start, end in plan]
-        scores: list[float] = []
+        futures = [executor.submit(self._request, query, texts) for _, query, texts in plan]
         try:
-            for future in futures:
-                scores.extend(future.result())
+            parts = [future.result() for future in futures]
         finally:
             for future in futures:
                 future.cancel()
-        return scores
+        return self._merge(groups, plan, parts)
 
-    async def ascore(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
+    async def ascore_groups(self, groups: Sequence[tuple[str, Sequence[str]]]) -> list[GroupScores]:
+        plan = self._plan(groups)
+        if not plan:
+            return [GroupScores([]) for _ in groups]
         self.stats.add("calls")
-        plan = plan_requests(pairs, self.max_documents_per_request)
-        texts = [text for _, text in pairs]
-        tasks = [asyncio.ensure_future(self._arequest(q, texts[s:e])) for q, s, e in plan]
-        try:
-            parts = await asyncio.gather(*tasks)
-        finally:
-            for task in tasks:
-                task.cancel()
-        return [score for part in parts for score in part]
+        parts = await gather_all(self._arequest(query, texts) for _, query, texts in plan)
+        return self._merge(groups, plan, parts)
+
+
+def _what(texts: Sequence[str]) -> str:
+    return f"rerank request ({len(texts)} documents)"

@@ -5,6 +5,7 @@
 - :class:`ConcurrencyLimit` caps sync requests in flight across threads; :class:`AsyncConcurrencyLimit`
   caps async requests in flight, with one semaphore per event loop (an asyncio semaphore belongs to one
   loop; a back end may be used from several, e.g. one ``asyncio.run`` per call).
+- :class:`PerLoop` keeps one object per event loop (an async client, a semaphore), dropped with the loop.
 """
 
 from __future__ import annotations
@@ -14,12 +15,15 @@ import math
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from types import TracebackType
+from typing import Generic, TypeVar
 
 from rerank_core.errors import ConfigurationError
 
-__all__ = ["AsyncConcurrencyLimit", "ConcurrencyLimit", "RateLimiter", "check_limit"]
+__all__ = ["AsyncConcurrencyLimit", "ConcurrencyLimit", "PerLoop", "RateLimiter", "check_limit"]
+
+C = TypeVar("C")
 
 
 def check_limit(value: object, argument: str, *, allow_none: bool = False, integer: bool = True) -> None:
@@ -86,29 +90,48 @@ class ConcurrencyLimit:
         self._semaphore.release()
 
 
+class PerLoop(Generic[C]):
+    """One object per event loop, made by ``factory`` on first use in that loop: an httpx ``AsyncClient``
+    (and its pooled connections) or an asyncio semaphore belongs to the loop that first used it. Objects of
+    loops that are gone are dropped with the loop; ``closer`` closes one in :meth:`aclose`."""
+
+    def __init__(
+        self, factory: Callable[[], C], closer: Callable[[C], Awaitable[None]] | None = None
+    ) -> None:
+        self._factory = factory
+        self._closer = closer
+        self._items: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, C] = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
+
+    def get(self) -> C:
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            item = self._items.get(loop)
+            if item is None:
+                item = self._items[loop] = self._factory()
+            return item
+
+    async def aclose(self) -> None:
+        """Close and forget the running loop's object, if it has one."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            item = self._items.pop(loop, None)
+        if item is not None and self._closer is not None:
+            await self._closer(item)
+
+
 class AsyncConcurrencyLimit:
     """At most ``limit`` async requests in flight per event loop (``async with`` around each request)."""
 
     def __init__(self, limit: int) -> None:
         check_limit(limit, "max_concurrency")
         self.limit = limit
-        self._semaphores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
-            weakref.WeakKeyDictionary()
-        )
-        self._lock = threading.Lock()
-
-    def _semaphore(self) -> asyncio.Semaphore:
-        loop = asyncio.get_running_loop()
-        with self._lock:
-            semaphore = self._semaphores.get(loop)
-            if semaphore is None:
-                semaphore = self._semaphores[loop] = asyncio.Semaphore(self.limit)
-            return semaphore
+        self._semaphores: PerLoop[asyncio.Semaphore] = PerLoop(lambda: asyncio.Semaphore(limit))
 
     async def __aenter__(self) -> None:
-        await self._semaphore().acquire()
+        await self._semaphores.get().acquire()
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self._semaphore().release()
+        self._semaphores.get().release()

@@ -16,6 +16,7 @@ After the last try the last error is raised again, with ``attempts`` set.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import random
@@ -25,10 +26,10 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from rerank_core.errors import BackendError, ConfigurationError, InvalidResponseError
-from rerank_core.remote.limits import AsyncConcurrencyLimit, ConcurrencyLimit, RateLimiter
+from rerank_core.remote.limits import AsyncConcurrencyLimit, ConcurrencyLimit, RateLimiter, check_limit
 from rerank_core.remote.stats import RemoteStats
 
-__all__ = ["RetryPolicy", "acall_with_retries", "call_with_retries"]
+__all__ = ["Dispatcher", "RetryPolicy", "acall_with_retries", "call_with_retries"]
 
 T = TypeVar("T")
 logger = logging.getLogger("rerank_core.remote")
@@ -91,14 +92,17 @@ def _finite_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _final(error: BackendError, attempts: int) -> BackendError:
-    error.attempts = attempts
-    return error
-
-
-def _note_retry(
-    stats: RemoteStats | None, error: BackendError, attempt: int, delay: float, what: str
-) -> None:
+def _give_up_or_wait(
+    policy: RetryPolicy, error: BackendError, attempt: int, stats: RemoteStats | None, what: str
+) -> float:
+    """After try ``attempt`` failed with ``error``: raise it (with ``attempts`` set) when the policy says
+    to stop, else count and log the retry and return how long to wait before it."""
+    if not policy.should_retry(error, attempt):
+        if stats is not None:
+            stats.add("failures")
+        error.attempts = attempt
+        raise error from error.__cause__
+    delay = policy.delay(attempt, error.retry_after)
     if stats is not None:
         stats.add("retries")
     logger.info(
@@ -109,6 +113,7 @@ def _note_retry(
         error.detail,
         delay,
     )
+    return delay
 
 
 def call_with_retries(
@@ -129,17 +134,10 @@ def call_with_retries(
         if limiter is not None:
             limiter.acquire()
         try:
-            if concurrency is not None:
-                with concurrency:
-                    return send()
-            return send()
+            with concurrency or contextlib.nullcontext():
+                return send()
         except BackendError as error:
-            if not policy.should_retry(error, attempt):
-                if stats is not None:
-                    stats.add("failures")
-                raise _final(error, attempt) from error.__cause__
-            delay = policy.delay(attempt, error.retry_after)
-            _note_retry(stats, error, attempt, delay, what)
+            delay = _give_up_or_wait(policy, error, attempt, stats, what)
         sleep(delay)
 
 
@@ -159,15 +157,61 @@ async def acall_with_retries(
         if limiter is not None:
             await limiter.aacquire()
         try:
-            if concurrency is not None:
-                async with concurrency:
-                    return await send()
-            return await send()
+            async with concurrency or contextlib.nullcontext():
+                return await send()
         except BackendError as error:
-            if not policy.should_retry(error, attempt):
-                if stats is not None:
-                    stats.add("failures")
-                raise _final(error, attempt) from error.__cause__
-            delay = policy.delay(attempt, error.retry_after)
-            _note_retry(stats, error, attempt, delay, what)
+            delay = _give_up_or_wait(policy, error, attempt, stats, what)
         await asyncio.sleep(delay)
+
+
+class Dispatcher:
+    """How one endpoint's requests are sent: the retry policy, an optional client-side rate limit, at most
+    ``max_concurrency`` requests in flight (sync across threads, async per event loop), a ``timeout`` per
+    try, and the counts in ``stats``. Shared by the remote rerank back ends and the OpenAI-compatible LLM.
+
+    Raises :class:`~rerank_core.errors.ConfigurationError` naming the argument for a bad limit or policy.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_concurrency: int,
+        requests_per_minute: float | None,
+        timeout: float,
+        retry: RetryPolicy | None,
+    ) -> None:
+        check_limit(max_concurrency, "max_concurrency")
+        check_limit(requests_per_minute, "requests_per_minute", allow_none=True, integer=False)
+        check_limit(timeout, "timeout", integer=False)
+        if retry is None:
+            retry = RetryPolicy()
+        elif not isinstance(retry, RetryPolicy):
+            raise ConfigurationError("retry", f"must be a RetryPolicy, got {type(retry).__name__}")
+        self.retry = retry
+        self.timeout = float(timeout)
+        self.stats = RemoteStats()
+        self._limiter = None if requests_per_minute is None else RateLimiter(requests_per_minute)
+        self._sync_limit = ConcurrencyLimit(max_concurrency)
+        self._async_limit = AsyncConcurrencyLimit(max_concurrency)
+
+    def call(self, send: Callable[[], T], what: str) -> T:
+        """:func:`call_with_retries` under this endpoint's policy and limits."""
+        return call_with_retries(
+            send,
+            self.retry,
+            what=what,
+            limiter=self._limiter,
+            concurrency=self._sync_limit,
+            stats=self.stats,
+        )
+
+    async def acall(self, send: Callable[[], Awaitable[T]], what: str) -> T:
+        """:func:`acall_with_retries` under this endpoint's policy and limits."""
+        return await acall_with_retries(
+            send,
+            self.retry,
+            what=what,
+            limiter=self._limiter,
+            concurrency=self._async_limit,
+            stats=self.stats,
+        )

@@ -11,7 +11,8 @@ __all__ = ["RemoteStats"]
 class RemoteStats:
     """Counts kept by a remote back end (read them with :meth:`snapshot`).
 
-    - ``calls``: ``score``/``ascore`` calls; ``requests``: HTTP requests sent (every try counts);
+    - ``calls``: scoring calls (``score``/``score_groups`` and their async forms; one call may hold several
+      queries); ``requests``: HTTP requests sent (every try counts);
     - ``retries``: tries that failed and were tried again; ``failures``: requests given up on (raised);
     - ``documents``: documents sent (every try counts); ``error:<kind>``: failed tries by kind
       (``http_429``, ``http_503``, ``timeout``, ``connection``, ``invalid_response``, ...).

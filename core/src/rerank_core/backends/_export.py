@@ -1,4 +1,4 @@
-"""ONNX Runtime and OpenVINO paths for the local cross-encoder: export once, cache, run.
+"""The exports of the local cross-encoder for ONNX Runtime and OpenVINO: made once, cached, reused.
 
 Why a direct export and not sentence-transformers' ``backend="onnx"/"openvino"``: those load through
 ``optimum.onnxruntime`` / ``optimum.intel``, which on this project's registry either do not exist for
@@ -19,7 +19,8 @@ Each export lands in its own folder under the cache root (``$RERANK_CACHE_DIR`` 
 path or id, revision, a fingerprint of the model files, runtime, quantization, max_length, activation and
 (for static int8) the calibration pairs. Folders are written to a temporary name and renamed into place,
 so concurrent processes never read a half-written export. The tokenizer and a ``meta.json`` are saved
-alongside, so a cached model loads without torch weights.
+alongside, so a cached model loads without torch weights. What opens and runs an export is in
+:mod:`rerank_core.backends._runners`.
 """
 
 from __future__ import annotations
@@ -29,26 +30,35 @@ import json
 import os
 import shutil
 import tempfile
-import threading
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from rerank_core._optional import require
+from rerank_core.errors import ConfigurationError
 
 __all__ = [
     "DEFAULT_CALIBRATION_PAIRS",
     "QUANTIZATIONS",
-    "RUNTIMES",
+    "ExportSpec",
+    "build_export",
     "cache_root",
     "cpu_has_vnni",
     "default_num_threads",
+    "export_key",
+    "finish_onnx",
+    "finish_openvino",
+    "hash_pairs",
+    "hf_model",
+    "hub_snapshot",
+    "model_files_fingerprint",
+    "read_meta",
 ]
 
-RUNTIMES = ("torch", "onnx", "openvino")
 QUANTIZATIONS = (None, "int8")
 EXPORT_FORMAT = 2  # bump when the export procedure changes: old cache folders are then not reused
 
@@ -239,6 +249,46 @@ def _calibration_batches(
     return batches
 
 
+@dataclass(frozen=True)
+class ExportSpec:
+    """What the runtime's step of an export (``finish``) may need besides the fp32 ONNX file."""
+
+    tokenizer: Any
+    quantization: str | None
+    max_length: int
+    inputs: Sequence[str]
+    calibration_pairs: Sequence[tuple[str, str]] | None
+
+
+def finish_onnx(folder: Path, onnx_fp32: Path, spec: ExportSpec, meta: dict[str, Any]) -> None:
+    """ONNX Runtime: keep the fp32 file, or replace it by its dynamic int8 quantization."""
+    if spec.quantization == "int8":
+        meta["int8_setting"] = _quantize_onnx_dynamic(onnx_fp32, folder / "model_int8.onnx")
+        onnx_fp32.unlink()
+        (folder / "model_int8.onnx").rename(folder / "model.onnx")
+    meta["file"] = "model.onnx"
+
+
+def finish_openvino(folder: Path, onnx_fp32: Path, spec: ExportSpec, meta: dict[str, Any]) -> None:
+    """OpenVINO: convert the fp32 ONNX file; int8 is NNCF static quantization on ``calibration_pairs``."""
+    ov = require("openvino", extra="openvino", feature="The OpenVINO cross-encoder path")
+    ov_model = ov.convert_model(str(onnx_fp32))
+    if spec.quantization == "int8":
+        nncf = require("nncf", extra="openvino", feature="OpenVINO int8 quantization")
+        pairs = list(spec.calibration_pairs or DEFAULT_CALIBRATION_PAIRS)
+        data = _calibration_batches(spec.tokenizer, pairs, spec.max_length, spec.inputs)
+        ov_model = nncf.quantize(
+            ov_model,
+            nncf.Dataset(data),
+            model_type=nncf.ModelType.TRANSFORMER,
+            subset_size=len(data),
+        )
+        meta["calibration_pairs"] = len(pairs)
+    ov.save_model(ov_model, str(folder / "model.xml"), compress_to_fp16=False)
+    onnx_fp32.unlink()
+    meta["file"] = "model.xml"
+
+
 def build_export(
     *,
     hf_model: Any,
@@ -249,8 +299,10 @@ def build_export(
     activation: str,
     target: Path,
     calibration_pairs: Sequence[tuple[str, str]] | None,
+    finish: Callable[..., None],
 ) -> None:
-    """Write a complete export (model file, tokenizer, meta.json) to ``target``, atomically."""
+    """Write a complete export (model file, tokenizer, meta.json) to ``target``, atomically: the fp32
+    ONNX export, which ``finish`` (:func:`finish_onnx` / :func:`finish_openvino`) makes the runtime's file."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
@@ -264,29 +316,9 @@ def build_export(
             "activation": activation,
             "inputs": names,
         }
-        if runtime == "onnx":
-            if quantization == "int8":
-                meta["int8_setting"] = _quantize_onnx_dynamic(onnx_fp32, tmp / "model_int8.onnx")
-                onnx_fp32.unlink()
-                (tmp / "model_int8.onnx").rename(tmp / "model.onnx")
-            meta["file"] = "model.onnx"
-        else:
-            ov = require("openvino", extra="openvino", feature="The OpenVINO cross-encoder path")
-            ov_model = ov.convert_model(str(onnx_fp32))
-            if quantization == "int8":
-                nncf = require("nncf", extra="openvino", feature="OpenVINO int8 quantization")
-                pairs = list(calibration_pairs or DEFAULT_CALIBRATION_PAIRS)
-                data = _calibration_batches(tokenizer, pairs, max_length, names)
-                ov_model = nncf.quantize(
-                    ov_model,
-                    nncf.Dataset(data),
-                    model_type=nncf.ModelType.TRANSFORMER,
-                    subset_size=len(data),
-                )
-                meta["calibration_pairs"] = len(pairs)
-            ov.save_model(ov_model, str(tmp / "model.xml"), compress_to_fp16=False)
-            onnx_fp32.unlink()
-            meta["file"] = "model.xml"
+        finish(
+            tmp, onnx_fp32, ExportSpec(tokenizer, quantization, max_length, names, calibration_pairs), meta
+        )
         tokenizer.save_pretrained(str(tmp / "tokenizer"))
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
         try:
@@ -310,47 +342,35 @@ def read_meta(folder: Path) -> dict[str, Any] | None:
     return meta
 
 
-# -- runners ---------------------------------------------------------------------------------------------
+def hf_model(ce: Any) -> Any:
+    """The Hugging Face ``PreTrainedModel`` inside a sentence-transformers ``CrossEncoder``."""
+    direct = getattr(ce, "model", None)
+    if direct is not None and hasattr(direct, "config") and hasattr(direct, "save_pretrained"):
+        return direct
+    for module in ce.modules():
+        if module is not ce and hasattr(module, "config") and hasattr(module, "save_pretrained"):
+            return module
+    raise ConfigurationError("model", "no Hugging Face model found inside the CrossEncoder to export")
 
 
-class OnnxRunner:
-    """An ONNX Runtime session: intra-op threads = ``num_threads``, inter-op 1, sequential execution."""
+def hub_snapshot(name: str, load_kwargs: Mapping[str, Any]) -> str:
+    """For a hub id: the cached snapshot's commit (its folder name), or 'unresolved'."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
 
-    def __init__(self, path: Path, num_threads: int) -> None:
-        ort = require("onnxruntime", extra="onnx", feature="The ONNX cross-encoder path")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = num_threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self._names = [i.name for i in self._session.get_inputs()]
-
-    def __call__(self, features: Mapping[str, np.ndarray]) -> np.ndarray:
-        feed = {n: np.asarray(features[n], dtype=np.int64) for n in self._names}
-        return np.asarray(self._session.run(None, feed)[0], dtype=np.float32)
+        found = try_to_load_from_cache(
+            name,
+            "config.json",
+            cache_dir=load_kwargs.get("cache_folder"),
+            revision=load_kwargs.get("revision"),
+        )
+    except Exception:  # a fingerprint, never a reason to fail
+        return "unresolved"
+    return Path(found).parent.name if isinstance(found, str) else "unresolved"
 
 
-class OpenVINORunner:
-    """An OpenVINO CPU model compiled for latency: one stream, ``num_threads`` threads, f32 precision."""
-
-    def __init__(self, path: Path, num_threads: int) -> None:
-        ov = require("openvino", extra="openvino", feature="The OpenVINO cross-encoder path")
-        core = ov.Core()
-        config = {
-            "PERFORMANCE_HINT": "LATENCY",
-            "NUM_STREAMS": "1",
-            "INFERENCE_NUM_THREADS": str(num_threads),
-            # f32 unless the model is int8: never a silent bf16 downcast on CPUs that support it
-            "INFERENCE_PRECISION_HINT": "f32",
-        }
-        self._compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
-        self._names = [p.get_any_name() for p in self._compiled.inputs]
-        self._lock = threading.Lock()
-        self._request = self._compiled.create_infer_request()
-
-    def __call__(self, features: Mapping[str, np.ndarray]) -> np.ndarray:
-        feed = {n: np.asarray(features[n], dtype=np.int64) for n in self._names}
-        with self._lock:  # one infer request: calls are serialized (the back end runs one at a time)
-            result = self._request.infer(feed)
-            return np.array(result[self._compiled.outputs[0]], dtype=np.float32)
+def hash_pairs(pairs: Sequence[tuple[str, str]]) -> str:
+    h = hashlib.sha256()
+    for q, t in pairs:
+        h.update(f"{len(q)}:{q}{len(t)}:{t}".encode())
+    return h.hexdigest()[:16]
