@@ -13,6 +13,7 @@ from typing import Any
 from rerank_core.cache import ScoreCache
 from rerank_core.calibration import ThresholdFit, fit_threshold
 from rerank_core.chunking import LongTextPolicy
+from rerank_core.coalescing import Coalescing
 from rerank_core.errors import (
     ArgumentError,
     BackendError,
@@ -37,6 +38,7 @@ __all__ = [
     "ArgumentError",
     "BackendError",
     "Candidate",
+    "Coalescing",
     "ConfigurationError",
     "FreshnessRule",
     "Fusion",

@@ -99,16 +99,13 @@ def add_parser(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``rerank finetune`` with parsed ``args``; returns the exit code (a usage error raises)."""
-    from rerank_core.eval.beir import available_splits, corpus_texts, load_beir
-    from rerank_core.eval.loading import first_stage_retriever, seed_everything
+    from rerank_core.eval.loading import seed_everything
     from rerank_core.train import (
         add_bi_encoder_teacher,
-        dev_set_from_beir,
         finetune,
-        groups_from_beir,
+        folder_training_data,
         groups_from_rows,
         read_rows,
-        split_queries,
     )
 
     if not args.data_dirs and not args.rows:
@@ -127,39 +124,22 @@ def run(args: argparse.Namespace) -> int:
     described: list[str] = []
     try:
         for data_dir in args.data_dirs:
-            train = load_beir(data_dir, split=args.train_split)
-            texts = corpus_texts(train)
-            retriever = first_stage_retriever(args.first_stage, list(texts), list(texts.values()))
-            qids = list(train.queries)
-            if args.dev_split in available_splits(data_dir):
-                dev_data, dev_qids = load_beir(data_dir, split=args.dev_split), None
-                how = f"{args.dev_split} split"
-            else:
-                qids, dev_qids = split_queries(qids, args.dev_fraction, seed=args.seed)
-                dev_data, how = train, f"{len(dev_qids)} held-out {args.train_split} queries"
-            found = groups_from_beir(
-                train,
-                retriever,
-                qids=qids,
-                negatives_per_query=args.negatives,
-                depth=args.mining_depth,
-                max_positives_per_query=args.max_positives,
+            found, dev, description = folder_training_data(
+                data_dir,
+                first_stage=args.first_stage,
+                train_split=args.train_split,
+                dev_split=args.dev_split,
+                dev_fraction=args.dev_fraction,
+                negatives=args.negatives,
+                mining_depth=args.mining_depth,
+                max_positives=args.max_positives,
+                dev_top_k=args.dev_top_k,
+                max_dev_queries=args.max_dev_queries,
                 seed=args.seed,
-                texts=texts,
             )
             groups += found
-            dev_sets.append(
-                dev_set_from_beir(
-                    dev_data,
-                    retriever,
-                    qids=dev_qids,
-                    top_k=args.dev_top_k,
-                    max_queries=args.max_dev_queries,
-                    texts=texts,
-                    name=f"{train.name}-dev",
-                )
-            )
-            described.append(f"{train.name}: {len(found)} groups from {args.train_split}, dev = {how}")
+            dev_sets.append(dev)
+            described.append(description)
         for rows_file in args.rows:
             found = groups_from_rows(
                 read_rows(rows_file),

@@ -31,6 +31,7 @@ __all__ = [
     "add_bi_encoder_teacher",
     "add_teacher_scores",
     "dev_set_from_beir",
+    "folder_training_data",
     "groups_from_beir",
     "groups_from_rows",
     "read_rows",
@@ -344,3 +345,56 @@ def dev_set_from_beir(
         first_stage=evaluate(candidates, qrels, k_values=(10,)),
         candidate_scores=candidate_scores,
     )
+
+
+def folder_training_data(
+    data_dir: str | Path,
+    *,
+    first_stage: str = "bm25",
+    train_split: str = "train",
+    dev_split: str = "dev",
+    dev_fraction: float = 0.1,
+    negatives: int = 7,
+    mining_depth: int = 30,
+    max_positives: int | None = 2,
+    dev_top_k: int = 20,
+    max_dev_queries: int | None = 200,
+    seed: int = 0,
+) -> tuple[list[TrainingGroup], DevSet, str]:
+    """One BEIR folder's training groups (mined from ``train_split`` with the ``first_stage`` the user will
+    run: ``"bm25"`` or a bi-encoder path or id), its dev set (the ``dev_split`` when the folder has one,
+    else ``dev_fraction`` of the train queries held out), and a one-line description of both; what
+    ``rerank finetune DATA_DIR`` trains on."""
+    from rerank_core.eval.beir import available_splits, load_beir
+    from rerank_core.eval.loading import first_stage_retriever
+
+    train = load_beir(data_dir, split=train_split)
+    texts = corpus_texts(train)
+    retriever = first_stage_retriever(first_stage, list(texts), list(texts.values()))
+    qids = list(train.queries)
+    dev_qids: list[str] | None
+    if dev_split in available_splits(data_dir):
+        dev_data, dev_qids, how = load_beir(data_dir, split=dev_split), None, f"{dev_split} split"
+    else:
+        qids, dev_qids = split_queries(qids, dev_fraction, seed=seed)
+        dev_data, how = train, f"{len(dev_qids)} held-out {train_split} queries"
+    groups = groups_from_beir(
+        train,
+        retriever,
+        qids=qids,
+        negatives_per_query=negatives,
+        depth=mining_depth,
+        max_positives_per_query=max_positives,
+        seed=seed,
+        texts=texts,
+    )
+    dev = dev_set_from_beir(
+        dev_data,
+        retriever,
+        qids=dev_qids,
+        top_k=dev_top_k,
+        max_queries=max_dev_queries,
+        texts=texts,
+        name=f"{train.name}-dev",
+    )
+    return groups, dev, f"{train.name}: {len(groups)} groups from {train_split}, dev = {how}"
