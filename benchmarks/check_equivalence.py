@@ -70,21 +70,21 @@ def main() -> None:
         print(f"{len(pairs)} SciFact pairs, model max_length {st_model.max_seq_length}")
         reference = st_model.predict(pairs, batch_size=32, show_progress_bar=False)
         for bs in [int(b) for b in args.batch_sizes.split(",")]:
-            ours = np.array(CrossEncoderBackend(path, device="cpu", batch_size=bs).score(pairs))
+            ours = np.array(CrossEncoderBackend(path, device="cpu", batch_size=bs).score_pairs(pairs))
             theirs = st_model.predict(pairs, batch_size=bs, show_progress_bar=False)
             print(
                 f"batch_size {bs:>3}: max |ours - predict(bs={bs})| = {np.abs(ours - theirs).max():.2e}, "
                 f"max |ours - predict(bs=32)| = {np.abs(ours - reference).max():.2e}"
             )
         backend = CrossEncoderBackend(path, device="cpu", batch_size=32)
-        backend.score(pairs[:4])  # load and warm up
+        backend.score_pairs(pairs[:4])  # load and warm up
         t_ours, t_st = [], []
         for _ in range(args.repeats):
             t = time.perf_counter()
             st_model.predict(pairs, batch_size=32, show_progress_bar=False)
             t_st.append(time.perf_counter() - t)
             t = time.perf_counter()
-            backend.score(pairs)
+            backend.score_pairs(pairs)
             t_ours.append(time.perf_counter() - t)
         m_ours, m_st = statistics.median(t_ours), statistics.median(t_st)
         print(

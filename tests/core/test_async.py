@@ -29,9 +29,9 @@ async def test_fifty_concurrent_arerank_calls_each_get_their_own_results(tiny_ce
 
 async def test_the_event_loop_keeps_running_while_the_model_works() -> None:
     class Slow(FakeBackend):
-        def score(self, pairs):  # type: ignore[no-untyped-def]
+        def score_pairs(self, pairs):  # type: ignore[no-untyped-def]
             time.sleep(0.3)  # stands for model work
-            return super().score(pairs)
+            return super().score_pairs(pairs)
 
     reranker = Reranker(Slow())
     ticks = 0
@@ -72,10 +72,10 @@ async def test_non_blocking_backend_uses_native_ascore() -> None:
         blocking = False
         async_calls = 0
 
-        def score(self, pairs):  # type: ignore[no-untyped-def]
+        def score_pairs(self, pairs):  # type: ignore[no-untyped-def]
             raise AssertionError("the sync path must not be used from async code")
 
-        async def ascore(self, pairs):  # type: ignore[no-untyped-def]
+        async def ascore_pairs(self, pairs):  # type: ignore[no-untyped-def]
             type(self).async_calls += 1
             await asyncio.sleep(0)
             return [float(len(t)) for _, t in pairs]

@@ -88,11 +88,11 @@ class Flaky(FakeBackend):
         super().__init__()
         self.failures = 1
 
-    def score(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
+    def score_pairs(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
         if self.failures:
             self.failures -= 1
             raise RetryableBackendError("busy")
-        return super().score(pairs)
+        return super().score_pairs(pairs)
 
 
 def test_a_failed_shared_batch_is_rescored_call_by_call() -> None:
@@ -103,7 +103,7 @@ def test_a_failed_shared_batch_is_rescored_call_by_call() -> None:
 
 def test_back_end_errors_still_follow_fail_open() -> None:
     class Down(FakeBackend):
-        def score(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
+        def score_pairs(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
             raise RetryableBackendError("down")
 
     with pytest.warns(FailOpenWarning):

@@ -25,7 +25,7 @@ class FailingBackend(FakeBackend):
         super().__init__(kind="probability")
         self.error = error
 
-    def score(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
+    def score_pairs(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
         raise self.error
 
 

@@ -52,7 +52,7 @@ class FakeJudge(Backend):
     def score_kind(self) -> ScoreKind:
         return "probability"
 
-    def score(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
+    def score(self, query: str, texts: Sequence[str]) -> GroupScores:
         raise AssertionError("the judge stage calls score_groups")
 
     def score_groups(self, groups: Sequence[tuple[str, Sequence[str]]]) -> list[GroupScores]:

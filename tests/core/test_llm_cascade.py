@@ -11,6 +11,10 @@ from rerank_core import ConfigurationError, Reranker
 from rerank_core.backends.cascade import CascadeBackend
 from rerank_core.backends.llm_judge import LLMJudgeBackend
 
+# CascadeBackend is deprecated (tests/core/test_options.py checks the warning); it must keep working until
+# it is removed.
+pytestmark = pytest.mark.filterwarnings("ignore:CascadeBackend is deprecated:DeprecationWarning")
+
 # cheap scores (logits) disagree with the judge's relevance (rel=) on purpose
 DOCS = {
     "a rel=0.1": 3.0,

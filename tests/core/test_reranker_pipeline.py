@@ -220,8 +220,8 @@ def test_non_finite_backend_scores_are_an_error() -> None:
 
 def test_backend_returning_the_wrong_number_of_scores_is_an_error() -> None:
     class Short(FakeBackend):
-        def score(self, pairs):  # type: ignore[no-untyped-def]
-            return super().score(pairs)[:-1]
+        def score_pairs(self, pairs):  # type: ignore[no-untyped-def]
+            return super().score_pairs(pairs)[:-1]
 
     with pytest.raises(NonRetryableBackendError, match="2 scores for 3 pairs"):
         Reranker(Short(SCORES)).rerank("q", ["a", "b", "c"])

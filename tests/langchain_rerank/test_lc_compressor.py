@@ -108,6 +108,7 @@ def test_long_texts_report_their_window_and_truncation() -> None:
         ({"reranker_kwargs": "window"}, "reranker_kwargs"),
     ],
 )
+@pytest.mark.filterwarnings("ignore:reranker_kwargs is deprecated:DeprecationWarning")
 def test_bad_options_name_the_argument(kwargs: dict, argument: str) -> None:
     with pytest.raises(ConfigurationError) as info:
         RerankCompressor(FakeBackend(SCORES), **kwargs)

@@ -217,9 +217,9 @@ def test_rerank_object_retriever_sync_path_is_llamaindex_own(tool_index: ObjectI
 
 def test_async_tool_retrieval_does_not_block_the_event_loop(tool_index: ObjectIndex) -> None:
     class Slow(FakeBackend):
-        def score(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
+        def score_pairs(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
             time.sleep(0.4)  # stands for model work
-            return super().score(pairs)
+            return super().score_pairs(pairs)
 
     pp = RerankPostprocessor(Slow(by_name), top_n=2)
 

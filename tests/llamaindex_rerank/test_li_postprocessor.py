@@ -162,6 +162,7 @@ def test_bad_input_names_the_argument(given: object, query: object, argument: st
         ({"reranker_kwargs": {"top_n": 3}}, "reranker_kwargs"),
     ],
 )
+@pytest.mark.filterwarnings("ignore:reranker_kwargs is deprecated:DeprecationWarning")
 def test_bad_options_name_the_argument(kwargs: dict, argument: str) -> None:
     with pytest.raises(ConfigurationError) as info:
         RerankPostprocessor(FakeBackend(), **kwargs)

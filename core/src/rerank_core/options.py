@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from rerank_core._validation import check_score_threshold, check_top_n
 from rerank_core.cache import ScoreCache
 from rerank_core.chunking import LongTextPolicy
 from rerank_core.coalescing import Coalescing
@@ -25,7 +26,6 @@ from rerank_core.fusion import Fusion
 from rerank_core.judge import JudgeStage, check_judge
 from rerank_core.normalization import check_normalization
 from rerank_core.profiles import ScoringProfile, check_profile
-from rerank_core.validation import check_score_threshold, check_top_n
 
 __all__ = ["LONG_TEXT_FIELDS", "RerankerOptions"]
 

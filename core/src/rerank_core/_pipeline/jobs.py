@@ -13,12 +13,12 @@ from typing import Any
 
 import numpy as np
 
+from rerank_core._validation import check_query, check_score_threshold, check_top_n, to_candidates
 from rerank_core.chunking import Segment
 from rerank_core.errors import InvalidInputError
 from rerank_core.fusion import check_first_stage_scores
 from rerank_core.options import RerankerOptions
 from rerank_core.types import Candidate, RuleEffect
-from rerank_core.validation import check_query, check_score_threshold, check_top_n, to_candidates
 
 __all__ = ["UNSET", "Job", "make_job", "make_jobs"]
 

@@ -62,8 +62,8 @@ class CascadeBackend(Backend):
         calibration: str = "auto",
     ) -> None:
         warnings.warn(
-            "CascadeBackend is deprecated and will be removed in the next release; use "
-            "Reranker(cheap, judge=JudgeStage(judge, top_k=..., band=...)) instead",
+            "CascadeBackend is deprecated and will be removed in the next release; use Reranker(cheap, "
+            "normalization='sigmoid', judge=JudgeStage(judge, top_k=..., band=...)) instead",
             DeprecationWarning,
             stacklevel=2,
         )

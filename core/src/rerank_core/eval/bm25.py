@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from rerank_core._optional import require
+from rerank_core._validation import check_corpus, check_positive_int
 from rerank_core.errors import InvalidInputError
-from rerank_core.validation import check_corpus, check_positive_int
 
 __all__ = ["BM25Retriever"]
 

@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 
 from rerank_core._optional import require
+from rerank_core._validation import check_corpus, check_positive_int
 from rerank_core.errors import ConfigurationError, InvalidInputError
-from rerank_core.validation import check_corpus, check_positive_int
 
 __all__ = ["DenseRetriever"]
 

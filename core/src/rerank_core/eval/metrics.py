@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 
-from rerank_core.validation import check_positive_int
+from rerank_core._validation import check_positive_int
 
 __all__ = [
     "DEFAULT_K_VALUES",

@@ -28,13 +28,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from rerank_core._validation import check_positive_int
 from rerank_core.errors import ConfigurationError
 from rerank_core.eval.beir import BeirDataset, corpus_texts
 from rerank_core.eval.bm25 import BM25Retriever
 from rerank_core.eval.hybrid import describe_hybrid_fusion, fuse_first_stages, hybrid_fusion_config
 from rerank_core.eval.metrics import evaluate
 from rerank_core.fusion import RetrieverFusionConfig
-from rerank_core.validation import check_positive_int
 
 __all__ = [
     "FIRST_STAGES",

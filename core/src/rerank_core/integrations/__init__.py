@@ -2,12 +2,15 @@
 
 - building the core Reranker from an adapter's arguments, and the adapters' shared constructors
   (:func:`resolve_reranker`, :class:`AdapterConstructors`);
-- reading the framework objects (:func:`check_items`, :func:`collect_first_stage_scores`,
-  :func:`candidates_with_metadata`);
+- reading the framework objects and the adapters' own arguments (:func:`check_items`,
+  :func:`collect_first_stage_scores`, :func:`candidates_with_metadata`, :func:`check_top_n`,
+  :func:`check_score_threshold`);
 - the metadata keys written back and their values (:mod:`rerank_core.integrations.metadata`);
-- tool selection for agents (:mod:`rerank_core.integrations.tool_selection`).
+- tool selection for agents (:mod:`rerank_core.integrations.tool_selection`);
+- a framework's chat model as the LLM judge's model (:mod:`rerank_core.integrations.llm`).
 """
 
+from rerank_core._validation import check_score_threshold, check_top_n
 from rerank_core.integrations._adapter import RERANKER_OPTIONS, UNSET, AdapterConstructors, resolve_reranker
 from rerank_core.integrations._items import (
     candidates_with_metadata,
@@ -50,6 +53,8 @@ __all__ = [
     "candidates_with_metadata",
     "check_items",
     "check_retrievers",
+    "check_score_threshold",
+    "check_top_n",
     "collect_first_stage_scores",
     "resolve_reranker",
     "result_metadata",

@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, TypeVar
 
 from rerank_core._pipeline import UNSET
+from rerank_core._validation import check_score_threshold, check_top_n
 from rerank_core.backends.base import Backend
 from rerank_core.backends.cohere import CohereBackend
 from rerank_core.backends.cross_encoder import CrossEncoderBackend
@@ -29,7 +30,6 @@ from rerank_core.errors import ConfigurationError
 from rerank_core.llm.base import LLM
 from rerank_core.options import LONG_TEXT_FIELDS, RerankerOptions
 from rerank_core.reranker import Reranker
-from rerank_core.validation import check_score_threshold, check_top_n
 
 __all__ = ["RERANKER_OPTIONS", "UNSET", "AdapterConstructors", "resolve_reranker"]
 

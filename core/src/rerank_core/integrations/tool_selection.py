@@ -21,12 +21,12 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from rerank_core._validation import check_query, check_score_threshold, check_top_n
 from rerank_core.backends.base import Backend
 from rerank_core.errors import InvalidInputError
 from rerank_core.integrations._adapter import UNSET, resolve_reranker
 from rerank_core.reranker import Reranker
 from rerank_core.types import RerankResponse
-from rerank_core.validation import check_query, check_score_threshold, check_top_n
 
 __all__ = [
     "ToolSelectionPlan",

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Protocol
 
+from rerank_core._validation import check_positive_int
 from rerank_core.errors import InvalidInputError
 from rerank_core.eval.beir import BeirDataset, corpus_texts
-from rerank_core.validation import check_positive_int
 
 __all__ = [
     "DevSet",

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from rerank_core._optional import require
+from rerank_core._validation import check_positive_int
 from rerank_core.errors import ConfigurationError, InvalidInputError
 from rerank_core.train.data import DevSet, TrainingGroup
-from rerank_core.validation import check_positive_int
 
 __all__ = [
     "FINETUNE_INFO_FILE",

@@ -22,6 +22,8 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 
 from rerank_core import ConfigurationError
+from rerank_core.integrations import llm as integrations_llm
+from rerank_core.integrations.llm import FrameworkLLM
 from rerank_core.llm import LLM, ChatMessage, LLMResponse, check_messages
 from rerank_core.llm.base import read_openai_logprobs
 
@@ -30,7 +32,7 @@ __all__ = ["LangChainLLM", "as_core_llm"]
 _MESSAGE = {"system": SystemMessage, "user": HumanMessage, "assistant": AIMessage}
 
 
-class LangChainLLM(LLM):
+class LangChainLLM(FrameworkLLM):
     """A LangChain ``BaseChatModel`` behind the core LLM protocol.
 
     Args:
@@ -43,8 +45,6 @@ class LangChainLLM(LLM):
         invoke_kwargs: more keywords for every ``invoke`` (e.g. ``{"temperature": 0}``).
         context_window: the model's context length in tokens, if the judge should fit prompts to it.
     """
-
-    blocking = False
 
     def __init__(
         self,
@@ -59,17 +59,18 @@ class LangChainLLM(LLM):
             raise ConfigurationError(
                 "model", f"must be a LangChain BaseChatModel, got {type(model).__name__}"
             )
-        if not isinstance(logprobs, bool):
-            raise ConfigurationError("logprobs", f"must be True or False, got {logprobs!r}")
-        if invoke_kwargs is not None and not isinstance(invoke_kwargs, Mapping):
-            raise ConfigurationError(
-                "invoke_kwargs", f"must be a mapping, got {type(invoke_kwargs).__name__}"
-            )
+        super().__init__(
+            logprobs=logprobs,
+            max_tokens_kwarg=max_tokens_kwarg,
+            call_kwargs=invoke_kwargs,
+            kwargs_argument="invoke_kwargs",
+        )
         self.model = model
-        self.supports_logprobs = logprobs
-        self.max_tokens_kwarg = max_tokens_kwarg
-        self.invoke_kwargs = dict(invoke_kwargs or {})
         self.context_window = context_window
+
+    @property
+    def invoke_kwargs(self) -> dict[str, Any]:
+        return self.call_kwargs
 
     @property
     def fingerprint(self) -> str:
@@ -79,21 +80,17 @@ class LangChainLLM(LLM):
             params = "{}"
         return f"langchain:{self.model._llm_type}:{params}"
 
-    def _kwargs(self, max_tokens: int, top_logprobs: int) -> dict[str, Any]:
-        kwargs = dict(self.invoke_kwargs)
-        if self.max_tokens_kwarg:
-            kwargs[self.max_tokens_kwarg] = max_tokens
-        if top_logprobs > 0 and self.supports_logprobs:
-            kwargs["logprobs"] = True
-            kwargs["top_logprobs"] = min(top_logprobs, 20)
-        return kwargs
-
-    @staticmethod
-    def _messages(messages: Sequence[ChatMessage]) -> list[BaseMessage]:
+    def _messages(self, messages: Sequence[ChatMessage]) -> list[BaseMessage]:
         return [_MESSAGE[m.role](content=m.content) for m in check_messages(messages)]
 
-    @staticmethod
-    def _response(message: BaseMessage) -> LLMResponse:
+    def _call(self, messages: list[Any], **kwargs: Any) -> Any:
+        return self.model.invoke(messages, **kwargs)
+
+    async def _acall(self, messages: list[Any], **kwargs: Any) -> Any:
+        return await self.model.ainvoke(messages, **kwargs)
+
+    def _response(self, answer: Any) -> LLMResponse:
+        message: BaseMessage = answer
         text = message.text if isinstance(message.text, str) else str(message.content)
         usage = getattr(message, "usage_metadata", None) or {}
         meta = getattr(message, "response_metadata", None) or {}
@@ -104,26 +101,7 @@ class LangChainLLM(LLM):
             completion_tokens=usage.get("output_tokens"),
         )
 
-    def complete(
-        self, messages: Sequence[ChatMessage], *, max_tokens: int, top_logprobs: int = 0
-    ) -> LLMResponse:
-        return self._response(
-            self.model.invoke(self._messages(messages), **self._kwargs(max_tokens, top_logprobs))
-        )
-
-    async def acomplete(
-        self, messages: Sequence[ChatMessage], *, max_tokens: int, top_logprobs: int = 0
-    ) -> LLMResponse:
-        message = await self.model.ainvoke(self._messages(messages), **self._kwargs(max_tokens, top_logprobs))
-        return self._response(message)
-
 
 def as_core_llm(llm: Any) -> LLM:
     """``llm`` as a core LLM: a core LLM as is, a LangChain chat model wrapped in :class:`LangChainLLM`."""
-    if isinstance(llm, LLM):
-        return llm
-    if isinstance(llm, BaseChatModel):
-        return LangChainLLM(llm)
-    raise ConfigurationError(
-        "llm", f"must be a LangChain BaseChatModel or a rerank_core LLM, got {type(llm).__name__}"
-    )
+    return integrations_llm.as_core_llm(llm, BaseChatModel, LangChainLLM, "a LangChain BaseChatModel")

@@ -27,9 +27,8 @@ from langchain_core.messages import AIMessage, HumanMessage
 from langchain_rerank.tool_selection import aselect_tools, select_tools
 from rerank_core import Reranker, RerankerOptions
 from rerank_core.backends import Backend, CrossEncoderBackend
-from rerank_core.integrations import resolve_reranker
+from rerank_core.integrations import check_score_threshold, check_top_n, resolve_reranker
 from rerank_core.integrations.tool_selection import check_tool_names
-from rerank_core.validation import check_score_threshold, check_top_n
 
 __all__ = ["RerankToolSelectorMiddleware"]
 

@@ -25,6 +25,8 @@ from llama_index.core.prompts import BasePromptTemplate, PromptTemplate
 
 from rerank_core import ConfigurationError
 from rerank_core.backends.llm_judge import LLMJudgeBackend
+from rerank_core.integrations import llm as integrations_llm
+from rerank_core.integrations.llm import FrameworkLLM
 from rerank_core.llm import LLM, ChatMessage, LLMResponse, TokenLogprob, check_messages
 from rerank_core.llm import PromptTemplate as JudgeTemplate
 
@@ -39,7 +41,7 @@ def _count(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
-class LlamaIndexLLM(LLM):
+class LlamaIndexLLM(FrameworkLLM):
     """A LlamaIndex ``LLM`` (``OpenAI``, ``Ollama``, ``HuggingFaceLLM``, ``MockLLM``, ...) behind the core
     LLM protocol.
 
@@ -51,8 +53,6 @@ class LlamaIndexLLM(LLM):
         chat_kwargs: more keywords for every ``chat`` call.
     """
 
-    blocking = False
-
     def __init__(
         self,
         llm: LlamaIndexBaseLLM,
@@ -63,12 +63,17 @@ class LlamaIndexLLM(LLM):
     ) -> None:
         if not isinstance(llm, LlamaIndexBaseLLM):
             raise ConfigurationError("llm", f"must be a LlamaIndex LLM, got {type(llm).__name__}")
-        if not isinstance(logprobs, bool):
-            raise ConfigurationError("logprobs", f"must be True or False, got {logprobs!r}")
+        super().__init__(
+            logprobs=logprobs,
+            max_tokens_kwarg=max_tokens_kwarg,
+            call_kwargs=chat_kwargs,
+            kwargs_argument="chat_kwargs",
+        )
         self.llm = llm
-        self.supports_logprobs = logprobs
-        self.max_tokens_kwarg = max_tokens_kwarg
-        self.chat_kwargs = dict(chat_kwargs or {})
+
+    @property
+    def chat_kwargs(self) -> dict[str, Any]:
+        return self.call_kwargs
 
     @property
     def context_window(self) -> int | None:  # type: ignore[override]
@@ -80,21 +85,16 @@ class LlamaIndexLLM(LLM):
         meta = getattr(self.llm, "metadata", None)
         return f"llamaindex:{self.llm.class_name()}:{getattr(meta, 'model_name', '?')}"
 
-    def _kwargs(self, max_tokens: int, top_logprobs: int) -> dict[str, Any]:
-        kwargs = dict(self.chat_kwargs)
-        if self.max_tokens_kwarg:
-            kwargs[self.max_tokens_kwarg] = max_tokens
-        if top_logprobs > 0 and self.supports_logprobs:
-            kwargs["logprobs"] = True
-            kwargs["top_logprobs"] = min(top_logprobs, 20)
-        return kwargs
-
-    @staticmethod
-    def _messages(messages: Sequence[ChatMessage]) -> list[LIChatMessage]:
+    def _messages(self, messages: Sequence[ChatMessage]) -> list[LIChatMessage]:
         return [LIChatMessage(role=_ROLES[m.role], content=m.content) for m in check_messages(messages)]
 
-    @staticmethod
-    def _response(response: Any) -> LLMResponse:
+    def _call(self, messages: list[Any], **kwargs: Any) -> Any:
+        return self.llm.chat(messages, **kwargs)
+
+    async def _acall(self, messages: list[Any], **kwargs: Any) -> Any:
+        return await self.llm.achat(messages, **kwargs)
+
+    def _response(self, response: Any) -> LLMResponse:
         text = response.message.content or ""
         tops = None
         if response.logprobs:
@@ -113,29 +113,10 @@ class LlamaIndexLLM(LLM):
             completion_tokens=_count(extra.get("completion_tokens", usage.get("completion_tokens"))),
         )
 
-    def complete(
-        self, messages: Sequence[ChatMessage], *, max_tokens: int, top_logprobs: int = 0
-    ) -> LLMResponse:
-        return self._response(
-            self.llm.chat(self._messages(messages), **self._kwargs(max_tokens, top_logprobs))
-        )
-
-    async def acomplete(
-        self, messages: Sequence[ChatMessage], *, max_tokens: int, top_logprobs: int = 0
-    ) -> LLMResponse:
-        response = await self.llm.achat(self._messages(messages), **self._kwargs(max_tokens, top_logprobs))
-        return self._response(response)
-
 
 def as_core_llm(llm: Any) -> LLM:
     """``llm`` as a core LLM: a core LLM as is, a LlamaIndex LLM wrapped in :class:`LlamaIndexLLM`."""
-    if isinstance(llm, LLM):
-        return llm
-    if isinstance(llm, LlamaIndexBaseLLM):
-        return LlamaIndexLLM(llm)
-    raise ConfigurationError(
-        "llm", f"must be a LlamaIndex LLM or a rerank_core LLM, got {type(llm).__name__}"
-    )
+    return integrations_llm.as_core_llm(llm, LlamaIndexBaseLLM, LlamaIndexLLM, "a LlamaIndex LLM")
 
 
 def judge_prompts(backend: object) -> dict[str, BasePromptTemplate]:
