@@ -157,6 +157,7 @@ def test_one_parser_reads_every_fusion_spec() -> None:
         ("rerank_core.tool_selection", "rerank_core.integrations.tool_selection", "select_tools"),
         ("rerank_core.retriever_fusion", "rerank_core.fusion", "fuse_retrieved"),
         ("rerank_core.bench", "rerank_core.eval.speed", "flops_per_pair"),
+        ("rerank_core.judge_stage", "rerank_core.judge", "JudgeStage"),
     ],
 )
 def test_moved_modules_keep_working_with_a_deprecation_warning(old: str, new: str, name: str) -> None:
