@@ -175,3 +175,17 @@ def test_cascade_backend_is_deprecated_for_the_judge_stage() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         Reranker(FakeBackend(), judge=JudgeStage(FakeBackend(name="judge"), top_k=2))  # the supported way
+
+
+def test_the_first_stage_rule_is_worded_once_for_the_core_and_the_adapters() -> None:
+    from rerank_core.integrations import collect_first_stage_scores
+
+    for fusion in (Fusion("zscore", 0.5), Fusion("rrf", 0.5)):
+        with pytest.raises(InvalidInputError) as adapter:
+            collect_first_stage_scores([1.0, None], fusion, lambda i: f"docs[{i}].score")
+        assert adapter.value.argument == "docs[1].score" and fusion.first_stage_need() in str(adapter.value)
+    zscore = Fusion("zscore", 0.5)
+    with pytest.raises(InvalidInputError) as core:
+        Reranker(FakeBackend(), fusion=zscore).rerank("q", ["a"])
+    assert core.value.argument == "first_stage_scores" and str(core.value).endswith(zscore.first_stage_need())
+    assert "only 'rrf' can use the input order" in zscore.first_stage_need()

@@ -68,12 +68,8 @@ def make_job(
     fusion = options.fusion
     if first_stage_scores is not None:
         first_stage = check_first_stage_scores(first_stage_scores, len(items), f_arg)
-    elif fusion is not None and fusion.method != "rrf" and items:
-        raise InvalidInputError(
-            f_arg,
-            f"fusion {fusion.describe()!r} needs one first-stage score per candidate "
-            "(only 'rrf' can use the input order instead)",
-        )
+    elif fusion is not None and not fusion.uses_input_order and items:
+        raise InvalidInputError(f_arg, fusion.first_stage_need())
     profile = options.profile
     return Job(
         query=text,

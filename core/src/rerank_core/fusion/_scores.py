@@ -60,6 +60,22 @@ class Fusion:
             return cls.parse(fusion)
         raise ConfigurationError("fusion", f"must be a Fusion or a string, got {type(fusion).__name__}")
 
+    @property
+    def uses_input_order(self) -> bool:
+        """Whether the fusion can rank by the input order when a call has no first-stage scores (``rrf``
+        only: the interpolations need the scores themselves)."""
+        return self.method == "rrf"
+
+    def first_stage_need(self) -> str:
+        """The rule on first-stage scores, in the words every check uses: each candidate needs one, except
+        that ``rrf`` falls back on the input order when none has one."""
+        why = (
+            "it uses the input order only when no candidate has one"
+            if self.uses_input_order
+            else "only 'rrf' can use the input order instead"
+        )
+        return f"fusion {self.describe()!r} needs a first-stage score for every candidate ({why})"
+
     def describe(self) -> str:
         return f"{self.method}:{self.weight:g}" + (f" (k={self.rrf_k})" if self.method == "rrf" else "")
 

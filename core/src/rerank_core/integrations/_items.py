@@ -66,14 +66,10 @@ def collect_first_stage_scores(
         return [float(v) for v in values] if values else None  # type: ignore[arg-type]
     if fusion is None:
         return None
-    if fusion.method == "rrf" and all(v is None for v in values):
+    if fusion.uses_input_order and all(v is None for v in values):
         return None
     i, bad = next((i, v) for i, v in enumerate(values) if not _is_score(v))
-    need = f"fusion {fusion.describe()!r} needs a first-stage score for every candidate"
-    if fusion.method == "rrf":
-        need += " (it uses the input order only when no candidate has one)"
-    else:
-        need += " (only 'rrf' can use the input order instead)"
+    need = fusion.first_stage_need()
     what = "is missing" if bad is None else f"must be a finite number, got {bad!r}"
     raise InvalidInputError(argument(i), f"{what}: {need}" + (f"; {hint}" if hint else ""))
 
