@@ -11,6 +11,7 @@
 """
 
 from rerank_core._validation import check_score_threshold, check_top_n
+from rerank_core.integrations import metadata as _metadata
 from rerank_core.integrations._adapter import RERANKER_OPTIONS, UNSET, AdapterConstructors, resolve_reranker
 from rerank_core.integrations._items import (
     candidates_with_metadata,
@@ -18,37 +19,12 @@ from rerank_core.integrations._items import (
     check_retrievers,
     collect_first_stage_scores,
 )
-from rerank_core.integrations.metadata import (
-    FIRST_STAGE_SCORE_KEY,
-    FUSION_SOURCES_KEY,
-    JUDGE_SCORE_KEY,
-    METADATA_KEYS,
-    NOT_RERANKED_KEY,
-    PRE_PROFILE_SCORE_KEY,
-    PROFILE_EFFECTS_KEY,
-    RAW_SCORE_KEY,
-    RELEVANCE_SCORE_KEY,
-    RERANK_SCORE_KEY,
-    TRUNCATED_KEY,
-    WINDOW_KEY,
-    result_metadata,
-)
+from rerank_core.integrations.metadata import *  # noqa: F403 (the metadata keys and result_metadata)
 
 __all__ = [
-    "FIRST_STAGE_SCORE_KEY",
-    "FUSION_SOURCES_KEY",
-    "JUDGE_SCORE_KEY",
-    "METADATA_KEYS",
-    "NOT_RERANKED_KEY",
-    "PRE_PROFILE_SCORE_KEY",
-    "PROFILE_EFFECTS_KEY",
-    "RAW_SCORE_KEY",
-    "RELEVANCE_SCORE_KEY",
+    *_metadata.__all__,
     "RERANKER_OPTIONS",
-    "RERANK_SCORE_KEY",
-    "TRUNCATED_KEY",
     "UNSET",
-    "WINDOW_KEY",
     "AdapterConstructors",
     "candidates_with_metadata",
     "check_items",
@@ -57,5 +33,4 @@ __all__ = [
     "check_top_n",
     "collect_first_stage_scores",
     "resolve_reranker",
-    "result_metadata",
 ]

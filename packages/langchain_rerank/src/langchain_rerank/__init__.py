@@ -23,42 +23,20 @@ from langchain_rerank.compressor import (
     RerankCompressor,
     documents_with_scores,
 )
-from langchain_rerank.fusion_retriever import FUSION_SOURCES_KEY, FusionRetriever
+from langchain_rerank.fusion_retriever import FusionRetriever
 from langchain_rerank.llm import LangChainLLM
 from langchain_rerank.tool_selection import aselect_tools, select_tools, tool_text
-from rerank_core.integrations.metadata import (
-    FIRST_STAGE_SCORE_KEY,
-    JUDGE_SCORE_KEY,
-    METADATA_KEYS,
-    NOT_RERANKED_KEY,
-    PRE_PROFILE_SCORE_KEY,
-    PROFILE_EFFECTS_KEY,
-    RAW_SCORE_KEY,
-    RELEVANCE_SCORE_KEY,
-    RERANK_SCORE_KEY,
-    TRUNCATED_KEY,
-    WINDOW_KEY,
-)
+from rerank_core.integrations import metadata as _metadata
+from rerank_core.integrations.metadata import *  # noqa: F403 (the metadata key constants, all exported)
 
 if TYPE_CHECKING:  # pragma: no cover
     from langchain_rerank.middleware import RerankToolSelectorMiddleware
 
 __version__ = "0.1.0"
 __all__ = [
+    *(name for name in _metadata.__all__ if name.endswith(("_KEY", "_KEYS"))),
     "DEFAULT_FIRST_STAGE_SCORE_KEY",
-    "FIRST_STAGE_SCORE_KEY",
-    "FUSION_SOURCES_KEY",
-    "JUDGE_SCORE_KEY",
-    "METADATA_KEYS",
-    "NOT_RERANKED_KEY",
-    "PRE_PROFILE_SCORE_KEY",
-    "PROFILE_EFFECTS_KEY",
-    "RAW_SCORE_KEY",
-    "RELEVANCE_SCORE_KEY",
     "RERANK_EVENT",
-    "RERANK_SCORE_KEY",
-    "TRUNCATED_KEY",
-    "WINDOW_KEY",
     "FusionRetriever",
     "LangChainLLM",
     "RerankCompressor",

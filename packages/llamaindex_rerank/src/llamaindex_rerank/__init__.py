@@ -14,39 +14,17 @@
   async path reranks without blocking the event loop.
 """
 
-from llamaindex_rerank.fusion_retriever import FUSION_SOURCES_KEY, FusionRetriever
+from llamaindex_rerank.fusion_retriever import FusionRetriever
 from llamaindex_rerank.llm import LlamaIndexLLM
 from llamaindex_rerank.postprocessor import RETRIEVAL_SCORE_KEY, RerankPostprocessor
 from llamaindex_rerank.tool_selection import RerankObjectRetriever, aselect_tools, select_tools, tool_text
-from rerank_core.integrations.metadata import (
-    FIRST_STAGE_SCORE_KEY,
-    JUDGE_SCORE_KEY,
-    METADATA_KEYS,
-    NOT_RERANKED_KEY,
-    PRE_PROFILE_SCORE_KEY,
-    PROFILE_EFFECTS_KEY,
-    RAW_SCORE_KEY,
-    RELEVANCE_SCORE_KEY,
-    RERANK_SCORE_KEY,
-    TRUNCATED_KEY,
-    WINDOW_KEY,
-)
+from rerank_core.integrations import metadata as _metadata
+from rerank_core.integrations.metadata import *  # noqa: F403 (the metadata key constants, all exported)
 
 __version__ = "0.1.0"
 __all__ = [
-    "FIRST_STAGE_SCORE_KEY",
-    "FUSION_SOURCES_KEY",
-    "JUDGE_SCORE_KEY",
-    "METADATA_KEYS",
-    "NOT_RERANKED_KEY",
-    "PRE_PROFILE_SCORE_KEY",
-    "PROFILE_EFFECTS_KEY",
-    "RAW_SCORE_KEY",
-    "RELEVANCE_SCORE_KEY",
-    "RERANK_SCORE_KEY",
+    *(name for name in _metadata.__all__ if name.endswith(("_KEY", "_KEYS"))),
     "RETRIEVAL_SCORE_KEY",
-    "TRUNCATED_KEY",
-    "WINDOW_KEY",
     "FusionRetriever",
     "LlamaIndexLLM",
     "RerankObjectRetriever",
