@@ -3,8 +3,8 @@
 (:mod:`rerank_core.judge`), which keeps the cheap scores as ``relevance_score`` and adds ``judge_score``.
 
 A cheap back end ranks every candidate, an expensive one (an LLM judge) re-ranks only the candidates worth
-its cost; which ones, and how the verdict re-orders them within their slots, is the judge stage's own code
-(:func:`~rerank_core.judge.select_for_judge`, :func:`~rerank_core.judge.reorder_within_slots`).
+its cost. This class is a thin wrapper: a :class:`~rerank_core.Reranker` over ``cheap`` with that judge
+stage does the work, and its final order is reported as rank scores.
 
 Which candidates the judge sees, per query:
 
@@ -26,18 +26,18 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-
-import numpy as np
+from typing import Any
 
 from rerank_core.backends.base import Backend, GroupScores, PairLimit
 from rerank_core.errors import ConfigurationError
-from rerank_core.judge import check_selection, merge_usage, reorder_within_slots, select_for_judge
-from rerank_core.normalization import normalize_scores
+from rerank_core.judge import check_selection
 from rerank_core.types import ScoreKind
 
 __all__ = ["CascadeBackend"]
 
 _CALIBRATIONS = ("auto", "none", "sigmoid")
+_PIPELINE_USAGE = frozenset({"candidates", "segments", "cache_hits", "pairs_scored", "truncated"})
+"""The inner Reranker's own usage keys; the cascade reports only its two stages' usage."""
 
 
 class CascadeBackend(Backend):
@@ -83,6 +83,7 @@ class CascadeBackend(Backend):
         self.calibration = calibration
         self.blocking = cheap.blocking and judge.blocking
         self.max_concurrency = max(cheap.max_concurrency, judge.max_concurrency)
+        self._inner: Any = None
 
     @property
     def fingerprint(self) -> str:
@@ -101,57 +102,42 @@ class CascadeBackend(Backend):
     def pair_limit(self) -> PairLimit | None:
         return self.cheap.pair_limit()
 
-    # -- the cascade -----------------------------------------------------------------------------
+    # -- the cascade: a Reranker with a judge stage, its final order turned into rank scores ----------
 
-    def _select(self, scores: Sequence[float]) -> list[int]:
-        """Positions of the candidates the judge sees, in cheap-rank order (best first)."""
-        raw = np.asarray(scores, dtype=np.float64)
-        order = [int(i) for i in np.argsort(-raw, kind="stable")]
-        calibrated = raw
-        if self.band is not None:
+    def _reranker(self) -> Any:
+        """The judge stage doing the work (built on first use: ``score_kind`` may load the cheap model)."""
+        if self._inner is None:
+            from rerank_core.judge import JudgeStage
+            from rerank_core.reranker import Reranker
+
             method = self.calibration
             if method == "auto":
-                method = "sigmoid" if self.cheap.score_kind == "logit" else "none"
-            calibrated = normalize_scores(raw, method)
-        return select_for_judge(order, calibrated, self.top_k, self.band)
+                method = "sigmoid" if self.band is not None and self.cheap.score_kind == "logit" else "none"
+            stage = JudgeStage(self.judge, top_k=self.top_k, band=self.band, fail_open=False)
+            self._inner = Reranker(self.cheap, normalization=method, judge=stage)
+        return self._inner
 
     @staticmethod
-    def _final(
-        cheap_scores: Sequence[float], judged: list[int], judge_scores: Sequence[float]
-    ) -> list[float]:
-        n = len(cheap_scores)
-        order = [int(i) for i in np.argsort(-np.asarray(cheap_scores, dtype=np.float64), kind="stable")]
-        order = reorder_within_slots(order, judged, judge_scores)
-        scores = [0.0] * n
-        for rank, i in enumerate(order):
-            scores[i] = (n - rank) / n
-        return scores
-
-    def _plan(self, groups: Sequence[tuple[str, Sequence[str]]], cheap: list[GroupScores]):  # type: ignore[no-untyped-def]
-        picks = [self._select(c.scores) for c in cheap]
-        asks = [(q, [texts[i] for i in pick]) for (q, texts), pick in zip(groups, picks, strict=True)]
-        return picks, asks
-
-    def _combine(
-        self, cheap: list[GroupScores], picks: list[list[int]], judged: list[GroupScores]
-    ) -> list[GroupScores]:
+    def _as_scores(responses: Sequence[Any]) -> list[GroupScores]:
+        """Each final order as ``(n - rank) / n`` scores, with both stages' usage and ``cascade_judged``."""
         out = []
-        for c, pick, j in zip(cheap, picks, judged, strict=True):
-            scores = self._final(c.scores, pick, j.scores) if pick else self._final(c.scores, [], [])
-            out.append(GroupScores(scores, merge_usage(c.usage, j.usage, {"cascade_judged": len(pick)})))
+        for response in responses:
+            n = response.num_candidates
+            scores = [0.0] * n
+            for rank, result in enumerate(response.results):
+                scores[result.index] = (n - rank) / n
+            usage = {k: v for k, v in response.usage.items() if k not in _PIPELINE_USAGE}
+            usage["cascade_judged"] = usage.pop("judge_candidates", 0)
+            out.append(GroupScores(scores, usage))
         return out
 
     def score_groups(self, groups: Sequence[tuple[str, Sequence[str]]]) -> list[GroupScores]:
-        cheap = self.cheap.score_groups(groups)
-        picks, asks = self._plan(groups, cheap)
-        judged = self.judge.score_groups(asks) if any(picks) else [GroupScores([]) for _ in asks]
-        return self._combine(cheap, picks, judged)
+        queries, texts = [q for q, _ in groups], [list(t) for _, t in groups]
+        return self._as_scores(self._reranker().rerank_many(queries, texts))
 
     async def ascore_groups(self, groups: Sequence[tuple[str, Sequence[str]]]) -> list[GroupScores]:
-        cheap = await self.cheap.ascore_groups(groups)
-        picks, asks = self._plan(groups, cheap)
-        judged = await self.judge.ascore_groups(asks) if any(picks) else [GroupScores([]) for _ in asks]
-        return self._combine(cheap, picks, judged)
+        queries, texts = [q for q, _ in groups], [list(t) for _, t in groups]
+        return self._as_scores(await self._reranker().arerank_many(queries, texts))
 
     def score(self, query: str, texts: Sequence[str]) -> GroupScores:
         return self.score_groups([(query, texts)])[0]
