@@ -85,6 +85,25 @@ PUBLIC_API = {
         "select_tools",
         "tool_text",
     ],
+    # the adapters' main modules, whose __all__ users import from directly
+    "langchain_rerank.compressor": [
+        "DEFAULT_FIRST_STAGE_SCORE_KEY",
+        "FIRST_STAGE_SCORE_KEY",
+        "RAW_SCORE_KEY",
+        "RELEVANCE_SCORE_KEY",
+        "RERANK_EVENT",
+        "RERANK_SCORE_KEY",
+        "RerankCompressor",
+        "documents_with_scores",
+    ],
+    "llamaindex_rerank.postprocessor": [
+        "FIRST_STAGE_SCORE_KEY",
+        "RAW_SCORE_KEY",
+        "RERANK_SCORE_KEY",
+        "RETRIEVAL_SCORE_KEY",
+        "RerankPostprocessor",
+        "check_nodes",
+    ],
     "llamaindex_rerank": [
         "FIRST_STAGE_SCORE_KEY",
         "FUSION_SOURCES_KEY",

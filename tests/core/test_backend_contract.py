@@ -217,3 +217,33 @@ def test_old_overrides_of_a_new_pairwise_backend_and_native_async() -> None:
         got = asyncio.run(remote.ascore_groups([("q", ["aaa", "a"]), ("r", ["aa"])]))
         assert [g.scores for g in got] == [[3.0, 1.0], [2.0]]
         assert asyncio.run(Reranker(remote).arerank("q", ["a", "aaa"])).indices == [1, 0]
+
+
+def test_an_old_subclass_overriding_score_groups_keeps_shared_batches_through_super() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+
+        class Old(Backend):
+            fingerprint = "old-groups"  # type: ignore[assignment]
+            score_kind = "logit"  # type: ignore[assignment]
+
+            def __init__(self) -> None:
+                super().__init__()
+                self.calls: list[int] = []
+
+            def score(self, pairs):  # type: ignore[no-untyped-def,override]
+                self.calls.append(len(pairs))
+                return [length_score(q, t) for q, t in pairs]
+
+            def score_groups(self, groups):  # type: ignore[no-untyped-def]
+                return [GroupScores(g.scores, {"n": 1}) for g in super().score_groups(groups)]
+
+            async def ascore_groups(self, groups):  # type: ignore[no-untyped-def]
+                return [GroupScores(g.scores, {"n": 1}) for g in await super().ascore_groups(groups)]
+
+        backend = Old()
+        responses = Reranker(backend).rerank_many(["q", "p"], [["a", "bb"], ["ccc"]])
+        assert backend.calls == [3]  # one shared call, as the old default made
+        assert [r.usage["n"] for r in responses] == [1, 1]
+        asyncio.run(Reranker(backend).arerank_many(["q", "p"], [["a", "bb"], ["ccc"]]))
+        assert backend.calls == [3, 3]

@@ -5,6 +5,7 @@ that still work for one release."""
 from __future__ import annotations
 
 import importlib
+import inspect
 import sys
 import warnings
 
@@ -88,9 +89,17 @@ def test_per_call_values_are_input_errors_and_settings_configuration_errors() ->
 
 
 def test_unknown_options_are_refused_with_the_known_ones_listed() -> None:
-    with pytest.raises(ConfigurationError, match="unknown Reranker option") as info:
+    with pytest.raises(TypeError, match="unexpected keyword") as typo:  # as for any Python signature
         Reranker(FakeBackend(), topn=3)
+    assert "top_n" in str(typo.value)
+    with pytest.raises(ConfigurationError, match="unknown Reranker option") as info:
+        Reranker(FakeBackend(), {"topn": 3})  # a mapping of options (a configuration file) names it
     assert info.value.argument == "options" and "top_n" in str(info.value)
+    params = inspect.signature(Reranker).parameters
+    assert list(params)[:2] == ["backend", "options"] and {"top_n", "fusion", "judge", "window_size"} <= set(
+        params
+    )
+    assert {"top_n", "judge", "coalesce"} <= set(dir(Reranker(FakeBackend())))
     with pytest.raises(ConfigurationError) as bad:
         RerankerOptions.build(["top_n"])  # type: ignore[arg-type]
     assert bad.value.argument == "options"
@@ -138,6 +147,11 @@ def test_one_parser_reads_every_fusion_spec() -> None:
     assert parse_spec("ZScore:0.3") == ("zscore", 0.3) and parse_spec("rrf") == ("rrf", None)
     assert Fusion.parse("zscore:0.3") == Fusion("zscore", 0.3)
     assert hybrid_fusion_config("zscore:0.3").weights == (0.7, 0.3)  # W: the dense share
+    assert parse_spec("rrf:") == ("rrf", 0.5) and hybrid_fusion_config("rrf:").weights == (0.5, 0.5)
+    assert hybrid_fusion_config("rrf").weights is None and Fusion.parse("zscore:") == Fusion("zscore", 0.5)
+    with pytest.raises(ConfigurationError) as empty:
+        Fusion.parse("  ")
+    assert empty.value.argument == "fusion.method"
     for spec in ("zscore:x", "zscore:1.5", "borda:0.1"):
         with pytest.raises(ConfigurationError) as reranker_side:
             Fusion.parse(spec)
@@ -165,6 +179,8 @@ def test_moved_modules_keep_working_with_a_deprecation_warning(old: str, new: st
     with pytest.warns(DeprecationWarning, match=f"{old} moved to {new}"):
         module = importlib.import_module(old)
     assert getattr(module, name) is getattr(importlib.import_module(new), name)
+    if old == "rerank_core.bench":  # `import rerank_core.bench.ceiling` then attribute access
+        assert module.ceiling is importlib.import_module("rerank_core.eval.speed.ceiling")
 
 
 def test_cascade_backend_is_deprecated_for_the_judge_stage() -> None:

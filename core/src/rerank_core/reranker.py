@@ -11,7 +11,9 @@ batches, and ``arerank`` / ``arerank_many`` do the same without ever blocking th
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import inspect
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -21,7 +23,7 @@ from rerank_core.backends.base import Backend
 from rerank_core.coalescing import Coalescer
 from rerank_core.errors import ConfigurationError
 from rerank_core.normalization import check_normalization
-from rerank_core.options import RerankerOptions
+from rerank_core.options import LONG_TEXT_FIELDS, RerankerOptions
 from rerank_core.types import Candidate, RerankResponse
 
 __all__ = ["Reranker"]
@@ -50,6 +52,12 @@ class Reranker:
             raise ConfigurationError(
                 "backend", f"must be a rerank_core Backend, got {type(backend).__name__}"
             )
+        unknown = sorted(set(values) - set(RerankerOptions.names()) - set(LONG_TEXT_FIELDS))
+        if unknown:
+            raise TypeError(
+                f"Reranker() got unexpected keyword argument(s) {unknown}; its options are "
+                f"{[*RerankerOptions.names(), *LONG_TEXT_FIELDS]}"
+            )
         self.backend = backend
         self.options = RerankerOptions.build(options, **values)
         check_normalization(self.options.normalization, self.options.temperature, backend.peek_score_kind())
@@ -66,6 +74,9 @@ class Reranker:
         if options is not None and name in RerankerOptions.names():
             return getattr(options, name)
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __dir__(self) -> list[str]:
+        return sorted({*super().__dir__(), *RerankerOptions.names()})
 
     def __setattr__(self, name: str, value: Any) -> None:
         # reranker.top_n = 3 replaces that option, checked like the constructor's.
@@ -144,3 +155,23 @@ class Reranker:
             self.options, queries, candidates, top_n, score_threshold, first_stage_scores
         )
         return await _pipeline.arun(self, jobs)
+
+
+def _signature() -> inspect.Signature:
+    """``Reranker(backend, options=None, *, <every RerankerOptions field>)`` for ``help()`` and IDEs that
+    read signatures at run time; the fields are written once, on :class:`RerankerOptions`."""
+    keep = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    params = [inspect.Parameter(name, keep) for name in ("self", "backend")]
+    params.append(inspect.Parameter("options", keep, default=None))
+    defaults = RerankerOptions()
+    for f in dataclasses.fields(RerankerOptions):
+        default = getattr(defaults, f.name)
+        params.append(
+            inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=f.type)
+        )
+    for name in LONG_TEXT_FIELDS:  # flat spellings of LongTextPolicy's fields
+        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None))
+    return inspect.Signature(params)
+
+
+Reranker.__init__.__signature__ = _signature()  # type: ignore[attr-defined]

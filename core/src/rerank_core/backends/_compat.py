@@ -43,6 +43,11 @@ def takes_pairs(fn: object) -> bool:
     return bool(positional) and (len(positional) == 1 or positional[0].name == "pairs")
 
 
+def is_legacy(backend: object) -> bool:
+    """Whether ``backend``'s class (or a base) implements the old pair contract (adapted by :func:`adapt`)."""
+    return bool(getattr(type(backend), _LEGACY_ATTR, False))
+
+
 def adapt(cls: type) -> None:
     """Called for every new subclass of ``Backend``: adapt the old contract where it is used."""
     legacy = {}

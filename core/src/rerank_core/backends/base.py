@@ -135,6 +135,8 @@ class Backend(ABC):
         The default calls :meth:`score` once per query (an empty group costs no call). Back ends that
         gain from seeing several queries at once (shared batches, concurrent requests) override it.
         """
+        if _compat.is_legacy(self) and hasattr(self, "score_pairs"):  # old contract: super().score_groups()
+            return PairwiseBackend.score_groups(self, groups)  # type: ignore[arg-type]
         return [
             self._checked(self.score(q, texts), texts) if texts else GroupScores([]) for q, texts in groups
         ]
@@ -142,6 +144,8 @@ class Backend(ABC):
     async def ascore_groups(self, groups: Groups) -> list[GroupScores]:
         """Async :meth:`score_groups`: the default runs :meth:`ascore` for every query at once, at most
         ``max_concurrency`` of them in flight."""
+        if _compat.is_legacy(self):  # old contract: super().ascore_groups(), one call over all pairs
+            return await PairwiseBackend.ascore_groups(self, groups)  # type: ignore[arg-type]
         slots = asyncio.Semaphore(self.max_concurrency)
 
         async def one(query: str, texts: Sequence[str]) -> GroupScores:

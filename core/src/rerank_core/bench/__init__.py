@@ -15,3 +15,4 @@ from rerank_core.eval.speed import __all__  # noqa: E402, F401
 
 for _name in ("ceiling", "contenders", "harness", "memory", "report"):
     sys.modules[f"{__name__}.{_name}"] = importlib.import_module(f"rerank_core.eval.speed.{_name}")
+    setattr(sys.modules[__name__], _name, sys.modules[f"{__name__}.{_name}"])

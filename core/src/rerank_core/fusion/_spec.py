@@ -21,12 +21,18 @@ FUSION_METHODS = ("zscore", "minmax", "rrf")
 
 
 def parse_spec(
-    spec: object, *, argument: str = "fusion", weight_argument: str | None = None
+    spec: object,
+    *,
+    argument: str = "fusion",
+    weight_argument: str | None = None,
+    default_weight: float = 0.5,
 ) -> tuple[str, float | None]:
-    """``"METHOD[:W]"`` as ``(method, W)`` (``W`` ``None`` when not written), lowercased and checked:
-    the method is one of :data:`FUSION_METHODS` and ``W`` a number in [0, 1]. Errors are
-    :class:`ConfigurationError` naming ``argument`` (``weight_argument`` for a bad weight, when given)."""
-    if not isinstance(spec, str) or not spec.strip():
+    """``"METHOD[:W]"`` as ``(method, W)``, lowercased and checked: the method is one of
+    :data:`FUSION_METHODS` and ``W`` a number in [0, 1]. ``W`` is ``None`` when no ``:`` is written, and
+    ``default_weight`` for a ``:`` with nothing after it. Errors are :class:`ConfigurationError` naming
+    ``argument`` (``argument.method`` / ``weight_argument`` for a bad method / weight, when
+    ``weight_argument`` is given)."""
+    if not isinstance(spec, str) or (not spec.strip() and not weight_argument):
         raise ConfigurationError(argument, f"must be 'rrf', 'rrf:W', 'zscore:W' or 'minmax:W', got {spec!r}")
     method, sep, weight_text = spec.strip().lower().partition(":")
     method = method.strip()
@@ -36,8 +42,10 @@ def parse_spec(
             ("" if weight_argument else "method ")
             + f"must be one of {', '.join(FUSION_METHODS)}, got {method!r} in {spec!r}",
         )
-    if not sep or not weight_text.strip():
+    if not sep:
         return method, None
+    if not weight_text.strip():
+        return method, default_weight
     weight_name = weight_argument or argument
     try:
         weight = float(weight_text)

@@ -41,7 +41,10 @@ from pydantic import ConfigDict
 
 from rerank_core import Candidate, InvalidInputError, Reranker, RerankResponse
 from rerank_core.integrations import (
+    FIRST_STAGE_SCORE_KEY,
+    RAW_SCORE_KEY,
     RELEVANCE_SCORE_KEY,
+    RERANK_SCORE_KEY,
     AdapterConstructors,
     candidates_with_metadata,
     check_items,
@@ -51,7 +54,11 @@ from rerank_core.integrations import (
 
 __all__ = [
     "DEFAULT_FIRST_STAGE_SCORE_KEY",
+    "FIRST_STAGE_SCORE_KEY",  # the core's keys (rerank_core.integrations.metadata), also exported here
+    "RAW_SCORE_KEY",
+    "RELEVANCE_SCORE_KEY",
     "RERANK_EVENT",
+    "RERANK_SCORE_KEY",
     "RerankCompressor",
     "documents_with_scores",
 ]

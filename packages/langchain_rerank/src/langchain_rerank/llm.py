@@ -70,7 +70,12 @@ class LangChainLLM(FrameworkLLM):
 
     @property
     def invoke_kwargs(self) -> dict[str, Any]:
+        """The extra keywords of every ``invoke`` (``call_kwargs`` under LangChain's name)."""
         return self.call_kwargs
+
+    @invoke_kwargs.setter
+    def invoke_kwargs(self, value: Mapping[str, Any]) -> None:
+        self.call_kwargs = dict(value)
 
     @property
     def fingerprint(self) -> str:

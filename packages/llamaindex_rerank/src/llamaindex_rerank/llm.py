@@ -73,7 +73,12 @@ class LlamaIndexLLM(FrameworkLLM):
 
     @property
     def chat_kwargs(self) -> dict[str, Any]:
+        """The extra keywords of every ``chat`` (``call_kwargs`` under LlamaIndex's name)."""
         return self.call_kwargs
+
+    @chat_kwargs.setter
+    def chat_kwargs(self, value: Mapping[str, Any]) -> None:
+        self.call_kwargs = dict(value)
 
     @property
     def context_window(self) -> int | None:  # type: ignore[override]

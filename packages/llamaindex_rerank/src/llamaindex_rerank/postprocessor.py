@@ -40,6 +40,9 @@ from llama_index.core.schema import BaseNode, MetadataMode, NodeWithScore, Query
 
 from rerank_core import Candidate, InvalidInputError, Reranker, RerankResponse, RerankResult
 from rerank_core.integrations import (
+    FIRST_STAGE_SCORE_KEY,
+    RAW_SCORE_KEY,
+    RERANK_SCORE_KEY,
     AdapterConstructors,
     candidates_with_metadata,
     check_items,
@@ -48,6 +51,9 @@ from rerank_core.integrations import (
 )
 
 __all__ = [
+    "FIRST_STAGE_SCORE_KEY",  # the core's keys (rerank_core.integrations.metadata), also exported here
+    "RAW_SCORE_KEY",
+    "RERANK_SCORE_KEY",
     "RETRIEVAL_SCORE_KEY",
     "RerankPostprocessor",
     "check_nodes",
