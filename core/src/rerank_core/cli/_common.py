@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
-from rerank_core.errors import MissingDependencyError, RerankError
+from rerank_core.errors import InvalidInputError, MissingDependencyError, RerankError
 
 __all__ = [
     "EXIT_FAILURE",
@@ -99,12 +99,16 @@ def check_output_file(path: Path | None, option: str) -> None:
 
 def run_handler(prog: str, handler: Callable[[Any], int], args: Any) -> int:
     """``handler(args)``'s exit code, with its errors reported on one line of stderr as ``prog: error: ...``:
-    2 for a :class:`UsageError`, 1 for a missing optional package, a back-end error or an OS error, 130 for
-    Ctrl-C."""
+    2 for a :class:`UsageError` or an :class:`~rerank_core.errors.InvalidInputError` (bad input data, such
+    as a malformed line of a data file: the message names the file and line), 1 for a missing optional
+    package, a back-end error or an OS error, 130 for Ctrl-C."""
     try:
         return handler(args)
     except UsageError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except InvalidInputError as exc:
+        print(f"{prog}: error: {one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except MissingDependencyError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)

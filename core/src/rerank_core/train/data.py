@@ -11,18 +11,17 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import gzip
 import json
 import math
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Protocol
+from typing import Protocol
 
 from rerank_core._validation import check_positive_int
 from rerank_core.errors import InvalidInputError
-from rerank_core.eval.beir import BeirDataset, corpus_texts
+from rerank_core.eval.beir import BeirDataset, _lines, corpus_texts
 
 __all__ = [
     "DevSet",
@@ -215,12 +214,6 @@ def groups_from_beir(
     return groups
 
 
-def _open_text(path: Path) -> IO[str]:
-    if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8")
-    return path.open("r", encoding="utf-8")
-
-
 def read_rows(path: str | Path) -> list[tuple[str, str, float]]:
     """Read (query, text, label) rows from a ``.tsv``/``.csv`` (header optional) or ``.jsonl`` file.
 
@@ -232,38 +225,44 @@ def read_rows(path: str | Path) -> list[tuple[str, str, float]]:
         raise InvalidInputError("rows", f"{file} is not a file")
     kind = file.name.removesuffix(".gz").rsplit(".", 1)[-1].lower()
     rows: list[tuple[str, str, float]] = []
-    with _open_text(file) as fh:
-        if kind == "jsonl":
-            for lineno, line in enumerate(fh, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                    rows.append((str(record["query"]), str(record["text"]), float(record["label"])))
-                except (ValueError, KeyError, TypeError) as exc:
-                    raise InvalidInputError(
-                        "rows", f"{file}:{lineno}: expected a JSON object with query, text, label ({exc})"
-                    ) from None
-        elif kind in ("tsv", "csv"):
-            reader = csv.reader(fh, delimiter="\t" if kind == "tsv" else ",")
-            for lineno, parts in enumerate(reader, start=1):
-                if not parts:
-                    continue
-                if len(parts) != 3:
-                    raise InvalidInputError(
-                        "rows", f"{file}:{lineno}: expected 3 columns (query, text, label), got {len(parts)}"
-                    )
-                try:
-                    label = float(parts[2])
-                except ValueError:
-                    if lineno == 1:
-                        continue  # header
-                    raise InvalidInputError(
-                        "rows", f"{file}:{lineno}: label {parts[2]!r} is not a number"
-                    ) from None
-                rows.append((parts[0], parts[1], label))
-        else:
-            raise InvalidInputError("rows", f"{file}: expected a .tsv, .csv or .jsonl file")
+    if kind == "jsonl":
+        for lineno, line in _lines(file, "rows"):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                rows.append((str(record["query"]), str(record["text"]), float(record["label"])))
+            except (ValueError, KeyError, TypeError) as exc:
+                raise InvalidInputError(
+                    "rows", f"{file}:{lineno}: expected a JSON object with query, text, label ({exc})"
+                ) from None
+            if not math.isfinite(rows[-1][2]):
+                raise InvalidInputError("rows", f"{file}:{lineno}: label {record['label']!r} is not finite")
+    elif kind in ("tsv", "csv"):
+        reader = csv.reader(
+            (line for _, line in _lines(file, "rows")), delimiter="\t" if kind == "tsv" else ","
+        )
+        for parts in reader:
+            lineno = reader.line_num
+            if not parts:
+                continue
+            if len(parts) != 3:
+                raise InvalidInputError(
+                    "rows", f"{file}:{lineno}: expected 3 columns (query, text, label), got {len(parts)}"
+                )
+            try:
+                label = float(parts[2])
+            except ValueError:
+                if lineno == 1:
+                    continue  # header
+                raise InvalidInputError(
+                    "rows", f"{file}:{lineno}: label {parts[2]!r} is not a number"
+                ) from None
+            if not math.isfinite(label):
+                raise InvalidInputError("rows", f"{file}:{lineno}: label {parts[2]!r} is not finite")
+            rows.append((parts[0], parts[1], label))
+    else:
+        raise InvalidInputError("rows", f"{file}: expected a .tsv, .csv or .jsonl file")
     if not rows:
         raise InvalidInputError("rows", f"{file} has no rows")
     return rows
