@@ -217,17 +217,31 @@ class TorchRunner(Runner):
                 "model",
                 f"has {num_labels} output labels; a reranker needs a model with a single relevance output",
             )
+        device = str(model.device)
+        dtype = getattr(torch, target_dtype(self.o.dtype, device))
+        if model is self.o.given and self._must_change(model, dtype):
+            # Never change the caller's model (its dtype, max_length or training mode): run a copy.
+            model = copy.deepcopy(model)
         if self.o.max_length is not None and model.max_seq_length != self.o.max_length:
             model.max_seq_length = self.o.max_length
-        device = str(model.device)
-        model.to(getattr(torch, target_dtype(self.o.dtype, device)))
+        if next(model.parameters()).dtype != dtype:
+            model.to(dtype)
         self._dtype_name = str(next(model.parameters()).dtype).removeprefix("torch.")
-        model.eval()
+        if any(module.training for module in _export.hf_model(model).modules()):
+            model.eval()
         activations = {"sigmoid": torch.nn.Sigmoid, "identity": torch.nn.Identity}
         chosen = activations.get(self.o.activation)
         self._activation = chosen() if chosen is not None else model.activation_fn
         self._device = device
         self._model = model
+
+    def _must_change(self, model: Any, dtype: Any) -> bool:
+        """Whether running ``model`` as asked would change it (then the runner works on a copy)."""
+        return (
+            (self.o.max_length is not None and model.max_seq_length != self.o.max_length)
+            or next(model.parameters()).dtype != dtype
+            or any(module.training for module in _export.hf_model(model).modules())
+        )
 
     @property
     def runtime(self) -> str:

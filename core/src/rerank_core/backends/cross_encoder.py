@@ -105,7 +105,11 @@ class CrossEncoderBackend(PairwiseBackend):
     """A local cross-encoder from a Hugging Face id, a local folder, or a loaded ``CrossEncoder``.
 
     Args:
-        model: Hugging Face model id, local path, or an already constructed ``CrossEncoder``.
+        model: Hugging Face model id, local path, or an already constructed ``CrossEncoder``. A caller's
+            ``CrossEncoder`` is never changed: when running it as asked would change it (another
+            ``dtype``, such as float16 weights run as float32 on the CPU, another ``max_length``, or
+            dropout still in training mode), the back end runs a copy (twice the weights in memory; pass
+            matching ``dtype`` / ``max_length`` to share the caller's model instead).
         device: ``"auto"``/``None`` (cuda, then mps, then cpu) or any torch device string.
         max_length: tokens per (query, text) pair; ``None`` keeps the model's limit.
         batch_size: pairs per forward pass.
@@ -260,13 +264,13 @@ class CrossEncoderBackend(PairwiseBackend):
 
     @property
     def fingerprint(self) -> str:
-        activation = self._activation_arg
-        if activation == "auto":
-            activation = self._runner.activation or activation
+        # The activation as given ("auto": the model's saved one, fixed by the model and revision), never
+        # what loading resolved it to: the fingerprint is the same before and after the model loads.
         runtime = self.runtime
         return (
             f"cross-encoder:{self._name}|revision={self._revision}|"
-            f"max_length={self._max_length}|activation={activation}|dtype={runtime.split('-', 1)[1]}|"
+            f"max_length={self._max_length}|activation={self._activation_arg}|"
+            f"dtype={runtime.split('-', 1)[1]}|"
             f"runtime={runtime}"
         )
 

@@ -88,12 +88,30 @@ def _ranks(scores: np.ndarray) -> np.ndarray:
     return ranks
 
 
-def normalised(scores: np.ndarray, method: str) -> np.ndarray:
+def _normalised(scores: np.ndarray, method: str) -> tuple[np.ndarray, bool]:
+    """The normalised scores, and whether the statistics they came from were finite (no overflow)."""
     if method == "zscore":
-        std = scores.std()
-        return (scores - scores.mean()) / std if std > 0 else np.zeros_like(scores)
-    span = scores.max() - scores.min()
-    return (scores - scores.min()) / span if span > 0 else np.zeros_like(scores)
+        mean, std = scores.mean(), scores.std()
+        out = (scores - mean) / std if std > 0 else np.zeros_like(scores)
+        return out, bool(np.isfinite(mean) and np.isfinite(std))
+    low, span = scores.min(), scores.max() - scores.min()
+    out = (scores - low) / span if span > 0 else np.zeros_like(scores)
+    return out, bool(np.isfinite(span))
+
+
+def normalised(scores: np.ndarray, method: str) -> np.ndarray:
+    """``scores`` z-scored (``"zscore"``) or scaled to [0, 1] (``"minmax"``); all zeros when they are equal.
+
+    Finite scores always give finite, meaningful results: when huge magnitudes (near 1e308) overflow the
+    mean, the spread or the span, the scores are first divided by their largest magnitude (both
+    normalisations are scale-invariant, so the values are what the exact arithmetic gives). Ordinary scores
+    take the plain formula, bit for bit as before.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        out, exact = _normalised(scores, method)
+    if exact or scores.size == 0 or not np.isfinite(scores).all():
+        return out
+    return _normalised(scores / float(np.max(np.abs(scores))), method)[0]
 
 
 def check_first_stage_scores(values: object, n: int, argument: str = "first_stage_scores") -> np.ndarray:
