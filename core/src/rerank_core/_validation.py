@@ -6,6 +6,7 @@ Nothing here copies or changes the caller's objects: a candidate is read, never 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -18,11 +19,28 @@ __all__ = [
     "check_positive_int",
     "check_query",
     "check_score_threshold",
+    "check_text",
     "check_top_n",
     "to_candidates",
 ]
 
 CandidateInput = str | Candidate | Mapping[str, Any]
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def check_text(text: str, argument: str) -> str:
+    """``text`` if it is valid Unicode: a lone surrogate (``"\\ud800"``, what a bad decode with
+    ``errors="surrogateescape"`` leaves) cannot be encoded, so no tokenizer or API could take it."""
+    if not text.isascii():
+        found = _SURROGATE.search(text)
+        if found is not None:
+            raise InvalidInputError(
+                argument,
+                f"contains a lone surrogate {found.group()!r} at position {found.start()}, which is not "
+                "valid Unicode (decode the text with errors='replace', or drop the character)",
+            )
+    return text
 
 
 def check_query(query: object, argument: str = "query") -> str:
@@ -30,7 +48,7 @@ def check_query(query: object, argument: str = "query") -> str:
         raise InvalidInputError(argument, f"must be a string, got {type(query).__name__}")
     if not query.strip():
         raise InvalidInputError(argument, "must not be empty or only whitespace")
-    return query
+    return check_text(query, argument)
 
 
 def check_positive_int(value: object, argument: str, error: type[ArgumentError] = InvalidInputError) -> int:
@@ -58,9 +76,18 @@ def check_score_threshold(
     """``threshold`` as a float, ``None`` for none; see :func:`check_top_n` for ``error``."""
     if threshold is None:
         return None
-    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not math.isfinite(threshold):
-        raise error(argument, f"must be a finite number or None, got {threshold!r}")
-    return float(threshold)
+    if not isinstance(threshold, bool) and isinstance(threshold, int | float):
+        try:
+            value = float(threshold)  # an int beyond the float range (10**400) overflows
+        except OverflowError:
+            value = math.inf
+        if math.isfinite(value):
+            return value
+    if isinstance(threshold, int) and not isinstance(threshold, bool):  # repr of a huge int can fail too
+        shown = f"an integer of {threshold.bit_length()} bits, beyond the float range"
+    else:
+        shown = repr(threshold)
+    raise error(argument, f"must be a finite number or None, got {shown}")
 
 
 def to_candidates(candidates: object, argument: str = "candidates") -> list[Candidate]:
@@ -75,12 +102,13 @@ def to_candidates(candidates: object, argument: str = "candidates") -> list[Cand
     out: list[Candidate] = []
     for i, item in enumerate(candidates):
         if isinstance(item, str):
-            out.append(Candidate(item))
+            out.append(Candidate(check_text(item, f"{argument}[{i}]")))
         elif isinstance(item, Candidate):
             if not isinstance(item.text, str):
                 raise InvalidInputError(
                     f"{argument}[{i}]", f"text must be a string, got {type(item.text).__name__}"
                 )
+            check_text(item.text, f"{argument}[{i}]")
             out.append(item)
         elif isinstance(item, Mapping):
             text = item.get("text")
@@ -89,6 +117,7 @@ def to_candidates(candidates: object, argument: str = "candidates") -> list[Cand
                     f"{argument}[{i}]",
                     f"a mapping candidate needs a 'text' string, got {type(text).__name__}",
                 )
+            check_text(text, f"{argument}[{i}]")
             out.append(Candidate(text, item.get("id"), item.get("metadata")))
         else:
             raise InvalidInputError(

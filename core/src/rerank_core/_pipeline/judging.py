@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rerank_core._pipeline.ranking import Ranked
+from rerank_core._pipeline.scoring import BackendSide
 from rerank_core.errors import BackendError, FailOpenWarning, NonRetryableBackendError
 from rerank_core.judge import merge_usage, reorder_within_slots, select_for_judge
 
@@ -34,7 +35,8 @@ def judge(reranker: Reranker, ranked: list[Ranked | None]) -> None:
     picks, groups = _plan(reranker, ranked)
     if groups:
         try:
-            _apply(reranker, ranked, picks, stage.judge.score_groups(groups))
+            with BackendSide(stage.judge):  # any failure of the judge's is a BackendError: fail_open applies
+                _apply(reranker, ranked, picks, stage.judge.score_groups(groups))
         except BackendError as exc:
             _failed(reranker, ranked, picks, exc)
 
@@ -47,11 +49,12 @@ async def ajudge(reranker: Reranker, ranked: list[Ranked | None]) -> None:
     if groups:
         backend = stage.judge
         try:
-            if backend.blocking:  # its own thread pool: the event loop never waits on the judge
-                scored = await backend.run_blocking(backend.score_groups, groups)
-            else:
-                scored = await backend.ascore_groups(groups)
-            _apply(reranker, ranked, picks, scored)
+            with BackendSide(backend):
+                if backend.blocking:  # its own thread pool: the event loop never waits on the judge
+                    scored = await backend.run_blocking(backend.score_groups, groups)
+                else:
+                    scored = await backend.ascore_groups(groups)
+                _apply(reranker, ranked, picks, scored)
         except BackendError as exc:
             _failed(reranker, ranked, picks, exc)
 

@@ -7,23 +7,84 @@ After this stage each job holds its segments and one raw score per segment.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+import asyncio
+import functools
+from collections.abc import Callable, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import numpy as np
 
 from rerank_core._pipeline.jobs import Job
 from rerank_core.chunking import plan_segments
-from rerank_core.errors import NonRetryableBackendError
+from rerank_core.errors import BackendError, NonRetryableBackendError, RerankError
 
 if TYPE_CHECKING:
     from rerank_core.reranker import Reranker
 
-__all__ = ["ascore", "score"]
+__all__ = ["BackendSide", "ascore", "score"]
 
 Pairs = list[tuple[str, str]]
+StageT = TypeVar("StageT", bound=Callable[..., Any])
 
 
+class BackendSide:
+    """``with BackendSide(backend):`` around back-end work: an unexpected exception raised there (a
+    tokenizer's ``TypeError``, a runtime's ``RuntimeError``, a bad return value) becomes a
+    :class:`NonRetryableBackendError` naming the back end, chained to the original, so ``fail_open``
+    applies; a :class:`BackendError` without a back end is given this one's name. Other
+    :class:`RerankError` s (bad input, configuration) and ``BaseException`` s (``KeyboardInterrupt``,
+    ``SystemExit``, ``CancelledError``) pass unchanged."""
+
+    def __init__(self, backend: Any) -> None:
+        self.backend = backend
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc is None or not isinstance(exc, Exception):
+            return
+        if isinstance(exc, BackendError):
+            if exc.backend is None:  # name the back end it came from
+                exc.backend = self._name()
+                exc.args = (f"[{exc.backend}] {getattr(exc, 'detail', exc)}",)
+            return
+        if isinstance(exc, RerankError):
+            return
+        raise NonRetryableBackendError(
+            f"failed while scoring: {type(exc).__name__}: {exc}", backend=self._name()
+        ) from exc
+
+    def _name(self) -> str:
+        try:
+            return str(self.backend.fingerprint)
+        except Exception:
+            return type(self.backend).__name__
+
+
+def _backend_side(stage: StageT) -> StageT:
+    """Run ``stage(reranker, jobs)``, sync or async, inside :class:`BackendSide` of the back end."""
+    if asyncio.iscoroutinefunction(stage):
+
+        @functools.wraps(stage)
+        async def arun(reranker: Reranker, jobs: list[Job]) -> None:
+            with BackendSide(reranker.backend):
+                await stage(reranker, jobs)
+
+        return cast(StageT, arun)
+
+    @functools.wraps(stage)
+    def run(reranker: Reranker, jobs: list[Job]) -> None:
+        with BackendSide(reranker.backend):
+            stage(reranker, jobs)
+
+    return cast(StageT, run)
+
+
+@_backend_side
 def score(reranker: Reranker, jobs: list[Job]) -> None:
     """Score every job's segments in place (one back-end call for all of them)."""
     pairs = _plan(reranker, jobs)
@@ -33,6 +94,7 @@ def score(reranker: Reranker, jobs: list[Job]) -> None:
     _store(reranker, jobs, pairs, cached, missing, fresh)
 
 
+@_backend_side
 async def ascore(reranker: Reranker, jobs: list[Job]) -> None:
     """Async :func:`score`: the event loop never waits on model work."""
     backend = reranker.backend

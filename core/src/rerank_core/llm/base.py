@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import math
+import numbers
+import operator
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from rerank_core.errors import ConfigurationError
+from rerank_core.errors import ConfigurationError, InvalidResponseError
 
 __all__ = [
     "LLM",
@@ -67,6 +69,26 @@ class LLMResponse:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
 
+    def __post_init__(self) -> None:
+        """An adapter's answer is checked once, here: a bad one is an :class:`InvalidResponseError` (a
+        back-end failure, so ``fail_open`` applies; the judge names its model), never a crash later."""
+        if not isinstance(self.text, str):
+            raise InvalidResponseError(
+                f"the LLM's answer text must be a string, got {type(self.text).__name__}"
+            )
+        tops = self.top_logprobs
+        if tops is not None:
+            if isinstance(tops, str | bytes) or not isinstance(tops, Sequence):
+                raise InvalidResponseError(
+                    "the LLM's top_logprobs must be a sequence of TokenLogprob or None, "
+                    f"got {type(tops).__name__}"
+                )
+            if not all(isinstance(t, TokenLogprob) for t in tops):
+                raise InvalidResponseError("the LLM's top_logprobs must hold TokenLogprob items only")
+            object.__setattr__(self, "top_logprobs", tuple(tops))
+        for name in ("prompt_tokens", "completion_tokens"):
+            object.__setattr__(self, name, _token_count(name, getattr(self, name)))
+
 
 @dataclass(frozen=True, slots=True)
 class LLMBatchResponse:
@@ -83,6 +105,25 @@ class LLMBatchResponse:
     @property
     def calls(self) -> int:
         return len(set(self.call_of))
+
+
+def _token_count(name: str, value: object) -> int | None:
+    """A reported token count: ``None``, or a non-negative whole number (an int, a NumPy or torch integer,
+    or a float such as ``12.0``, read as ``12``)."""
+    if value is None:
+        return None
+    count: int | None = None
+    if not isinstance(value, bool):
+        try:
+            count = operator.index(value)  # type: ignore[arg-type]
+        except TypeError:
+            if isinstance(value, numbers.Real) and math.isfinite(value) and float(value).is_integer():
+                count = int(value)
+    if count is None or count < 0:
+        raise InvalidResponseError(
+            f"the LLM's {name} must be a non-negative whole number or None, got {value!r}"
+        )
+    return count
 
 
 def check_messages(messages: object, argument: str = "messages") -> list[ChatMessage]:
