@@ -427,3 +427,28 @@ def test_check_tool_names() -> None:
     with pytest.raises(InvalidInputError) as info:
         check_tool_names(["a", 1], "always")
     assert info.value.argument == "always[1]"
+
+
+def test_reranked_metadata_drops_every_key_of_an_earlier_pass() -> None:
+    """Issue 16 item 11: what the adapters write never keeps a stale key of an earlier rerank pass."""
+    from rerank_core.integrations import (
+        FUSION_SOURCES_KEY,
+        METADATA_KEYS,
+        NOT_RERANKED_KEY,
+        RELEVANCE_SCORE_KEY,
+        reranked_metadata,
+    )
+    from rerank_core.types import RerankResult
+
+    stale = {key: "stale" for key in METADATA_KEYS} | {"own": 1, FUSION_SOURCES_KEY: ["bm25"]}
+    result = RerankResult(index=0, raw_score=2.0, relevance_score=0.7, text="t")
+    out = reranked_metadata(stale, result, relevance_score=True, extra={"adapter_key": 5})
+    assert out == {
+        "own": 1,
+        FUSION_SOURCES_KEY: ["bm25"],
+        "adapter_key": 5,
+        RELEVANCE_SCORE_KEY: 0.7,
+        "rerank_raw_score": 2.0,
+    }
+    assert stale[NOT_RERANKED_KEY] == "stale"  # not mutated
+    assert reranked_metadata(None, result) == {"rerank_raw_score": 2.0}

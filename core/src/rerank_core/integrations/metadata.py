@@ -7,10 +7,14 @@ The convention: a key is the name of the :class:`~rerank_core.types.RerankResult
 ``rerank_truncated``, ``reranked=False`` -> ``rerank_failed``). Both adapters export every constant below.
 
 :func:`result_metadata` is what a result adds; a key is only written when it applies.
+:func:`reranked_metadata` is what the adapters write: the object's metadata without any key of an earlier
+rerank pass (:data:`METADATA_KEYS`), plus what this result adds, so nothing stale survives a second pass (no
+``rerank_failed: True`` on a result that was reranked, no old ``rerank_window`` or ``first_stage_score``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from rerank_core.fusion import FUSION_SOURCES_KEY
@@ -30,6 +34,7 @@ __all__ = [
     "RERANK_SCORE_KEY",
     "TRUNCATED_KEY",
     "WINDOW_KEY",
+    "reranked_metadata",
     "result_metadata",
 ]
 
@@ -113,3 +118,25 @@ def result_metadata(result: RerankResult, *, fused: bool = False) -> dict[str, A
     if result.judge_score is not None:
         added[JUDGE_SCORE_KEY] = result.judge_score
     return added
+
+
+def reranked_metadata(
+    metadata: Mapping[str, Any] | None,
+    result: RerankResult,
+    *,
+    fused: bool = False,
+    relevance_score: bool = False,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A new dict: ``metadata`` without any key an earlier rerank pass wrote (:data:`METADATA_KEYS`), then
+    ``extra`` (an adapter's own keys), ``relevance_score`` when ``relevance_score`` is true (LangChain keeps
+    the score in metadata, LlamaIndex in ``NodeWithScore.score``) and :func:`result_metadata`. Every other
+    key of ``metadata`` (the document's own, :data:`FUSION_SOURCES_KEY`) is kept; ``metadata`` itself is not
+    changed."""
+    out = {k: v for k, v in (metadata or {}).items() if k not in METADATA_KEYS}
+    if extra:
+        out.update(extra)
+    if relevance_score:
+        out[RELEVANCE_SCORE_KEY] = result.relevance_score
+    out.update(result_metadata(result, fused=fused))
+    return out

