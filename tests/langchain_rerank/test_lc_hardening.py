@@ -17,10 +17,11 @@ from langchain_rerank import (
     RELEVANCE_SCORE_KEY,
     RERANK_SCORE_KEY,
     WINDOW_KEY,
+    FusionRetriever,
     RerankCompressor,
 )
 from rerank_core import Reranker
-from rerank_core.errors import FailOpenWarning, RetryableBackendError
+from rerank_core.errors import ConfigurationError, FailOpenWarning, InvalidInputError, RetryableBackendError
 
 SCORES = {"alpha one": 1.0, "beta two": 3.0, "gamma three": 2.0}
 
@@ -71,3 +72,43 @@ async def test_async_path_strips_stale_keys_too() -> None:
     ]
     out = await RerankCompressor(Reranker(FakeBackend(SCORES))).acompress_documents(stale, "q")
     assert all(NOT_RERANKED_KEY not in d.metadata and WINDOW_KEY not in d.metadata for d in out)
+
+
+# -- item 17: FusionRetriever honours a per-call k, as LangChain's standard retriever tests expect -----------
+
+
+def _fusion(**kwargs: object) -> FusionRetriever:
+    from langchain_core.runnables import RunnableLambda
+
+    a = RunnableLambda(lambda q: [Document(page_content=f"a{i}", id=f"a{i}") for i in range(4)])
+    b = RunnableLambda(lambda q: [Document(page_content=f"b{i}", id=f"b{i}") for i in range(4)])
+    return FusionRetriever([a, b], names=["a", "b"], **kwargs)  # type: ignore[arg-type]
+
+
+def test_fusion_retriever_invoke_with_k_kwarg() -> None:
+    """langchain_tests' RetrieversIntegrationTests.test_invoke_with_k_kwarg: invoke(query, k=1) -> 1 doc."""
+    retriever = _fusion()
+    assert len(retriever.invoke("q")) == 8
+    assert len(retriever.invoke("q", k=1)) == 1
+    assert len(retriever.invoke("q", top_k=3)) == 3
+    assert len(_fusion(top_k=2).invoke("q", k=5)) == 5  # the call's k overrides the retriever's top_k
+    assert len(_fusion(top_k=2).invoke("q", k=None)) == 8  # None: keep all, for this call
+    assert len(_fusion(top_k=2).invoke("q")) == 2
+
+
+async def test_fusion_retriever_ainvoke_with_k_kwarg() -> None:
+    assert len(await _fusion().ainvoke("q", k=1)) == 1
+    assert len(await _fusion(top_k=1).ainvoke("q", k=3)) == 3
+
+
+def test_fusion_retriever_k_constructor_param() -> None:
+    """langchain_tests' test_k_constructor_param: the constructor takes k (top_k's LangChain name)."""
+    assert _fusion(k=1).top_k == 1 and len(_fusion(k=1).invoke("q")) == 1
+    with pytest.raises(ConfigurationError, match="k"):
+        _fusion(k=1, top_k=2)
+
+
+@pytest.mark.parametrize("kwargs", [{"k": 0}, {"k": "2"}, {"top_k": -1}, {"k": 1, "top_k": 2}])
+def test_fusion_retriever_bad_k_names_the_argument(kwargs: dict[str, object]) -> None:
+    with pytest.raises(InvalidInputError, match="k"):
+        _fusion().invoke("q", **kwargs)
