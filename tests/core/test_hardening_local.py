@@ -4,14 +4,17 @@ fusion that stays finite on huge first-stage scores. Each test failed on the cod
 
 from __future__ import annotations
 
+import asyncio
 import math
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from fakes import FakeBackend
+from fakes import FakeBackend, run_in_threads
 
-from rerank_core import Reranker
+from rerank_core import LongTextPolicy, Reranker
 from rerank_core.backends import CrossEncoderBackend
 
 # -- 13: fusion of huge but finite first-stage scores -------------------------------------------------
@@ -75,3 +78,204 @@ def test_a_callers_crossencoder_that_needs_no_change_is_shared(tiny_ce_path: Pat
     theirs = CrossEncoder(str(tiny_ce_path), max_length=64, device="cpu")
     backend = CrossEncoderBackend(theirs, device="cpu")
     assert backend.model is theirs  # no copy when nothing would change
+
+
+# -- 7: bounded work per candidate (max_windows, max_chars) ------------------------------------------
+
+WORDS = [f"w{i}" for i in range(1000)]  # max_length 16, 3 special tokens, 1-token query: 12 per window
+
+
+class CountingTokenizer:
+    """A whitespace tokenizer that remembers the longest text it was given."""
+
+    def __init__(self) -> None:
+        self.longest = 0
+
+    def offsets(self, texts):  # type: ignore[no-untyped-def]
+        import re
+
+        self.longest = max([self.longest, *(len(t) for t in texts)])
+        return [[m.span() for m in re.finditer(r"\S+", t)] for t in texts]
+
+
+class CountingBackend(FakeBackend):
+    def __init__(self, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(**kwargs)
+        self.tokenizer = CountingTokenizer()
+
+    def pair_limit(self):  # type: ignore[no-untyped-def]
+        from rerank_core.backends import PairLimit
+
+        return PairLimit(self._max_length, 3, self.tokenizer)
+
+
+def test_a_huge_candidate_is_scored_in_at_most_max_windows_windows_and_reported() -> None:
+    backend = FakeBackend(max_length=16)
+    resp = Reranker(backend).rerank("q", [" ".join(WORDS), "w1 w2"])
+    assert backend.pairs_scored == 32 + 1  # before: 110 + 1 (one pair per 9 tokens, without end)
+    long = next(r for r in resp if r.index == 0)
+    assert long.truncated and long.window is not None and long.window.count == 32
+    assert not next(r for r in resp if r.index == 1).truncated
+    assert resp.usage["truncated"] == 1 and resp.usage["segments"] == 33
+
+
+def test_max_windows_none_keeps_every_window() -> None:
+    backend = FakeBackend(max_length=16)
+    policy = LongTextPolicy(max_windows=None)
+    resp = Reranker(backend, long_text=policy).rerank("q", [" ".join(WORDS)])
+    assert backend.pairs_scored == 111 and not resp[0].truncated
+
+
+def test_the_tokenizer_never_sees_more_than_max_chars_of_a_candidate() -> None:
+    backend = CountingBackend(max_length=16)
+    huge = "word " * 1_000_000  # 5 MB
+    resp = Reranker(backend).rerank("q", [huge, "short"])
+    assert backend.tokenizer.longest <= 100_000  # before: the whole 5,000,000 characters
+    assert backend.pairs_scored <= 33
+    assert resp.usage["truncated"] == 1 and next(r for r in resp if r.index == 0).truncated
+
+
+def test_max_chars_with_long_text_error_refuses_by_name() -> None:
+    from rerank_core import InvalidInputError
+
+    policy = LongTextPolicy(mode="error", max_chars=50)
+    with pytest.raises(InvalidInputError) as info:
+        Reranker(CountingBackend(max_length=200), long_text=policy).rerank("q", ["a", "b " * 40])
+    assert info.value.argument == "candidates[1]" and "max_chars=50" in str(info.value)
+
+
+def test_bounded_windows_with_a_real_tokenizer(tiny_ce_path: Path) -> None:
+    backend = CrossEncoderBackend(tiny_ce_path, max_length=64, device="cpu")
+    text = "The quick brown fox jumps over the lazy dog. " * 20_000  # 900 KB
+    t0 = time.perf_counter()
+    resp = Reranker(backend).rerank("fox", [text, "a dog"])
+    assert time.perf_counter() - t0 < 60
+    assert resp.usage["segments"] == 33 and resp.usage["truncated"] == 1
+    window = next(r for r in resp if r.index == 0).window
+    assert window is not None and window.count == 32 and window.end <= 100_000
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "argument"),
+    [
+        ({"max_windows": 0}, "max_windows"),
+        ({"max_chars": -1}, "max_chars"),
+        ({"long_query": "x"}, "long_query"),
+    ],
+)
+def test_bad_bounds_are_configuration_errors(kwargs, argument) -> None:  # type: ignore[no-untyped-def]
+    from rerank_core import ConfigurationError
+
+    with pytest.raises(ConfigurationError) as info:
+        LongTextPolicy(**kwargs)
+    assert info.value.argument == argument
+
+
+# -- 8: queries longer than the pair budget ----------------------------------------------------------
+
+
+def test_a_query_too_long_for_the_model_is_cut_keeping_its_end_and_reported() -> None:
+    backend = FakeBackend(max_length=16)
+    query = " ".join(f"h{i}" for i in range(20))  # 20 tokens; the pair has 13 after the special tokens
+    resp = Reranker(backend).rerank(query, ["w1 w2", "w3"])  # before: InvalidInputError naming query
+    assert resp.query == query and resp.query_truncated and resp.usage["query_truncated"] == 1
+    scored_queries = {q for q, _ in backend.calls[0]}
+    assert scored_queries == {"h14 h15 h16 h17 h18 h19"}  # half the room (6 tokens), the end kept
+    assert len(resp) == 2
+
+
+def test_keep_start_keeps_the_start_and_short_queries_are_untouched() -> None:
+    backend = FakeBackend(max_length=16)
+    query = " ".join(f"h{i}" for i in range(20))
+    policy = LongTextPolicy(long_query="keep_start")
+    resp = Reranker(backend, long_text=policy).rerank(query, ["w1"])
+    assert resp.query_truncated and {q for q, _ in backend.calls[0]} == {"h0 h1 h2 h3 h4 h5"}
+    short = Reranker(backend).rerank("h1 h2", ["w1"])
+    assert not short.query_truncated and "query_truncated" not in short.usage
+
+
+def test_a_long_query_through_a_real_model_and_both_adapters(tiny_ce_path: Path) -> None:
+    from langchain_core.documents import Document
+    from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
+
+    from langchain_rerank import RerankCompressor
+    from llamaindex_rerank import RerankPostprocessor
+
+    backend = CrossEncoderBackend(tiny_ce_path, max_length=192, device="cpu")
+    history = " ".join(f"user said thing number {i} and the assistant answered." for i in range(25))
+    query = history + " What is the capital of France?"
+    assert len(backend.pair_limit().tokenizer.offsets([query])[0]) > 192
+    texts = ["Paris is the capital of France.", "Cats sleep a lot."]
+    reranker = Reranker(backend)
+    resp = reranker.rerank(query, texts)  # before: InvalidInputError (query is N tokens long)
+    assert resp.query_truncated and len(resp) == 2
+    docs = RerankCompressor(reranker).compress_documents([Document(page_content=t) for t in texts], query)
+    assert [d.page_content for d in docs] == [r.text for r in resp]
+    nodes = [NodeWithScore(node=TextNode(text=t), score=0.5) for t in texts]
+    out = RerankPostprocessor(reranker).postprocess_nodes(nodes, query_bundle=QueryBundle(query))
+    assert [n.node.get_content() for n in out] == [r.text for r in resp]
+
+
+# -- 10: one model call at a time per back end, sync and async together ------------------------------
+
+
+def _count_overlap(backend: CrossEncoderBackend) -> dict[str, int]:
+    """Wrap the runner's forward pass to record how many run at once."""
+    runner = backend._runner
+    runner.load()
+    predict = runner.predict
+    seen = {"now": 0, "max": 0}
+    lock = threading.Lock()
+
+    def counting(pairs):  # type: ignore[no-untyped-def]
+        with lock:
+            seen["now"] += 1
+            seen["max"] = max(seen["max"], seen["now"])
+        try:
+            time.sleep(0.02)  # a forward pass long enough for the others to try to start theirs
+            return predict(pairs)
+        finally:
+            with lock:
+                seen["now"] -= 1
+
+    runner.predict = counting  # type: ignore[method-assign]
+    return seen
+
+
+@pytest.mark.parametrize("max_concurrency", [1, 2])
+def test_sync_threads_and_async_calls_share_max_concurrency_model_slots(
+    tiny_ce_path: Path, max_concurrency: int
+) -> None:
+    backend = CrossEncoderBackend(tiny_ce_path, max_length=64, device="cpu", max_concurrency=max_concurrency)
+    seen = _count_overlap(backend)
+    reranker = Reranker(backend)
+    texts = [f"text number {i} about something" for i in range(6)]
+
+    def work(i: int) -> None:
+        if i % 2:
+            reranker.rerank(f"query {i}", texts)
+        else:  # an event loop per thread, like several servers in one process
+
+            async def many() -> None:
+                await asyncio.gather(*(reranker.arerank(f"query {i}.{k}", texts) for k in range(2)))
+
+            asyncio.run(many())
+
+    run_in_threads(work, 6)
+    assert seen["now"] == 0
+    assert seen["max"] == max_concurrency  # before: 4 or more passes at once with max_concurrency=1
+
+
+def test_a_timed_out_async_call_does_not_overlap_the_next_sync_call(tiny_ce_path: Path) -> None:
+    backend = CrossEncoderBackend(tiny_ce_path, max_length=64, device="cpu", batch_size=1)
+    seen = _count_overlap(backend)
+    reranker = Reranker(backend)
+    texts = [f"text {i}" for i in range(10)]  # 10 batches of 20 ms
+
+    async def timed_out() -> None:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(reranker.arerank("q", texts), 0.05)
+
+    asyncio.run(timed_out())
+    reranker.rerank("another", texts[:3])  # waits for the abandoned call's passes instead of running beside
+    assert seen["max"] == 1

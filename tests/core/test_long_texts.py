@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from fakes import FakeBackend
 
-from rerank_core import InvalidInputError, Reranker, Window
+from rerank_core import InvalidInputError, LongTextPolicy, Reranker, Window
 from rerank_core.backends import CrossEncoderBackend
 
 # max_length 16 with 3 special tokens and a 1-token query leaves 12 tokens for the text.
@@ -95,10 +95,11 @@ def test_error_mode_names_the_candidate() -> None:
     assert info.value.argument == "candidates[1][1]"
 
 
-def test_a_query_too_long_for_the_model_is_refused_by_name() -> None:
+def test_a_query_too_long_for_the_model_is_refused_by_name_when_the_policy_says_so() -> None:
     query = " ".join(["word"] * 10)
+    policy = LongTextPolicy(long_query="error")
     with pytest.raises(InvalidInputError) as info:
-        Reranker(FakeBackend(score_by_best_word, max_length=16)).rerank(query, ["w1"])
+        Reranker(FakeBackend(score_by_best_word, max_length=16), long_text=policy).rerank(query, ["w1"])
     assert info.value.argument == "query" and "10 tokens" in str(info.value)
 
 

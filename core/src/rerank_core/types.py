@@ -110,7 +110,9 @@ class RerankResponse:
     ``relevance_score`` (``None``: the reranker's calibrated score alone). ``error`` is set (type and
     message) when the back end failed and the reranker's ``fail_open`` returned the input order instead;
     every result then has ``reranked=False``. ``profile`` and ``judge`` name the scoring profile and the
-    judge stage, when the reranker has them.
+    judge stage, when the reranker has them. ``query_truncated``: the query was too long for the model's
+    pair budget and was cut to fit (``LongTextPolicy.long_query``; the end is kept by default); ``query``
+    is still the whole query and ``usage["query_truncated"]`` is 1.
     """
 
     query: str
@@ -124,6 +126,7 @@ class RerankResponse:
     error: str | None = None
     profile: str | None = None
     judge: str | None = None
+    query_truncated: bool = False
 
     def __iter__(self) -> Iterator[RerankResult]:
         return iter(self.results)

@@ -45,6 +45,8 @@ class Job:
     first_stage: np.ndarray | None = None
     profile_effects: tuple[tuple[RuleEffect, ...], ...] | None = None
     segments: list[Segment] | None = None
+    scored_query: str | None = None  # the query the model reads (cut to fit when query_truncated)
+    query_truncated: bool = False
     segment_scores: np.ndarray | None = None
     cache_hits: int = 0
     backend_usage: dict[str, int] | None = None  # what the back end reported this query cost (LLM calls...)

@@ -76,11 +76,21 @@ def respond(reranker: Reranker, job: Job, r: Ranked | None) -> RerankResponse:
         "pairs_scored": len(job.segments) - job.cache_hits,
         "truncated": int(sum(r.truncated)),
     }
+    if job.query_truncated:
+        usage["query_truncated"] = 1
     if job.backend_usage:
         usage.update(job.backend_usage)
     if r.judge_usage:
         usage = merge_usage(usage, r.judge_usage)
-    return _response(reranker, job, results, usage, kind=reranker.backend.score_kind, **names)
+    return _response(
+        reranker,
+        job,
+        results,
+        usage,
+        kind=reranker.backend.score_kind,
+        query_truncated=job.query_truncated,
+        **names,
+    )
 
 
 def unranked(reranker: Reranker, jobs: list[Job], exc: BackendError) -> list[RerankResponse]:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import numpy as np
 
 from rerank_core._pipeline.jobs import Job
-from rerank_core.chunking import plan_segments
+from rerank_core.chunking import plan
 from rerank_core.errors import BackendError, NonRetryableBackendError, RerankError
 
 if TYPE_CHECKING:
@@ -117,7 +117,7 @@ def _plan(reranker: Reranker, jobs: list[Job]) -> Pairs:
     limit = reranker.backend.pair_limit() if any(job.candidates for job in jobs) else None
     pairs: Pairs = []
     for job in jobs:
-        job.segments = plan_segments(
+        planned = plan(
             job.query,
             [c.text for c in job.candidates],
             limit,
@@ -125,7 +125,12 @@ def _plan(reranker: Reranker, jobs: list[Job]) -> Pairs:
             query_argument=job.query_argument,
             candidate_argument=job.candidate_argument,
         )
-        pairs.extend((job.query, seg.text) for seg in job.segments)
+        job.segments, job.scored_query, job.query_truncated = (
+            planned.segments,
+            planned.query,
+            planned.query_truncated,
+        )
+        pairs.extend((planned.query, seg.text) for seg in job.segments)
     return pairs
 
 
@@ -148,7 +153,7 @@ def _groups(jobs: list[Job], missing: list[int]) -> list[tuple[str, list[str]]]:
         while k < len(missing) and missing[k] < end:
             texts.append(job.segments[missing[k] - offset].text)
             k += 1
-        groups.append((job.query, texts))
+        groups.append((job.scored_query or job.query, texts))
         offset = end
     return groups
 

@@ -18,10 +18,12 @@ Batches: pairs are sorted by token length (longest first); ``batch_tokens`` cuts
 batches of at most that many padded tokens (``batch_size`` still caps the count), else fixed
 ``batch_size`` batches.
 
-Threads: one model call at a time per back end (async calls go through a ``max_concurrency=1`` thread
-pool), and that call uses every core the process may run on: torch's own intra-op pool (set
-``num_threads`` to change it; this sets torch's process-wide setting), ONNX Runtime with
-``intra_op_num_threads=num_threads`` and ``inter_op_num_threads=1``, OpenVINO with one stream and
+Threads: one model call at a time per back end (``max_concurrency``, default 1, calls at most): every
+call that runs the model, sync or async, from any thread or event loop, first takes one of the back end's
+``max_concurrency`` model slots (a semaphore held for the call's whole run of batches; async calls also go
+through a ``max_concurrency``-thread pool), and that call uses every core the process may run on: torch's
+own intra-op pool (set ``num_threads`` to change it; this sets torch's process-wide setting), ONNX Runtime
+with ``intra_op_num_threads=num_threads`` and ``inter_op_num_threads=1``, OpenVINO with one stream and
 ``INFERENCE_NUM_THREADS=num_threads``. Concurrent requests thus queue for the cores instead of
 oversubscribing them.
 """
@@ -119,7 +121,8 @@ class CrossEncoderBackend(PairwiseBackend):
         model_kwargs / tokenizer_kwargs / config_kwargs: passed through to Hugging Face loading.
         trust_remote_code: run code shipped with the model; off by default.
         revision / cache_folder / local_files_only / token: passed through to the loader.
-        max_concurrency: threads that may run this model at once from async code.
+        max_concurrency: calls that may run this model at once, sync and async together (default 1; each
+            call already uses every core, see ``num_threads``).
         runtime: ``"torch"`` (default), ``"onnx"`` (ONNX Runtime, extra ``onnx``) or ``"openvino"``
             (extra ``openvino``); the last two run on the CPU from a cached export.
         quantization: ``None`` or ``"int8"`` (onnx: dynamic int8; openvino: static int8 calibrated on
@@ -201,6 +204,8 @@ class CrossEncoderBackend(PairwiseBackend):
         self._activation_arg = activation
         self._revision = revision
         self.max_concurrency = max_concurrency
+        self._model_slots = threading.BoundedSemaphore(max_concurrency)
+        self._model_slots_pid = os.getpid()
         self._tokenizer_lock = threading.Lock()
         self._runner = runner_cls(
             RunnerOptions(
@@ -313,13 +318,21 @@ class CrossEncoderBackend(PairwiseBackend):
         runner.load()
         batches = _batches(runner.lengths(pairs), self.batch_size, self._batch_tokens)
         out = [0.0] * len(pairs)
-        try:
-            with runner.inference():
-                for idx in batches:
-                    for i, v in zip(idx, runner.predict([pairs[i] for i in idx]), strict=True):
-                        out[i] = v
-        except runner.scoring_errors as exc:  # out of memory, device errors: retrying will not help
-            raise NonRetryableBackendError(
-                f"{runner.what} failed while scoring: {exc}", backend=self.fingerprint
-            ) from exc
+        with self._slots():  # one model call at a time (max_concurrency), whichever path called
+            try:
+                with runner.inference():
+                    for idx in batches:
+                        for i, v in zip(idx, runner.predict([pairs[i] for i in idx]), strict=True):
+                            out[i] = v
+            except runner.scoring_errors as exc:  # out of memory, device errors: retrying will not help
+                raise NonRetryableBackendError(
+                    f"{runner.what} failed while scoring: {exc}", backend=self.fingerprint
+                ) from exc
         return out
+
+    def _slots(self) -> threading.BoundedSemaphore:
+        """The model slots (``max_concurrency`` of them); a forked child starts with all of them free."""
+        if self._model_slots_pid != os.getpid():
+            self._model_slots = threading.BoundedSemaphore(self.max_concurrency)
+            self._model_slots_pid = os.getpid()
+        return self._model_slots
