@@ -279,3 +279,88 @@ def test_a_timed_out_async_call_does_not_overlap_the_next_sync_call(tiny_ce_path
     asyncio.run(timed_out())
     reranker.rerank("another", texts[:3])  # waits for the abandoned call's passes instead of running beside
     assert seen["max"] == 1
+
+
+# -- 9: coalescing counts windows and admits calls first come, first served ---------------------------
+
+
+class SlowBackend(FakeBackend):
+    """Each model call takes 30 ms (in the back end's thread), so small calls keep queueing meanwhile."""
+
+    def score_pairs(self, pairs):  # type: ignore[no-untyped-def]
+        time.sleep(0.03)
+        return super().score_pairs(pairs)
+
+
+def test_a_call_larger_than_the_queue_bound_is_not_overtaken_by_a_stream_of_small_calls() -> None:
+    from rerank_core.coalescing import Coalescing
+
+    backend = SlowBackend()
+    reranker = Reranker(backend, coalesce=Coalescing(max_wait_ms=0, max_pending_pairs=20))
+    small = [f"small doc {i}" for i in range(5)]
+    big = [f"big doc {i}" for i in range(30)]  # 30 pairs > max_pending_pairs: runs alone, when its turn comes
+
+    async def scenario() -> tuple[float, float]:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        stream: list[asyncio.Task] = []
+
+        async def keep_arriving() -> None:
+            while loop.time() - start < 1.5:  # a steady stream: the queue is never empty for long
+                stream.append(asyncio.ensure_future(reranker.arerank("small", small)))
+                await asyncio.sleep(0.01)
+
+        producer = asyncio.ensure_future(keep_arriving())
+        await asyncio.sleep(0.1)
+        await reranker.arerank("big", big)
+        big_done = loop.time() - start
+        await producer
+        await asyncio.gather(*stream)
+        return big_done, loop.time() - start
+
+    big_done, stream_done = asyncio.run(scenario())
+    assert big_done < 1.0  # before: 1.5 s and more, only once the stream stopped and the queue emptied
+    assert big_done < stream_done
+
+
+def test_coalescing_counts_a_long_candidate_as_its_windows() -> None:
+    from rerank_core.coalescing import Coalescing
+
+    backend = FakeBackend(max_length=16)
+    reranker = Reranker(backend, coalesce=Coalescing(max_wait_ms=20, max_pairs=8))
+    sizes: list[int] = []
+    submit = reranker.coalescer.submit
+
+    async def recording(jobs, size):  # type: ignore[no-untyped-def]
+        sizes.append(size)
+        await submit(jobs, size)
+
+    reranker.coalescer.submit = recording  # type: ignore[method-assign]
+    long = "word " * 1_000  # 5,000 characters: an estimated 6 windows (32 real ones, the cap)
+
+    async def two() -> None:
+        await asyncio.gather(reranker.arerank("a", [long]), reranker.arerank("b", [long]))
+
+    asyncio.run(two())
+    assert sizes == [6, 6]  # before: [1, 1]
+    assert len(backend.calls) == 2  # 6 + 6 > max_pairs: not one shared batch (before: one)
+
+
+def test_a_call_cancelled_while_waiting_in_line_does_not_block_the_next() -> None:
+    from rerank_core.coalescing import Coalescing
+
+    reranker = Reranker(SlowBackend(), coalesce=Coalescing(max_wait_ms=0, max_pending_pairs=5))
+    docs = [f"doc {i}" for i in range(5)]
+
+    async def scenario() -> None:
+        first = asyncio.ensure_future(reranker.arerank("first", docs))
+        await asyncio.sleep(0.005)
+        second = asyncio.ensure_future(reranker.arerank("second", docs))  # waits for room
+        await asyncio.sleep(0.005)
+        second.cancel()
+        third = await asyncio.wait_for(reranker.arerank("third", docs), 5)
+        assert len(third) == 5 and len(await first) == 5
+        with pytest.raises(asyncio.CancelledError):
+            await second
+
+    asyncio.run(scenario())

@@ -10,10 +10,17 @@ what the call would get alone (up to float rounding from different batch padding
 
 - ``max_wait_ms``: how long the first call of a batch waits for company (default 2 ms). While a batch is
   being scored, new calls queue up and go in the next batch without waiting.
-- ``max_pairs``: a batch closes when it holds this many candidates (default 512; one larger call still
-  goes whole).
+- ``max_pairs``: a batch closes when it holds this many pairs (default 512; one larger call still goes
+  whole).
 - ``max_pending_pairs``: the queue bound. A call that would take the queue past it waits for room
-  (backpressure) instead of growing memory without limit (default 50,000 candidates).
+  (backpressure) instead of growing memory without limit (default 50,000 pairs).
+
+Pairs are counted as the work they will be: a candidate counts as the windows it will be split into,
+estimated before any tokenizer runs from its length (one per 1,000 characters, within the long-text
+policy's ``max_windows`` / ``max_chars``: :func:`rerank_core.chunking.estimated_segments`), not as one.
+Admission is first come, first served: a call waiting for room is never overtaken by later calls, so a call
+larger than the bound waits only for the calls admitted before it to finish (then runs alone), however many
+small calls keep arriving behind it.
 
 If a shared batch fails (a back-end error, or one caller's input that only scoring can refuse, such as
 ``long_text="error"``), each call of that batch is scored again on its own, so a failure reaches only the
@@ -87,6 +94,7 @@ class _LoopState:
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
     room: asyncio.Condition = field(default_factory=asyncio.Condition)
     worker: asyncio.Task[None] | None = None
+    waiting: deque[object] = field(default_factory=deque)  # admission tickets, first come first served
 
 
 class Coalescer:
@@ -108,14 +116,27 @@ class Coalescer:
         self._states: PerLoop[_LoopState] = PerLoop(_LoopState, _noop_close)
 
     async def submit(self, jobs: list[Any], size: int) -> None:
-        """Score ``jobs`` (``size`` candidates) in a shared batch; returns when they are scored."""
+        """Score ``jobs`` (``size`` pairs, windows counted) in a shared batch, returning once scored."""
         state = self._states.get()
         limit = self.settings.max_pending_pairs
+        ticket = object()
         async with state.room:
-            # Backpressure: wait for room, unless the queue is empty (a call larger than the bound
-            # still runs, alone).
-            await state.room.wait_for(lambda: state.pending == 0 or state.pending + size <= limit)
+            # Backpressure, first come first served: wait until this call is the first in line and there
+            # is room, or the queue is empty (a call larger than the bound still runs, alone).
+            state.waiting.append(ticket)
+            try:
+                await state.room.wait_for(
+                    lambda: (
+                        state.waiting[0] is ticket and (state.pending == 0 or state.pending + size <= limit)
+                    )
+                )
+            except BaseException:  # cancelled while waiting: leave the line, let the next one look
+                state.waiting.remove(ticket)
+                state.room.notify_all()
+                raise
+            state.waiting.popleft()
             state.pending += size
+            state.room.notify_all()  # the next in line may fit too
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         state.queue.append(_Waiting(jobs, size, future))
         state.arrived.set()

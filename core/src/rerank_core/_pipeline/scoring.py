@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import numpy as np
 
 from rerank_core._pipeline.jobs import Job
-from rerank_core.chunking import plan
+from rerank_core.chunking import estimated_segments, plan
 from rerank_core.errors import BackendError, NonRetryableBackendError, RerankError
 
 if TYPE_CHECKING:
@@ -101,7 +101,9 @@ async def ascore(reranker: Reranker, jobs: list[Job]) -> None:
     if not any(job.candidates for job in jobs):
         score(reranker, jobs)  # nothing to score: no model, no thread hop
     elif reranker.coalescer is not None:
-        await reranker.coalescer.submit(jobs, sum(len(job.candidates) for job in jobs))
+        policy = reranker.options.long_text
+        size = sum(estimated_segments([c.text for c in job.candidates], policy) for job in jobs)  # type: ignore[arg-type]
+        await reranker.coalescer.submit(jobs, size)
     elif backend.blocking:
         await backend.run_blocking(score, reranker, jobs)
     else:
