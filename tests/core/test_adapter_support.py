@@ -452,3 +452,52 @@ def test_reranked_metadata_drops_every_key_of_an_earlier_pass() -> None:
     }
     assert stale[NOT_RERANKED_KEY] == "stale"  # not mutated
     assert reranked_metadata(None, result) == {"rerank_raw_score": 2.0}
+
+
+def test_backends_copy_and_pickle_from_their_arguments_without_secrets(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 16 item 15: a back end is rebuilt from its constructor arguments (nothing loaded is copied), and
+    a pickle leaves out every secret-looking keyword and header."""
+    import copy
+    import pickle
+
+    from rerank_core.backends import CohereBackend, RerankAPIBackend
+
+    fake = FakeBackend({"a": 2.0}, name="n")
+    for other in (pickle.loads(pickle.dumps(fake)), copy.deepcopy(fake), copy.copy(fake)):
+        assert other is not fake and other.fingerprint == "fake:n" and other.score("q", ["a"]).scores == [2.0]
+    secret = "sk-SECRET-abc"
+    api = RerankAPIBackend("http://127.0.0.1:9", api_key=secret, headers={"X-Api-Key": secret, "X-Team": "a"})
+    assert api.init_arguments(secrets=False) == (("http://127.0.0.1:9",), {"headers": {"X-Team": "a"}})
+    assert secret.encode() not in pickle.dumps(api)
+    keyed = RerankAPIBackend("http://127.0.0.1:9", api_key=secret)
+    assert pickle.loads(pickle.dumps(keyed)).fingerprint == keyed.fingerprint
+    monkeypatch.setenv("COHERE_API_KEY", "from-env")
+    cohere = CohereBackend(api_key=secret)
+    assert secret.encode() not in pickle.dumps(cohere)
+    assert copy.deepcopy(cohere).fingerprint == cohere.fingerprint
+
+
+def test_reranker_config_round_trip_is_json_without_secrets() -> None:
+    import json
+
+    from rerank_core import JudgeStage, MatchRule, ScoringProfile
+    from rerank_core.integrations import reranker_config, reranker_from_config
+
+    profile = ScoringProfile([MatchRule(name="docs", field="category", value="docs", boost=2.0)])
+    reranker = Reranker(
+        FakeBackend(name="x"), top_n=3, fusion="rrf", cache=10, profile=profile, coalesce=True
+    )
+    config = reranker_config(reranker)
+    assert config is not None and json.loads(json.dumps(config)) == config
+    rebuilt = reranker_from_config(config)
+    assert (
+        rebuilt.backend.fingerprint == "fake:x" and rebuilt.top_n == 3 and rebuilt.fusion == reranker.fusion
+    )
+    assert rebuilt.profile.to_dict() == profile.to_dict() and rebuilt.coalesce == reranker.coalesce
+    assert rebuilt.cache.maxsize == 10 and rebuilt.cache is not reranker.cache
+    assert reranker_config(Reranker(FakeBackend(), judge=JudgeStage(FakeBackend(), top_k=2))) is None
+    for bad in ({"version": 1, "backend": {"class": "os:system", "args": ["true"]}}, {"backend": {}}, "x"):
+        with pytest.raises(ConfigurationError, match="reranker"):
+            reranker_from_config(bad)

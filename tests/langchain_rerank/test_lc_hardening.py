@@ -3,7 +3,10 @@ copies and dumps that work and hold no secret (item 15), per-call ``k`` on the f
 
 from __future__ import annotations
 
+import copy
+import json
 import math
+import pickle
 from collections.abc import Sequence
 
 import pytest
@@ -112,3 +115,55 @@ def test_fusion_retriever_k_constructor_param() -> None:
 def test_fusion_retriever_bad_k_names_the_argument(kwargs: dict[str, object]) -> None:
     with pytest.raises(InvalidInputError, match="k"):
         _fusion().invoke("q", **kwargs)
+
+
+# -- item 15: copies and dumps that work when used and hold no secret ---------------------------------------
+
+SECRET = "sk-SECRET-do-not-leak-123"
+
+
+def test_deepcopy_works_when_used_and_shares_the_backend() -> None:
+    original = RerankCompressor(FakeBackend(SCORES), top_n=2, fusion="zscore:0.5", cache=True)
+    copied = copy.deepcopy(original)
+    out = copied.compress_documents(_docs(), "q")
+    assert [d.page_content for d in out] == [
+        d.page_content for d in original.compress_documents(_docs(), "q")
+    ]
+    assert copied.reranker is not original.reranker and copied.reranker.backend is original.reranker.backend
+    copied.reranker.top_n = 1
+    assert original.reranker.top_n == 2 and copied.top_n == 2
+
+
+def test_model_dump_json_works_and_leaves_the_reranker_and_its_key_out() -> None:
+    from rerank_core.backends import CohereBackend
+
+    compressor = RerankCompressor(CohereBackend(api_key=SECRET, base_url="http://127.0.0.1:9"), top_n=3)
+    dumped = compressor.model_dump_json()
+    assert json.loads(dumped) == {"top_n": 3, "score_threshold": None, "first_stage_score_key": "score"}
+    assert SECRET not in dumped and SECRET not in repr(compressor.model_dump())
+    assert SECRET not in repr(pickle.dumps(compressor)) and SECRET.encode() not in pickle.dumps(compressor)
+    with pytest.raises(ConfigurationError, match="reranker"):
+        RerankCompressor(**compressor.model_dump())  # a dump holds no Reranker: a clear error, not a crash
+
+
+def test_pickle_round_trip_works_when_used() -> None:
+    original = RerankCompressor(
+        FakeBackend(SCORES), top_n=2, cache=100, fail_open=True, first_stage_score_key="s"
+    )
+    restored = pickle.loads(pickle.dumps(original))
+    assert [d.page_content for d in restored.compress_documents(_docs(), "q")] == ["beta two", "gamma three"]
+    assert restored.reranker.fail_open is True and restored.reranker.cache.maxsize == 100
+    assert restored.first_stage_score_key == "s" and restored.top_n == 2
+
+
+def test_a_pickled_remote_backend_reads_its_key_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rerank_core.backends import CohereBackend
+
+    monkeypatch.delenv("COHERE_API_KEY", raising=False)
+    monkeypatch.delenv("CO_API_KEY", raising=False)
+    data = pickle.dumps(RerankCompressor(CohereBackend(api_key=SECRET)))
+    with pytest.raises(ConfigurationError, match="api_key"):
+        pickle.loads(data)  # no key anywhere: refused clearly, at unpickling
+    monkeypatch.setenv("COHERE_API_KEY", "from-env")
+    restored = pickle.loads(data)
+    assert isinstance(restored.reranker.backend, CohereBackend)

@@ -3,6 +3,8 @@ copies, pickles and ``from_dict(to_dict())`` that work and hold no secret (item 
 
 from __future__ import annotations
 
+import copy
+import pickle
 from collections.abc import Sequence
 
 import pytest
@@ -18,7 +20,7 @@ from llamaindex_rerank import (
     RerankPostprocessor,
 )
 from llamaindex_rerank.postprocessor import RETRIEVAL_SCORE_KEY
-from rerank_core.errors import FailOpenWarning, RetryableBackendError
+from rerank_core.errors import ConfigurationError, FailOpenWarning, RetryableBackendError
 
 SCORES = {"alpha one": 1.0, "beta two": 3.0, "gamma three": 2.0}
 
@@ -80,3 +82,61 @@ async def test_async_path_strips_stale_keys_too() -> None:
         stale, query_str="q"
     )
     assert all(NOT_RERANKED_KEY not in n.node.metadata and WINDOW_KEY not in n.node.metadata for n in out)
+
+
+# -- item 15: copies, pickles and dicts that work when used and hold no secret -------------------------------
+
+SECRET = "sk-SECRET-do-not-leak-123"
+
+
+def _order(postprocessor: RerankPostprocessor) -> list[str]:
+    return [n.node.get_content() for n in postprocessor.postprocess_nodes(_nodes(), query_str="q")]
+
+
+def test_from_dict_of_to_dict_works_when_used() -> None:
+    original = RerankPostprocessor(
+        FakeBackend(SCORES), top_n=2, cache=50, fusion="zscore:0.5", long_text="truncate", fail_open=True
+    )
+    data = original.to_dict()
+    restored = RerankPostprocessor.from_dict(data)
+    assert _order(restored) == _order(original) and restored.top_n == 2
+    options = restored.reranker.options
+    assert options.fusion == original.reranker.fusion and options.long_text == original.reranker.long_text
+    assert options.cache.maxsize == 50 and options.fail_open is True
+    assert _order(RerankPostprocessor.from_json(original.to_json())) == _order(original)
+    assert data == original.to_dict()  # from_dict did not change the dict it was given
+
+
+def test_pickle_and_deepcopy_work_when_used() -> None:
+    original = RerankPostprocessor(FakeBackend(SCORES), top_n=2, keep_retrieval_score=False)
+    restored = pickle.loads(pickle.dumps(original))
+    assert _order(restored) == ["beta two", "gamma three"] and restored.keep_retrieval_score is False
+    copied = copy.deepcopy(original)
+    assert _order(copied) == ["beta two", "gamma three"]
+    assert copied.reranker is not original.reranker and copied.reranker.backend is original.reranker.backend
+
+
+def test_dumps_and_pickles_hold_no_api_key() -> None:
+    from rerank_core.backends import CohereBackend, RerankAPIBackend
+
+    cohere = RerankPostprocessor(CohereBackend(api_key=SECRET, base_url="http://127.0.0.1:9"))
+    api = RerankPostprocessor(
+        RerankAPIBackend(
+            "http://127.0.0.1:9", api_key=SECRET, headers={"Authorization": SECRET, "X-Team": "a"}
+        )
+    )
+    for postprocessor in (cohere, api):
+        assert SECRET not in postprocessor.to_json() and SECRET not in repr(postprocessor.to_dict())
+        assert SECRET.encode() not in pickle.dumps(postprocessor)
+    assert api.to_dict()["reranker"]["backend"]["kwargs"]["headers"] == {"X-Team": "a"}
+
+
+def test_a_reranker_that_is_not_json_is_asked_for_by_name() -> None:
+    from rerank_core import JudgeStage
+
+    judged = RerankPostprocessor(FakeBackend(SCORES), judge=JudgeStage(FakeBackend(name="judge"), top_k=2))
+    data = judged.to_dict()
+    assert data["reranker"] is None
+    with pytest.raises(ConfigurationError, match="reranker"):
+        RerankPostprocessor.from_dict(data)
+    assert _order(RerankPostprocessor.from_dict(data, reranker=judged.reranker)) == _order(judged)

@@ -20,6 +20,8 @@ release, with a :class:`DeprecationWarning` (see :mod:`rerank_core.backends._com
 from __future__ import annotations
 
 import asyncio
+import copy
+import functools
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -181,6 +183,61 @@ class Backend(ABC):
                 self._executor.shutdown(wait=True)
                 self._executor = None
 
+    # -- copies and pickles: rebuilt from the constructor's arguments, secrets left out of pickles ----------
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        """Record the constructor's arguments: copies and pickles rebuild the back end from them (a loaded
+        model, a client, a thread pool or a lock is never copied)."""
+        self = super().__new__(cls)
+        object.__setattr__(self, "_init_arguments", (args, dict(kwargs)))
+        return self
+
+    def init_arguments(self, *, secrets: bool = True) -> tuple[tuple[Any, ...], dict[str, Any]] | None:
+        """The ``(args, kwargs)`` this back end was built with (``None`` when unknown). ``secrets=False``
+        leaves out every keyword whose name says it is one (``api_key``, ``token``, ``password``, ...) and
+        such entries of a ``headers`` mapping (``Authorization``, ``X-API-Key``, ...)."""
+        recorded = getattr(self, "_init_arguments", None)
+        if recorded is None:
+            return None
+        args, kwargs = recorded
+        if secrets:
+            return tuple(args), dict(kwargs)
+        public: dict[str, Any] = {}
+        for name, value in kwargs.items():
+            if _is_secret_name(name):
+                continue
+            if name == "headers" and isinstance(value, Mapping):
+                value = {k: v for k, v in value.items() if not _is_secret_name(str(k))}
+            public[name] = value
+        return tuple(args), public
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as its class and constructor arguments, without secrets: unpickling builds a fresh back
+        end, which reads its key from the environment as the constructor does."""
+        arguments = self.init_arguments(secrets=False)
+        if arguments is None:
+            raise TypeError(
+                f"cannot pickle {type(self).__name__}: its constructor arguments were not recorded"
+            )
+        args, kwargs = arguments
+        return (functools.partial(type(self), *args, **kwargs), ())
+
+    def __copy__(self) -> Backend:
+        """A new back end built with the same arguments (nothing loaded is shared)."""
+        arguments = self.init_arguments()
+        if arguments is None:
+            raise TypeError(f"cannot copy {type(self).__name__}: its constructor arguments were not recorded")
+        return type(self)(*arguments[0], **arguments[1])
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Backend:
+        """A new back end built with deep copies of the same arguments (secrets included: it stays in
+        memory)."""
+        arguments = self.init_arguments()
+        if arguments is None:
+            raise TypeError(f"cannot copy {type(self).__name__}: its constructor arguments were not recorded")
+        args, kwargs = copy.deepcopy(arguments, memo)
+        return type(self)(*args, **kwargs)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.fingerprint!r})"
 
@@ -233,3 +290,12 @@ class PairwiseBackend(Backend):
     async def ascore_groups(self, groups: Groups) -> list[GroupScores]:
         pairs = _flatten(groups)
         return _split(self, groups, await self.ascore_pairs(pairs) if pairs else [])
+
+
+_SECRET_WORDS = ("key", "token", "secret", "password", "auth", "credential", "cookie")
+
+
+def _is_secret_name(name: str) -> bool:
+    """Whether an argument or header name says it holds a secret (``api_key``, ``Authorization``, ...)."""
+    lowered = name.lower()
+    return any(word in lowered for word in _SECRET_WORDS)

@@ -6,6 +6,8 @@
   :func:`collect_first_stage_scores`, :func:`candidates_with_metadata`, :func:`check_top_n`,
   :func:`check_score_threshold`);
 - the metadata keys written back and their values (:mod:`rerank_core.integrations.metadata`);
+- copies, pickles and dumps of the adapters (:func:`reranker_config` / :func:`reranker_from_config`: a
+  Reranker as JSON without secrets, and back);
 - tool selection for agents (:mod:`rerank_core.integrations.tool_selection`);
 - a framework's chat model as the LLM judge's model (:mod:`rerank_core.integrations.llm`).
 """
@@ -19,6 +21,7 @@ from rerank_core.integrations._items import (
     check_retrievers,
     collect_first_stage_scores,
 )
+from rerank_core.integrations._serialize import reranker_config, reranker_from_config
 from rerank_core.integrations.metadata import *  # noqa: F403 (the metadata keys and result_metadata)
 
 __all__ = [
@@ -32,5 +35,7 @@ __all__ = [
     "check_score_threshold",
     "check_top_n",
     "collect_first_stage_scores",
+    "reranker_config",
+    "reranker_from_config",
     "resolve_reranker",
 ]

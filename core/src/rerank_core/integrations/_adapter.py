@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import warnings
 from collections.abc import Callable, Mapping
@@ -27,6 +28,7 @@ from rerank_core.backends.cross_encoder import CrossEncoderBackend
 from rerank_core.backends.llm_judge import LLMJudgeBackend
 from rerank_core.backends.rerank_api import RerankAPIBackend
 from rerank_core.errors import ConfigurationError
+from rerank_core.integrations._serialize import copied_reranker, picklable_reranker, rebuild_adapter
 from rerank_core.llm.base import LLM
 from rerank_core.options import LONG_TEXT_FIELDS, RerankerOptions
 from rerank_core.reranker import Reranker
@@ -85,6 +87,12 @@ def resolve_reranker(
         }
         built = Reranker(reranker, RerankerOptions.build(options, **values, **per_call))
         return built, built.top_n, built.score_threshold
+    if reranker is None:
+        raise ConfigurationError(
+            "reranker",
+            "is required: a rerank_core Reranker or Backend (a dump such as model_dump() or to_dict() does "
+            "not hold the Reranker object: pass it again, e.g. from_dict(data, reranker=...))",
+        )
     raise ConfigurationError(
         "reranker",
         f"must be a rerank_core Reranker or Backend, got {type(reranker).__name__} "
@@ -150,6 +158,30 @@ class AdapterConstructors:
             **values,
         )
         super().__init__(reranker=core, top_n=n, score_threshold=threshold, **data)  # type: ignore[call-arg]
+
+    # -- copies and pickles (rerank_core.integrations._serialize says why) ----------------------------------
+
+    _unpickled_fields: ClassVar[tuple[str, ...]] = ("callback_manager",)
+    """Fields a pickle leaves out (a framework's callback manager holds handlers, not settings)."""
+
+    def _fields(self, leave_out: tuple[str, ...] = ()) -> dict[str, Any]:
+        names = getattr(type(self), "model_fields", {})
+        return {n: getattr(self, n) for n in names if n != "reranker" and n not in leave_out}
+
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Any:
+        """A copy over a new Reranker with the same options and the same back end (a loaded model or a
+        client is shared, never duplicated); every other field is deep-copied."""
+        fields = {
+            n: v if n in self._unpickled_fields else copy.deepcopy(v, memo) for n, v in self._fields().items()
+        }
+        return type(self)(copied_reranker(self.reranker), **fields)  # type: ignore[attr-defined]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as the back end's class and constructor arguments (no secrets: the unpickled back end
+        reads its key from the environment), the Reranker's options and the adapter's fields."""
+        backend, options, cache_size = picklable_reranker(self.reranker)  # type: ignore[attr-defined]
+        fields = self._fields(self._unpickled_fields)
+        return (rebuild_adapter, (type(self), backend, options, cache_size, fields))
 
     @classmethod
     def _split(cls, kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

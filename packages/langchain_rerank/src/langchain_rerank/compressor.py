@@ -38,7 +38,7 @@ from typing import Any, ClassVar
 from langchain_core.callbacks import AsyncCallbackManager, CallbackManager, Callbacks
 from langchain_core.documents import BaseDocumentCompressor, Document
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
-from pydantic import ConfigDict
+from pydantic import ConfigDict, Field
 
 from rerank_core import Candidate, InvalidInputError, Reranker, RerankResponse
 from rerank_core.integrations import (
@@ -101,8 +101,10 @@ class RerankCompressor(AdapterConstructors, BaseDocumentCompressor):
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
     adapter_options: ClassVar[tuple[str, ...]] = ("first_stage_score_key",)
 
-    reranker: Reranker
-    """The core reranker doing the work."""
+    reranker: Reranker = Field(exclude=True)
+    """The core reranker doing the work. Left out of ``model_dump`` / ``model_dump_json`` (it holds a model or
+    a client, and maybe an API key); a deep copy shares its back end, a pickle rebuilds it without secrets
+    (:mod:`rerank_core.integrations._serialize`)."""
     top_n: int | None = None
     """Keep at most this many Documents per call (``None``: keep all that pass the threshold)."""
     score_threshold: float | None = None

@@ -40,7 +40,14 @@ from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRan
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import BaseNode, MetadataMode, NodeWithScore, QueryBundle
 
-from rerank_core import Candidate, InvalidInputError, Reranker, RerankResponse, RerankResult
+from rerank_core import (
+    Candidate,
+    ConfigurationError,
+    InvalidInputError,
+    Reranker,
+    RerankResponse,
+    RerankResult,
+)
 from rerank_core.integrations import (
     FIRST_STAGE_SCORE_KEY,
     METADATA_KEYS,
@@ -51,6 +58,8 @@ from rerank_core.integrations import (
     check_items,
     collect_first_stage_scores,
     reranked_metadata,
+    reranker_config,
+    reranker_from_config,
 )
 
 __all__ = [
@@ -123,6 +132,33 @@ class RerankPostprocessor(AdapterConstructors, BaseNodePostprocessor):
     @classmethod
     def class_name(cls) -> str:
         return "RerankPostprocessor"
+
+    # -- dumps (the Reranker as a JSON description without secrets; see rerank_core.integrations) ---------
+
+    def to_dict(self, **kwargs: Any) -> dict[str, Any]:
+        """The fields, and ``"reranker"``: :func:`~rerank_core.integrations.reranker_config` (the back end's
+        class and arguments without secrets, the options), or ``None`` when the Reranker cannot be described
+        as JSON (a back end built over objects, a judge stage)."""
+        data = super().to_dict(**kwargs)
+        data["reranker"] = reranker_config(self.reranker)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], **kwargs: Any) -> RerankPostprocessor:  # type: ignore[override]
+        """The postprocessor :meth:`to_dict` described; ``kwargs`` override ``data`` (pass
+        ``reranker=...`` when the dict holds none). The back end reads its API key from the environment."""
+        data = {**data, **kwargs}
+        data.pop("class_name", None)
+        reranker = data.pop("reranker", None)
+        if isinstance(reranker, Mapping):
+            reranker = reranker_from_config(reranker)
+        elif reranker is None:
+            raise ConfigurationError(
+                "reranker",
+                "the dict holds no reranker (its Reranker could not be written as JSON: a back end built "
+                "over objects, or a judge stage); pass one: from_dict(data, reranker=...)",
+            )
+        return cls(reranker, **data)
 
     @classmethod
     def _as_core_llm(cls, llm: Any) -> Any:
