@@ -224,11 +224,12 @@ def _count_overlap(backend: CrossEncoderBackend) -> dict[str, int]:
     runner = backend._runner
     runner.load()
     predict = runner.predict
-    seen = {"now": 0, "max": 0}
+    seen = {"now": 0, "max": 0, "calls": 0}
     lock = threading.Lock()
 
     def counting(pairs):  # type: ignore[no-untyped-def]
         with lock:
+            seen["calls"] += 1
             seen["now"] += 1
             seen["max"] = max(seen["max"], seen["now"])
         try:
@@ -279,6 +280,26 @@ def test_a_timed_out_async_call_does_not_overlap_the_next_sync_call(tiny_ce_path
     asyncio.run(timed_out())
     reranker.rerank("another", texts[:3])  # waits for the abandoned call's passes instead of running beside
     assert seen["max"] == 1
+
+
+def test_a_timed_out_async_call_frees_the_model_at_its_next_batch(tiny_ce_path: Path) -> None:
+    backend = CrossEncoderBackend(tiny_ce_path, max_length=64, device="cpu", batch_size=1)
+    seen = _count_overlap(backend)
+    reranker = Reranker(backend)
+    texts = [f"text {i}" for i in range(20)]  # 20 batches of 20 ms
+
+    async def timed_out() -> None:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(reranker.arerank("q", texts), 0.05)
+
+    asyncio.run(timed_out())
+    t0 = time.perf_counter()
+    reranker.rerank("another", texts[:1])
+    waited = time.perf_counter() - t0
+    assert waited < 0.3  # with one model call at a time, it would wait for the abandoned call's 20 passes
+    time.sleep(0.5)  # longer than the abandoned call's 20 passes would take
+    assert seen["calls"] < 20 + 1  # before: all 20 passes ran for nobody (then 1 for "another")
+    assert len(reranker.rerank("q", texts[:4])) == 4  # later calls are scored as usual
 
 
 # -- 9: coalescing counts windows and admits calls first come, first served ---------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import threading
 from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import numpy as np
 
 from rerank_core._pipeline.jobs import Job
+from rerank_core.backends._runners import abandonable
 from rerank_core.chunking import estimated_segments, plan
 from rerank_core.errors import BackendError, NonRetryableBackendError, RerankError
 
@@ -105,13 +107,24 @@ async def ascore(reranker: Reranker, jobs: list[Job]) -> None:
         size = sum(estimated_segments([c.text for c in job.candidates], policy) for job in jobs)  # type: ignore[arg-type]
         await reranker.coalescer.submit(jobs, size)
     elif backend.blocking:
-        await backend.run_blocking(score, reranker, jobs)
+        stop = threading.Event()
+        try:
+            await backend.run_blocking(_score_until_abandoned, reranker, jobs, stop)
+        except asyncio.CancelledError:
+            stop.set()  # the caller stopped waiting (a timeout): local model work stops at its next batch
+            raise
     else:
         pairs = _plan(reranker, jobs)
         cached, missing = _lookup(reranker, pairs)
         groups = _groups(jobs, missing)
         fresh = _take_usage(reranker, jobs, await backend.ascore_groups(groups)) if missing else []
         _store(reranker, jobs, pairs, cached, missing, fresh)
+
+
+def _score_until_abandoned(reranker: Reranker, jobs: list[Job], stop: threading.Event) -> None:
+    """:func:`score` on a back-end thread, abandoned at the next batch once ``stop`` is set."""
+    with abandonable(stop):
+        score(reranker, jobs)
 
 
 def _plan(reranker: Reranker, jobs: list[Job]) -> Pairs:

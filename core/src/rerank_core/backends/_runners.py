@@ -32,9 +32,37 @@ from rerank_core.backends import _export
 from rerank_core.errors import ConfigurationError, NonRetryableBackendError
 from rerank_core.types import ScoreKind
 
-__all__ = ["RUNNERS", "OnnxRunner", "OpenVINORunner", "Runner", "RunnerOptions", "TorchRunner"]
+__all__ = [
+    "RUNNERS",
+    "OnnxRunner",
+    "OpenVINORunner",
+    "Runner",
+    "RunnerOptions",
+    "TorchRunner",
+    "abandonable",
+    "abandoned",
+]
 
 _LOCAL = {"extra": "local", "feature": "The local cross-encoder back end"}
+_call = threading.local()
+
+
+@contextlib.contextmanager
+def abandonable(stop: threading.Event) -> Any:
+    """Model work run by this thread inside the block stops at its next batch once ``stop`` is set (the
+    async caller it runs for stopped waiting: a timeout or a cancellation)."""
+    previous = getattr(_call, "stop", None)
+    _call.stop = stop
+    try:
+        yield
+    finally:
+        _call.stop = previous
+
+
+def abandoned() -> bool:
+    """Whether the caller of this thread's model work has stopped waiting for it (see :func:`abandonable`)."""
+    stop = getattr(_call, "stop", None)
+    return stop is not None and stop.is_set()
 
 
 @dataclass(frozen=True)

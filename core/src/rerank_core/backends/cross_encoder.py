@@ -25,7 +25,8 @@ through a ``max_concurrency``-thread pool), and that call uses every core the pr
 own intra-op pool (set ``num_threads`` to change it; this sets torch's process-wide setting), ONNX Runtime
 with ``intra_op_num_threads=num_threads`` and ``inter_op_num_threads=1``, OpenVINO with one stream and
 ``INFERENCE_NUM_THREADS=num_threads``. Concurrent requests thus queue for the cores instead of
-oversubscribing them.
+oversubscribing them. An async call whose caller stops waiting (a timeout, a cancellation) stops at its
+next batch, so it keeps the model from the next caller for one batch at most.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rerank_core.backends._export import QUANTIZATIONS
-from rerank_core.backends._runners import RUNNERS, RunnerOptions
+from rerank_core.backends._runners import RUNNERS, RunnerOptions, abandoned
 from rerank_core.backends.base import PairLimit, PairwiseBackend
 from rerank_core.errors import ConfigurationError, NonRetryableBackendError
 from rerank_core.types import ScoreKind
@@ -322,6 +323,10 @@ class CrossEncoderBackend(PairwiseBackend):
             try:
                 with runner.inference():
                     for idx in batches:
+                        if abandoned():  # the async caller timed out: free the model for the next one
+                            raise NonRetryableBackendError(
+                                "scoring abandoned: the caller stopped waiting", backend=self.fingerprint
+                            )
                         for i, v in zip(idx, runner.predict([pairs[i] for i in idx]), strict=True):
                             out[i] = v
             except runner.scoring_errors as exc:  # out of memory, device errors: retrying will not help
