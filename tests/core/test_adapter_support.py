@@ -501,3 +501,18 @@ def test_reranker_config_round_trip_is_json_without_secrets() -> None:
     for bad in ({"version": 1, "backend": {"class": "os:system", "args": ["true"]}}, {"backend": {}}, "x"):
         with pytest.raises(ConfigurationError, match="reranker"):
             reranker_from_config(bad)
+
+
+@pytest.mark.parametrize(
+    "backend",
+    [
+        {"class": "fakes:FakeBackend", "args": "x"},
+        {"class": "fakes:FakeBackend", "kwargs": {"no_such_option": 1}},
+        {"class": "fakes:NoSuchBackend"},
+    ],
+)
+def test_reranker_from_config_names_a_bad_backend(backend: dict) -> None:
+    from rerank_core.integrations import reranker_from_config
+
+    with pytest.raises(ConfigurationError, match=r"reranker\['backend'\]"):
+        reranker_from_config({"version": 1, "backend": backend})

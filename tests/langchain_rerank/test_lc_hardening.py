@@ -167,3 +167,14 @@ def test_a_pickled_remote_backend_reads_its_key_from_the_environment(monkeypatch
     monkeypatch.setenv("COHERE_API_KEY", "from-env")
     restored = pickle.loads(data)
     assert isinstance(restored.reranker.backend, CohereBackend)
+
+
+def test_an_adapter_over_objects_that_cannot_be_pickled_is_refused_by_name() -> None:
+    from llm_fakes import FakeJudgeLLM
+
+    from rerank_core.backends import LLMJudgeBackend
+
+    compressor = RerankCompressor(LLMJudgeBackend(FakeJudgeLLM(lambda text: 0.5)))  # its LLM holds a lock
+    with pytest.raises(TypeError, match="cannot pickle this adapter: its back end"):
+        pickle.dumps(compressor)
+    assert copy.deepcopy(compressor).reranker.backend is compressor.reranker.backend

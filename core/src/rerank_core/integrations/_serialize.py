@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
+import pickle
 from collections.abc import Mapping
 from typing import Any
 
@@ -56,7 +57,17 @@ def picklable_reranker(reranker: Reranker) -> tuple[Backend, RerankerOptions, in
     options = reranker.options
     cache = options.cache
     size = cache.maxsize if isinstance(cache, ScoreCache) else None
-    return reranker.backend, options.replace(cache=None) if size is not None else options, size
+    if size is not None:
+        options = options.replace(cache=None)
+    try:  # refuse here, by name, rather than deep inside the pickler
+        pickle.dumps((reranker.backend, options))
+    except Exception as exc:
+        raise TypeError(
+            f"cannot pickle this adapter: its back end {reranker.backend.fingerprint!r} or options hold "
+            f"objects that cannot be pickled ({type(exc).__name__}: {exc}); build the adapter in each "
+            "process instead (e.g. from_cross_encoder(model_id) with the model's id or path)"
+        ) from exc
+    return reranker.backend, options, size
 
 
 def rebuild_adapter(
@@ -146,7 +157,13 @@ def reranker_from_config(config: object, argument: str = "reranker") -> Reranker
         raise ConfigurationError(where, f"cannot import {spec['class']!r}: {exc}") from None
     if not isinstance(cls, type) or not issubclass(cls, Backend):
         raise ConfigurationError(f"{argument}['backend']", f"{spec['class']!r} is not a rerank_core Backend")
-    backend = cls(*spec.get("args", ()), **spec.get("kwargs", {}))
+    args, kwargs = spec.get("args", []), spec.get("kwargs", {})
+    if not isinstance(args, list) or not isinstance(kwargs, Mapping):
+        raise ConfigurationError(f"{argument}['backend']", "needs 'args' as a list and 'kwargs' as a mapping")
+    try:
+        backend = cls(*args, **kwargs)
+    except TypeError as exc:  # arguments its constructor does not take
+        raise ConfigurationError(f"{argument}['backend']", f"cannot build {spec['class']!r}: {exc}") from None
     options = dict(config.get("options") or {})
     for key, decode in _DECODE.items():
         if isinstance(options.get(key), Mapping):
