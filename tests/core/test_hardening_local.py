@@ -385,3 +385,32 @@ def test_a_call_cancelled_while_waiting_in_line_does_not_block_the_next() -> Non
             await second
 
     asyncio.run(scenario())
+
+
+def test_the_llamaindex_event_model_name_is_the_same_on_the_first_call(tiny_ce_path: Path) -> None:
+    from typing import Any
+
+    from llama_index.core.instrumentation import get_dispatcher
+    from llama_index.core.instrumentation.event_handlers import BaseEventHandler
+    from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
+
+    from llamaindex_rerank import RerankPostprocessor
+
+    names: list[str] = []
+
+    class Recorder(BaseEventHandler):
+        def handle(self, event: Any, **kwargs: Any) -> None:
+            if event.class_name() == "ReRankStartEvent":
+                names.append(event.model_name)
+
+    recorder = Recorder()
+    root = get_dispatcher()
+    root.add_event_handler(recorder)
+    try:
+        postprocessor = RerankPostprocessor.from_cross_encoder(str(tiny_ce_path), device="cpu")
+        for _ in range(2):
+            nodes = [NodeWithScore(node=TextNode(text=t), score=0.5) for t in ("a text", "another")]
+            postprocessor.postprocess_nodes(nodes, query_bundle=QueryBundle("query"))
+    finally:
+        root.event_handlers.remove(recorder)
+    assert len(names) == 2 and names[0] == names[1]  # before: ...activation=auto, then ...activation=sigmoid
