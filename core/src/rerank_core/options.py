@@ -46,7 +46,10 @@ class RerankerOptions:
             scores that are already probabilities is refused (by the Reranker, which knows the back end).
         temperature: the softmax temperature of ``normalization="temperature"``.
         long_text: a :class:`~rerank_core.chunking.LongTextPolicy`, or its mode ``"window"`` (split and
-            aggregate), ``"truncate"`` (reported) or ``"error"``.
+            aggregate), ``"truncate"`` (reported) or ``"error"``. The policy also bounds the work per
+            candidate (``max_windows=32``, ``max_chars=100_000``; cuts reported as ``truncated``) and says
+            what happens to a query too long for the model (``long_query="keep_end"``: cut, keeping its
+            end, and reported in ``RerankResponse.query_truncated``).
         cache: ``False``/``None`` (default), ``True`` (100k entries), an int size, or a shared
             :class:`~rerank_core.cache.ScoreCache`; stored as a ``ScoreCache`` or ``None``.
         fusion: a :class:`~rerank_core.fusion.Fusion` or a ``"zscore:0.6"``-style string (see
