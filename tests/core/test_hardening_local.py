@@ -414,3 +414,34 @@ def test_the_llamaindex_event_model_name_is_the_same_on_the_first_call(tiny_ce_p
     finally:
         root.event_handlers.remove(recorder)
     assert len(names) == 2 and names[0] == names[1]  # before: ...activation=auto, then ...activation=sigmoid
+
+
+@pytest.mark.parametrize("how", ["keep_end", "keep_start"])
+def test_cut_queries_fit_the_real_tokenizer_at_every_length(tiny_ce_path: Path, how: str) -> None:
+    from rerank_core.chunking import plan
+
+    limit = CrossEncoderBackend(tiny_ce_path, max_length=48, device="cpu").pair_limit()
+    policy = LongTextPolicy(long_query=how)  # type: ignore[arg-type]
+    room = limit.max_length - limit.special_tokens
+    words = [
+        "tokenization",
+        "of",
+        "unbelievably",
+        "hyphenated-words,",
+        "numbers",
+        "12345",
+        "and",
+        "émigré",
+        "names",
+    ]
+    for n in range(1, 80):
+        query = " ".join(words[i % len(words)] for i in range(n))
+        planned = plan(query, ["a candidate text"], limit, policy)
+        tokens = len(limit.tokenizer.offsets([planned.query])[0])
+        assert room - tokens >= 16  # the text keeps at least 16 tokens of the pair
+        full = len(limit.tokenizer.offsets([query])[0])
+        assert planned.query_truncated == (room - full < 16)
+        if planned.query_truncated:
+            assert query.endswith(planned.query) if how == "keep_end" else query.startswith(planned.query)
+        else:
+            assert planned.query == query

@@ -223,6 +223,12 @@ def _fit_query(
         tokens = len(tok.offsets([cut])[0])
         if keep == 1:
             break
+    if room - tokens < min_text:  # a tokenizer that will not let the query shrink: refuse, never loop
+        raise InvalidInputError(
+            query_argument,
+            f"could not be cut to fit the model's {limit.max_length} tokens per pair "
+            f"({tokens} tokens after cutting); shorten the query",
+        )
     return cut, tokens, True
 
 
