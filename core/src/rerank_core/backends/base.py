@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import functools
+import os
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -96,10 +97,25 @@ class Backend(ABC):
 
     blocking: bool = True
     max_concurrency: int = 1
+    #: ``False`` when a text's score depends on the other candidates scored with it (a listwise LLM
+    #: judge's rank scores), so a per-(query, text) score cache would mix scores from different candidate
+    #: sets: ``Reranker(..., cache=...)`` then refuses the back end (``ConfigurationError`` naming cache).
+    cacheable: bool = True
 
     def __init__(self) -> None:
         self._executor: ThreadPoolExecutor | None = None
         self._executor_lock = threading.Lock()
+        self._executor_pid = os.getpid()
+        from rerank_core.remote._fork import after_fork_in_child  # (rerank_core.remote imports this module)
+
+        after_fork_in_child(self)
+
+    def _after_fork(self) -> None:
+        """In a forked child: the parent's pool threads do not exist here (waiting on them would hang), and
+        the lock may have been held at the fork: start with neither."""
+        self._executor = None
+        self._executor_lock = threading.Lock()
+        self._executor_pid = os.getpid()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -168,6 +184,8 @@ class Backend(ABC):
         return await loop.run_in_executor(self._get_executor(), fn, *args)
 
     def _get_executor(self) -> ThreadPoolExecutor:
+        if getattr(self, "_executor_pid", None) != os.getpid():  # forked (or __init__ not called)
+            self._after_fork()
         if self._executor is None:
             with self._executor_lock:
                 if self._executor is None:
@@ -180,7 +198,8 @@ class Backend(ABC):
         """Release the thread pool (and, in subclasses, clients or models)."""
         with self._executor_lock:
             if self._executor is not None:
-                self._executor.shutdown(wait=True)
+                if getattr(self, "_executor_pid", None) == os.getpid():  # a parent's pool is not ours
+                    self._executor.shutdown(wait=True)
                 self._executor = None
 
     # -- copies and pickles: rebuilt from the constructor's arguments, secrets left out of pickles ----------

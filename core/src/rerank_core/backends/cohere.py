@@ -1,8 +1,10 @@
 """Cohere Rerank back end on the official ``cohere`` SDK (``ClientV2`` / ``AsyncClientV2``).
 
-``base_url`` points it at any server that speaks Cohere's ``POST /v2/rerank`` shape (vLLM, Infinity,
-a gateway). The SDK's own retries are switched off: retries, backoff, limits and response checks are
-the shared ones of :class:`~rerank_core.remote.base.RemoteBackend`, the same for every remote back end.
+``base_url`` points it at any server that speaks Cohere's ``POST /v2/rerank`` shape (vLLM, a gateway).
+The SDK's own retries are switched off: retries, backoff, limits and response checks are the shared ones
+of :class:`~rerank_core.remote.base.RemoteBackend`, the same for every remote back end. Its httpx clients
+are the shared bounded ones (:class:`~rerank_core.remote.base.HttpClients`): a whole try within
+``timeout``, an answer within ``max_response_bytes``, per process and per event loop.
 
 Choices, written down:
 
@@ -13,6 +15,10 @@ Choices, written down:
   the core refuses to squash them again with a sigmoid or softmax.
 - Documents longer than ``max_tokens_per_doc`` (server default 4096) are truncated by the server; the
   core cannot count Cohere's tokens, so it cannot window them itself.
+- Credentials written in ``base_url`` (``http://user:KEY@host``) are sent as HTTP basic auth and shown as
+  ``user:***`` in the repr, the fingerprint, errors and httpx's log.
+- Infinity is not a ``/v2/rerank`` server by default (it serves ``POST /rerank``): use
+  ``RerankAPIBackend(url, protocol="jina", path="/rerank")`` for it.
 - The API key comes from ``api_key`` or the ``COHERE_API_KEY`` (then ``CO_API_KEY``) environment
   variable and is kept in a :class:`~rerank_core.remote.http.Secret`: never in a repr, a fingerprint, a log
   line or an error message. A self-hosted server (``base_url`` given) may need no key.
@@ -25,9 +31,21 @@ from collections.abc import Sequence
 from typing import Any
 
 from rerank_core._optional import require
-from rerank_core.errors import BackendError, ConfigurationError, InvalidResponseError
-from rerank_core.remote.base import PerLoop, RemoteBackend
-from rerank_core.remote.http import Secret, error_for_status, error_for_transport, excerpt
+from rerank_core.errors import (
+    BackendError,
+    ConfigurationError,
+    InvalidResponseError,
+    NonRetryableBackendError,
+)
+from rerank_core.remote.base import DEFAULT_DEADLINE, HttpClients, PerLoop, RemoteBackend
+from rerank_core.remote.http import (
+    DEFAULT_MAX_RESPONSE_BYTES,
+    Secret,
+    error_for_status,
+    error_for_transport,
+    excerpt,
+    split_url_credentials,
+)
 from rerank_core.remote.retry import RetryPolicy
 from rerank_core.types import ScoreKind
 
@@ -61,7 +79,7 @@ class CohereBackend(RemoteBackend):
         base_url: the server (default: Cohere's API; e.g. ``"http://vllm:8000"`` for vLLM).
         max_tokens_per_doc: the server truncates each document to this many tokens (server default 4096).
         max_documents_per_request: split longer candidate lists (default 1000, Cohere's recommendation).
-        max_concurrency, requests_per_minute, timeout, retry: see
+        max_concurrency, requests_per_minute, timeout, retry, deadline, max_response_bytes: see
             :class:`~rerank_core.remote.base.RemoteBackend`.
         client_name: sent to Cohere as ``X-Client-Name``.
     """
@@ -79,6 +97,8 @@ class CohereBackend(RemoteBackend):
         timeout: float = 30.0,
         retry: RetryPolicy | None = None,
         client_name: str | None = "rerank-core",
+        deadline: float | None = DEFAULT_DEADLINE,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         super().__init__(
             max_documents_per_request=max_documents_per_request,
@@ -86,13 +106,16 @@ class CohereBackend(RemoteBackend):
             requests_per_minute=requests_per_minute,
             timeout=timeout,
             retry=retry,
+            deadline=deadline,
+            max_response_bytes=max_response_bytes,
         )
         if not isinstance(model, str) or not model.strip():
             raise ConfigurationError("model", f"must be a non-empty model name, got {model!r}")
         if base_url is not None and (
             not isinstance(base_url, str) or not base_url.startswith(("http://", "https://"))
         ):
-            raise ConfigurationError("base_url", f"must be an http(s) URL, got {base_url!r}")
+            shown = split_url_credentials(base_url)[1] if isinstance(base_url, str) else base_url
+            raise ConfigurationError("base_url", f"must be an http(s) URL, got {shown!r}")
         if max_tokens_per_doc is not None and (
             not isinstance(max_tokens_per_doc, int)
             or isinstance(max_tokens_per_doc, bool)
@@ -101,17 +124,31 @@ class CohereBackend(RemoteBackend):
             raise ConfigurationError(
                 "max_tokens_per_doc", f"must be an int >= 1 or None, got {max_tokens_per_doc!r}"
             )
+        url_auth = None
+        self._url: str | None = None
         self.model = model
-        self.base_url = None if base_url is None else base_url.rstrip("/")
+        self.base_url = None  # credentials in the URL show as user:***
+        if base_url is not None:
+            self._url, self.base_url, url_auth = split_url_credentials(base_url.rstrip("/"))
         self.max_tokens_per_doc = max_tokens_per_doc
         self.client_name = client_name
         self._key = _api_key(api_key, base_url)
-        self._client: Any = None
-        self._http: Any = None
-        self._aclients = PerLoop(self._make_async_client, lambda pair: pair[1].aclose())
         self._fingerprint = f"cohere:{model}@{self.base_url or 'api.cohere.com'}" + (
             f":max_tokens_per_doc={max_tokens_per_doc}" if max_tokens_per_doc else ""
         )
+        self._client: Any = None
+        self._client_pid = os.getpid()
+        self._http = HttpClients(
+            None,
+            timeout=self.timeout,
+            max_connections=self.max_concurrency,
+            extra="cohere",
+            feature=_FEATURE,
+            max_response_bytes=max_response_bytes,
+            auth=url_auth,
+            backend=self._fingerprint,
+        )
+        self._aclients = PerLoop(self._make_async_client, lambda pair: pair[1].aclose())
 
     @property
     def fingerprint(self) -> str:
@@ -135,30 +172,23 @@ class CohereBackend(RemoteBackend):
             "client_name": self.client_name,
             "log_warning_experimental_features": False,
         }
-        if self.base_url is not None:
-            kwargs["base_url"] = self.base_url
+        if self._url is not None:
+            kwargs["base_url"] = self._url
         return kwargs
 
-    def _limits(self) -> Any:
-        httpx = require("httpx", extra="cohere", feature=_FEATURE)
-        return httpx.Limits(
-            max_connections=self.max_concurrency, max_keepalive_connections=self.max_concurrency
-        )
-
     def _sync_client(self) -> Any:
-        if self._client is None:
-            with self._executor_lock:
-                if self._client is None:
-                    cohere = require("cohere", extra="cohere", feature=_FEATURE)
-                    httpx = require("httpx", extra="cohere", feature=_FEATURE)
-                    self._http = httpx.Client(timeout=self.timeout, limits=self._limits())
-                    self._client = cohere.ClientV2(**self._client_kwargs(self._http))
-        return self._client
+        """The SDK's sync client over this process's bounded httpx client (see ``HttpClients``)."""
+        if self._client_pid != os.getpid():  # forked: the parent's client shares the parent's sockets
+            self._client, self._client_pid = None, os.getpid()
+        client = self._client
+        if client is None:
+            cohere = require("cohere", extra="cohere", feature=_FEATURE)
+            client = self._client = cohere.ClientV2(**self._client_kwargs(self._http.sync()))
+        return client
 
     def _make_async_client(self) -> tuple[Any, Any]:
         cohere = require("cohere", extra="cohere", feature=_FEATURE)
-        httpx = require("httpx", extra="cohere", feature=_FEATURE)
-        http = httpx.AsyncClient(timeout=self.timeout, limits=self._limits())
+        http = self._http._make_async()
         return cohere.AsyncClientV2(**self._client_kwargs(http)), http
 
     # -- one request -------------------------------------------------------------------------------
@@ -183,6 +213,8 @@ class CohereBackend(RemoteBackend):
         from cohere.core.api_error import ApiError
         from cohere.core.parse_error import ParsingError
 
+        if isinstance(exc, BackendError):  # e.g. ResponseTooLargeError, raised while reading
+            return exc
         transport = error_for_transport(exc, backend=self.fingerprint, timeout=self.timeout)
         if transport is not None:
             return transport
@@ -200,13 +232,24 @@ class CohereBackend(RemoteBackend):
                 )
             return error_for_status(status, exc.headers, exc.body, backend=self.fingerprint, secret=self._key)
         if isinstance(
-            exc, ParsingError | ValueError | TypeError | KeyError | AttributeError
-        ):  # unparseable body
+            exc,
+            ParsingError
+            | ValueError
+            | TypeError
+            | KeyError
+            | AttributeError
+            | RecursionError
+            | OverflowError,
+        ):  # unparseable body (JSON nested too deeply, a number too large for a float, ...)
+            reason = "nested too deeply" if isinstance(exc, RecursionError) else type(exc).__name__
             return InvalidResponseError(
-                f"malformed answer ({type(exc).__name__}: {excerpt(str(exc), self._key)})",
+                f"malformed answer ({reason}: {excerpt(str(exc), self._key)})",
                 backend=self.fingerprint,
             )
-        raise exc
+        return NonRetryableBackendError(  # never anything but a RerankError out of the HTTP layer
+            f"the request failed ({type(exc).__name__}: {excerpt(str(exc), self._key)})",
+            backend=self.fingerprint,
+        )
 
     def _send(self, query: str, texts: Sequence[str]) -> list[tuple[object, object]]:
         client = self._sync_client()
@@ -214,6 +257,8 @@ class CohereBackend(RemoteBackend):
             response = client.rerank(**self._request_kwargs(query, texts))
         except Exception as exc:
             error = self._translate(exc)
+            if error is exc:
+                raise
             raise error from (exc if error.status_code is None else None)
         return self._entries(response)
 
@@ -223,14 +268,15 @@ class CohereBackend(RemoteBackend):
             response = await client.rerank(**self._request_kwargs(query, texts))
         except Exception as exc:
             error = self._translate(exc)
+            if error is exc:
+                raise
             raise error from (exc if error.status_code is None else None)
         return self._entries(response)
 
     def close(self) -> None:
         """Close the sync HTTP client and the thread pool (async clients: :meth:`aclose` in their loop)."""
-        if self._http is not None:
-            self._http.close()
-            self._http = self._client = None
+        self._http.close()
+        self._client = None
         super().close()
 
     def __repr__(self) -> str:

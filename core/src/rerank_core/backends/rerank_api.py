@@ -8,9 +8,11 @@ Protocols:
   ``{"index", "score"}``. TEI refuses more than ``--max-client-batch-size`` texts per request (32 by
   default), hence ``max_documents_per_request=32``. ``raw_scores=False`` (TEI's default) returns sigmoid
   scores (``score_kind="probability"``); ``True`` returns logits (``"logit"``).
-- ``"jina"``: the Jina / vLLM / Infinity ``POST {base_url}/v1/rerank`` shape: ``{"model", "query",
+- ``"jina"``: the Jina / vLLM ``POST {base_url}/v1/rerank`` shape: ``{"model", "query",
   "documents", "top_n", "return_documents": false}``; the answer is ``{"results": [{"index",
   "relevance_score"}, ...]}``. ``top_n`` is sent as the number of documents (every score is needed).
+  Infinity speaks the same shape at ``POST /rerank`` (no ``/v1`` by default; ``/v1/rerank`` and
+  ``/v2/rerank`` are 404 there): ``RerankAPIBackend(url, protocol="jina", model=..., path="/rerank")``.
 
 For Cohere's own ``/v2/rerank`` shape use :class:`~rerank_core.backends.cohere.CohereBackend` with
 ``base_url``. Retries, limits, splitting and response checks are those of
@@ -19,13 +21,27 @@ For Cohere's own ``/v2/rerank`` shape use :class:`~rerank_core.backends.cohere.C
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from rerank_core.errors import BackendError, ConfigurationError, InvalidResponseError
-from rerank_core.remote.base import HttpClients, RemoteBackend
-from rerank_core.remote.http import Secret, entries_from_json, error_for_status, error_for_transport, excerpt
+from rerank_core.errors import (
+    BackendError,
+    ConfigurationError,
+    InvalidResponseError,
+    NonRetryableBackendError,
+)
+from rerank_core.remote.base import DEFAULT_DEADLINE, HttpClients, RemoteBackend
+from rerank_core.remote.http import (
+    DEFAULT_MAX_RESPONSE_BYTES,
+    Secret,
+    entries_from_json,
+    error_for_status,
+    error_for_transport,
+    excerpt,
+    fingerprint_headers,
+    parse_json,
+    split_url_credentials,
+)
 from rerank_core.remote.retry import RetryPolicy
 from rerank_core.types import ScoreKind
 
@@ -38,6 +54,11 @@ PROTOCOLS: dict[str, dict[str, Any]] = {
 }
 
 
+def _shown(url: object) -> object:
+    """``url`` as it may be shown (credentials as ``***``)."""
+    return split_url_credentials(url)[1] if isinstance(url, str) and "@" in url else url
+
+
 class RerankAPIBackend(RemoteBackend):
     """A rerank server speaking the TEI or the Jina/vLLM protocol.
 
@@ -45,15 +66,20 @@ class RerankAPIBackend(RemoteBackend):
         base_url: the server, e.g. ``"http://tei:8080"``.
         protocol: ``"tei"`` or ``"jina"`` (see the module docstring).
         model: sent in ``"jina"`` requests (vLLM and Infinity route on it); TEI serves one model.
-        api_key: sent as ``Authorization: Bearer``, if given (kept secret).
-        path: the endpoint path if the server mounts it elsewhere (default ``/rerank`` or ``/v1/rerank``).
+        api_key: sent as ``Authorization: Bearer``, if given (kept secret). Credentials written in the URL
+            (``http://user:KEY@host``) are sent as HTTP basic auth and shown as ``user:***``.
+        path: the endpoint path if the server mounts it elsewhere (default ``/rerank`` for TEI,
+            ``/v1/rerank`` for Jina; ``path="/rerank"`` for Infinity).
         raw_scores: TEI only: ask for logits instead of sigmoid scores.
         truncate: TEI only: let the server truncate texts longer than the model (default ``True``; with
             ``False`` TEI refuses such texts, a non-retryable error).
         score_kind: what the scores are; default ``"probability"`` (``"logit"`` for TEI with raw_scores).
         max_documents_per_request: default 32 for TEI, 1000 for Jina.
-        headers: extra HTTP headers (e.g. a gateway's routing header).
-        max_concurrency, requests_per_minute, timeout, retry: see
+        headers: extra HTTP headers (e.g. a gateway's routing header). They are part of the fingerprint
+            (the cache key), since they may change the answer; the values of headers that may carry a
+            credential (``Authorization``, ``api-key``, any name with ``key``, ``token``, ``secret``,
+            ``auth``, ``password``, ``cookie``...) enter it only as a short SHA-256.
+        max_concurrency, requests_per_minute, timeout, retry, deadline, max_response_bytes: see
             :class:`~rerank_core.remote.base.RemoteBackend`.
     """
 
@@ -74,6 +100,8 @@ class RerankAPIBackend(RemoteBackend):
         requests_per_minute: float | None = None,
         timeout: float = 30.0,
         retry: RetryPolicy | None = None,
+        deadline: float | None = DEFAULT_DEADLINE,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         if protocol not in PROTOCOLS:
             raise ConfigurationError("protocol", f"must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
@@ -86,9 +114,12 @@ class RerankAPIBackend(RemoteBackend):
             requests_per_minute=requests_per_minute,
             timeout=timeout,
             retry=retry,
+            deadline=deadline,
+            max_response_bytes=max_response_bytes,
         )
         if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
-            raise ConfigurationError("base_url", f"must be an http(s) URL, got {base_url!r}")
+            raise ConfigurationError("base_url", f"must be an http(s) URL, got {_shown(base_url)!r}")
+        url, shown_url, url_auth = split_url_credentials(base_url.rstrip("/"))
         if path is not None and (not isinstance(path, str) or not path.startswith("/")):
             raise ConfigurationError("path", f"must start with '/', got {path!r}")
         if model is not None and (not isinstance(model, str) or not model.strip()):
@@ -104,7 +135,7 @@ class RerankAPIBackend(RemoteBackend):
             score_kind = "logit" if (protocol == "tei" and raw_scores) else "probability"
         if score_kind not in ("logit", "probability"):
             raise ConfigurationError("score_kind", f"must be 'logit' or 'probability', got {score_kind!r}")
-        self.base_url = base_url.rstrip("/")
+        self.base_url = shown_url  # credentials in the URL show as user:***
         self.protocol = protocol
         self.model = model
         self.path = path or spec["path"]
@@ -112,20 +143,27 @@ class RerankAPIBackend(RemoteBackend):
         self.truncate = truncate
         self._score_kind: ScoreKind = score_kind
         self._key = Secret(api_key or "")
-        self._headers = {"content-type": "application/json", **dict(headers or {})}
+        user_headers = {str(k): str(v) for k, v in dict(headers or {}).items()}
+        self._headers = {"content-type": "application/json", **user_headers}
         if self._key:
             self._headers["authorization"] = f"Bearer {self._key.get()}"
         self._index_key, self._score_key = spec["index"], spec["score"]
+        options = f":raw_scores={raw_scores}" if protocol == "tei" else f":model={model}"
+        routing = {k: v for k, v in user_headers.items() if k.lower() != "content-type"}
+        if routing:  # what may route the request to another model changes the answer (secrets hashed)
+            options += f":headers={fingerprint_headers(routing)}"
+        self._fingerprint = f"{protocol}:{self.base_url}{self.path}{options}"
         self._http = HttpClients(
-            self.base_url,
+            url,
             timeout=self.timeout,
             headers=self._headers,
             max_connections=self.max_concurrency,
             extra="cohere",
             feature=_FEATURE,
+            max_response_bytes=max_response_bytes,
+            auth=url_auth,
+            backend=self._fingerprint,
         )
-        options = f":raw_scores={raw_scores}" if protocol == "tei" else f":model={model}"
-        self._fingerprint = f"{protocol}:{self.base_url}{self.path}{options}"
 
     @property
     def fingerprint(self) -> str:
@@ -166,14 +204,9 @@ class RerankAPIBackend(RemoteBackend):
                 backend=self.fingerprint,
                 secret=self._key,
             )
-        try:
-            data = response.json()
-        except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
-            raise InvalidResponseError(
-                f"malformed JSON (HTTP {response.status_code}): {excerpt(response.text, self._key)}",
-                backend=self.fingerprint,
-                status_code=response.status_code,
-            ) from None
+        data = parse_json(
+            response.content, backend=self.fingerprint, status=response.status_code, secret=self._key
+        )
         if self.protocol == "jina":
             if not isinstance(data, Mapping):
                 raise InvalidResponseError(
@@ -184,23 +217,35 @@ class RerankAPIBackend(RemoteBackend):
         return entries_from_json(data, self._index_key, self._score_key, backend=self.fingerprint)
 
     def _transport_error(self, exc: Exception) -> BackendError:
+        """A typed error for whatever sending failed with (never anything but a RerankError)."""
+        if isinstance(exc, BackendError):  # e.g. ResponseTooLargeError, raised while reading
+            return exc
         error = error_for_transport(exc, backend=self.fingerprint, timeout=self.timeout)
         if error is None:
-            raise exc
+            return NonRetryableBackendError(
+                f"the request failed ({type(exc).__name__}: {excerpt(str(exc), self._key)})",
+                backend=self.fingerprint,
+            )
         return error
 
     def _send(self, query: str, texts: Sequence[str]) -> list[tuple[object, object]]:
         try:
             response = self._http.sync().post(self.path, json=self._body(query, texts))
         except Exception as exc:
-            raise self._transport_error(exc) from exc
+            error = self._transport_error(exc)
+            if error is exc:
+                raise
+            raise error from exc
         return self._entries(response)
 
     async def _asend(self, query: str, texts: Sequence[str]) -> list[tuple[object, object]]:
         try:
             response = await self._http.current().post(self.path, json=self._body(query, texts))
         except Exception as exc:
-            raise self._transport_error(exc) from exc
+            error = self._transport_error(exc)
+            if error is exc:
+                raise
+            raise error from exc
         return self._entries(response)
 
     def close(self) -> None:
@@ -213,7 +258,7 @@ class RerankAPIBackend(RemoteBackend):
         await self._http.aclose()
 
     def __repr__(self) -> str:
-        key = ", api_key=***" if self._key else ""
+        key = ", api_key=***" if self._key else ""  # base_url shows URL credentials as ***
         return (
             f"RerankAPIBackend(base_url={self.base_url!r}, protocol={self.protocol!r}, "
             f"model={self.model!r}{key})"

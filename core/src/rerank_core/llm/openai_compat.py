@@ -17,15 +17,30 @@ deal with it.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from rerank_core.errors import BackendError, ConfigurationError, InvalidResponseError
+from rerank_core.errors import (
+    BackendError,
+    ConfigurationError,
+    InvalidInputError,
+    InvalidResponseError,
+    NonRetryableBackendError,
+)
 from rerank_core.llm.base import LLM, ChatMessage, LLMResponse, check_messages, read_openai_logprobs
 from rerank_core.remote.base import HttpClients
-from rerank_core.remote.http import Secret, error_for_status, error_for_transport, excerpt
+from rerank_core.remote.http import (
+    DEFAULT_MAX_RESPONSE_BYTES,
+    Secret,
+    error_for_status,
+    error_for_transport,
+    excerpt,
+    fingerprint_headers,
+    fingerprint_json,
+    parse_json,
+    split_url_credentials,
+)
 from rerank_core.remote.limits import check_limit
 from rerank_core.remote.retry import Dispatcher, RetryPolicy
 
@@ -33,6 +48,9 @@ __all__ = ["OpenAICompatibleLLM"]
 
 _FEATURE = "The OpenAI-compatible LLM"
 _EXTRA = "llm-api"
+
+#: The default ``deadline`` of one completion, in seconds (every try and backoff included).
+DEFAULT_LLM_DEADLINE = 180.0
 
 
 class OpenAICompatibleLLM(LLM):
@@ -47,9 +65,20 @@ class OpenAICompatibleLLM(LLM):
             ``False`` for servers that do not, and the judge parses graded text instead.
         temperature: sampling temperature (0: greedy, reproducible where the server allows).
         context_window: the model's context length in tokens, if you want the judge to fit prompts to it.
-        max_concurrency, requests_per_minute, timeout, retry: as for the remote rerank back ends.
-        headers / extra_body: added to every request (e.g. ``{"seed": 0}``).
+        max_concurrency, requests_per_minute, timeout, retry: as for the remote rerank back ends
+            (``timeout`` bounds a whole try: connect, send, wait and read together).
+        deadline: seconds for a whole call, every try and backoff included (default 180; ``None``: only
+            ``timeout`` and ``retry`` bound it).
+        max_response_bytes: the largest answer read, after decoding (default 8 MiB); a larger one stops
+            with :class:`~rerank_core.remote.http.ResponseTooLargeError`, not retried.
+        headers / extra_body: added to every request (e.g. ``{"seed": 0}``). Both are part of the
+            fingerprint (the cache key), since they may change the answer; values of headers or body keys
+            that may carry a credential (``Authorization``, ``api-key``, any name with ``key``, ``token``,
+            ``secret``, ``auth``, ``password``, ``cookie``...) enter it only as a short SHA-256.
         path: the endpoint under ``base_url`` (default ``/chat/completions``).
+
+    Credentials written in ``base_url`` (``http://user:KEY@host/v1``) are sent as HTTP basic auth and shown
+    as ``user:***`` (repr, fingerprint, errors, httpx's log).
     """
 
     blocking = False
@@ -70,9 +99,12 @@ class OpenAICompatibleLLM(LLM):
         headers: Mapping[str, str] | None = None,
         extra_body: Mapping[str, Any] | None = None,
         path: str = "/chat/completions",
+        deadline: float | None = DEFAULT_LLM_DEADLINE,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
-            raise ConfigurationError("base_url", f"must be an http(s) URL, got {base_url!r}")
+            shown = split_url_credentials(base_url)[1] if isinstance(base_url, str) else base_url
+            raise ConfigurationError("base_url", f"must be an http(s) URL, got {shown!r}")
         if not isinstance(model, str) or not model.strip():
             raise ConfigurationError("model", f"must be a non-empty model name, got {model!r}")
         if api_key is not None and not isinstance(api_key, str):
@@ -82,13 +114,17 @@ class OpenAICompatibleLLM(LLM):
         if not isinstance(temperature, int | float) or not math.isfinite(temperature) or temperature < 0:
             raise ConfigurationError("temperature", f"must be a number >= 0, got {temperature!r}")
         check_limit(context_window, "context_window", allow_none=True)
+        check_limit(max_response_bytes, "max_response_bytes")
+        if not isinstance(path, str) or not path.startswith("/"):
+            raise ConfigurationError("path", f"must start with '/', got {path!r}")
         self._dispatch = Dispatcher(
             max_concurrency=max_concurrency,
             requests_per_minute=requests_per_minute,
             timeout=timeout,
             retry=retry,
+            deadline=deadline,
         )
-        self.base_url = base_url.rstrip("/")
+        url, self.base_url, url_auth = split_url_credentials(base_url.rstrip("/"))
         self.model = model
         self.path = path
         self.supports_logprobs = logprobs
@@ -96,25 +132,41 @@ class OpenAICompatibleLLM(LLM):
         self.context_window = context_window
         self.max_concurrency = max_concurrency
         self.timeout = self._dispatch.timeout
+        self.deadline = self._dispatch.deadline
+        self.max_response_bytes = max_response_bytes
         self.retry = self._dispatch.retry
         self.stats = self._dispatch.stats
         self._extra_body = dict(extra_body or {})
         self._key = Secret(api_key or "")
-        self._headers = {"content-type": "application/json", **dict(headers or {})}
+        user_headers = {str(k): str(v) for k, v in dict(headers or {}).items()}
+        self._headers = {"content-type": "application/json", **user_headers}
         if self._key:
             self._headers["authorization"] = f"Bearer {self._key.get()}"
+        fingerprint = (
+            f"openai-compat:{self.base_url}{self.path}:model={self.model}:temperature={self.temperature}"
+        )
+        routing = {k: v for k, v in user_headers.items() if k.lower() != "content-type"}
+        if routing:  # what the answer may depend on (a gateway's routing header), secrets hashed
+            fingerprint += f":headers={fingerprint_headers(routing)}"
+        if self._extra_body:  # e.g. a seed, a top_p, a chat template switch
+            fingerprint += f":extra_body={fingerprint_json(self._extra_body)}"
+        self._fingerprint = fingerprint
+        self._dispatch.backend = fingerprint
         self._http = HttpClients(
-            self.base_url,
+            url,
             timeout=self.timeout,
             headers=self._headers,
             max_connections=self.max_concurrency,
             extra=_EXTRA,
             feature=_FEATURE,
+            max_response_bytes=max_response_bytes,
+            auth=url_auth,
+            backend=fingerprint,
         )
 
     @property
     def fingerprint(self) -> str:
-        return f"openai-compat:{self.base_url}{self.path}:model={self.model}:temperature={self.temperature}"
+        return self._fingerprint
 
     def __repr__(self) -> str:
         key = ", api_key=***" if self._key else ""
@@ -134,7 +186,9 @@ class OpenAICompatibleLLM(LLM):
         body: dict[str, Any] = {
             **self._extra_body,
             "model": self.model,
-            "messages": [{"role": m.role, "content": m.content} for m in check_messages(messages)],
+            "messages": [
+                {"role": m.role, "content": m.content} for m in _encodable(check_messages(messages))
+            ],
             "max_tokens": int(max_tokens),
             "temperature": self.temperature,
         }
@@ -152,18 +206,21 @@ class OpenAICompatibleLLM(LLM):
             raise error_for_status(
                 status, response.headers, response.text, backend=self.fingerprint, secret=self._key
             )
-        try:
-            data = response.json()
-        except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
-            raise self._invalid(
-                f"malformed JSON (HTTP {status}): {excerpt(response.text, self._key)}", status
-            ) from None
+        data = parse_json(response.content, backend=self.fingerprint, status=status, secret=self._key)
         choices = data.get("choices") if isinstance(data, Mapping) else None
         if not isinstance(choices, list) or not choices or not isinstance(choices[0], Mapping):
             raise self._invalid(
                 f"not a chat completion (no choices): {excerpt(repr(data), self._key)}", status
             )
-        choice = choices[0]
+        try:
+            return self._read(data, choices[0])
+        except (ValueError, TypeError, OverflowError, RecursionError) as exc:  # e.g. a 401-digit number
+            raise self._invalid(
+                f"unusable chat completion ({type(exc).__name__}: {excerpt(str(exc))})", status
+            ) from None
+
+    @staticmethod
+    def _read(data: Mapping[str, Any], choice: Mapping[str, Any]) -> LLMResponse:
         message = choice.get("message")
         content = message.get("content") if isinstance(message, Mapping) else None
         if content is None and isinstance(choice.get("text"), str):  # legacy completions shape
@@ -177,9 +234,15 @@ class OpenAICompatibleLLM(LLM):
         )
 
     def _transport_error(self, exc: Exception) -> BackendError:
+        """A typed error for whatever sending failed with (never anything but a RerankError)."""
+        if isinstance(exc, BackendError):  # e.g. ResponseTooLargeError, raised while reading
+            return exc
         error = error_for_transport(exc, backend=self.fingerprint, timeout=self.timeout)
         if error is None:
-            raise exc
+            return NonRetryableBackendError(
+                f"the request failed ({type(exc).__name__}: {excerpt(str(exc), self._key)})",
+                backend=self.fingerprint,
+            )
         return error
 
     def _attempt(self, body: dict[str, Any]) -> LLMResponse:
@@ -188,7 +251,10 @@ class OpenAICompatibleLLM(LLM):
             response = self._http.sync().post(self.path, json=body)
         except Exception as exc:
             self.stats.add("error:transport")
-            raise self._transport_error(exc) from exc
+            error = self._transport_error(exc)
+            if error is exc:
+                raise
+            raise error from exc
         return self._parse(response)
 
     async def _aattempt(self, body: dict[str, Any]) -> LLMResponse:
@@ -197,7 +263,10 @@ class OpenAICompatibleLLM(LLM):
             response = await self._http.current().post(self.path, json=body)
         except Exception as exc:
             self.stats.add("error:transport")
-            raise self._transport_error(exc) from exc
+            error = self._transport_error(exc)
+            if error is exc:
+                raise
+            raise error from exc
         return self._parse(response)
 
     def complete(
@@ -211,6 +280,23 @@ class OpenAICompatibleLLM(LLM):
     ) -> LLMResponse:
         body = self._body(messages, max_tokens, top_logprobs)
         return await self._dispatch.acall(lambda: self._aattempt(body), "chat completion")
+
+
+def _encodable(messages: Sequence[ChatMessage]) -> Sequence[ChatMessage]:
+    """``messages``, or :class:`InvalidInputError` naming the message whose text cannot be sent as UTF-8
+    (a lone surrogate): never retried, since retrying cannot help."""
+    for i, message in enumerate(messages):
+        content = message.content
+        if isinstance(content, str):
+            try:
+                content.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise InvalidInputError(
+                    f"messages[{i}].content",
+                    f"contains a lone surrogate {content[exc.start : exc.end]!r} at position {exc.start}, "
+                    "which cannot be encoded as UTF-8 for the server",
+                ) from None
+    return messages
 
 
 def _count(usage: object, key: str) -> int | None:

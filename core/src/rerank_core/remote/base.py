@@ -14,6 +14,7 @@ the server's ``(index, score)`` entries or raise a typed :class:`~rerank_core.er
 
 from __future__ import annotations
 
+import os
 import threading
 from abc import abstractmethod
 from collections.abc import Sequence
@@ -23,11 +24,17 @@ from typing import Any
 
 from rerank_core.backends.base import Backend, GroupScores, gather_all
 from rerank_core.errors import BackendError, InvalidResponseError
-from rerank_core.remote.http import check_ranking
+from rerank_core.remote._fork import after_fork_in_child
+from rerank_core.remote._transport import make_async_client, make_sync_client
+from rerank_core.remote.http import DEFAULT_MAX_RESPONSE_BYTES, check_encodable, check_ranking
 from rerank_core.remote.limits import PerLoop, check_limit
 from rerank_core.remote.retry import Dispatcher, RetryPolicy
 
-__all__ = ["HttpClients", "PerLoop", "RemoteBackend", "plan_requests", "request_slices"]
+__all__ = ["DEFAULT_DEADLINE", "HttpClients", "PerLoop", "RemoteBackend", "plan_requests", "request_slices"]
+
+
+#: The default ``deadline`` of a remote call, in seconds (every try and backoff included).
+DEFAULT_DEADLINE = 60.0
 
 
 def request_slices(count: int, max_documents: int) -> list[tuple[int, int]]:
@@ -49,28 +56,50 @@ def plan_requests(pairs: Sequence[tuple[str, str]], max_documents: int) -> list[
 
 class HttpClients:
     """The httpx clients of one endpoint: a lazily built sync client (thread-safe) and one async client per
-    event loop, sharing ``base_url``, ``timeout``, ``headers`` and a keep-alive pool of ``max_connections``.
+    event loop (closed when its loop shuts down), sharing ``base_url``, ``timeout``, ``headers``, ``auth``
+    and a keep-alive pool of ``max_connections``. Each try is bounded as a whole (see
+    :mod:`rerank_core.remote._transport`) and each answer to ``max_response_bytes`` after decoding.
+
+    Per process: a forked child never uses its parent's clients (their pooled sockets are the parent's
+    connections too: both would read each other's answers); it builds its own on first use.
 
     ``extra`` / ``feature`` name the rerank-core extra that installs httpx, for the error when it is missing.
     """
 
     def __init__(
         self,
-        base_url: str,
+        base_url: str | None,
         *,
         timeout: float,
-        headers: dict[str, str],
+        headers: dict[str, str] | None = None,
         max_connections: int,
         extra: str,
         feature: str,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        auth: tuple[str, str] | None = None,
+        backend: str | None = None,
     ) -> None:
-        self._kwargs = {"base_url": base_url, "timeout": timeout, "headers": headers}
+        self._kwargs: dict[str, Any] = {"timeout": timeout, "headers": dict(headers or {})}
+        if base_url is not None:
+            self._kwargs["base_url"] = base_url
+        if auth is not None:
+            self._kwargs["auth"] = auth
         self._max_connections = max_connections
+        self._max_response_bytes = max_response_bytes
+        self._backend = backend
         self._extra = extra
         self._feature = feature
         self._sync: Any = None
+        self._pid = os.getpid()
         self._lock = threading.Lock()
         self._async: PerLoop[Any] = PerLoop(self._make_async, lambda client: client.aclose())
+        after_fork_in_child(self)
+
+    def _after_fork(self) -> None:
+        # The parent's sockets are left alone (closing them here could end the parent's requests).
+        self._sync = None
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
 
     def _httpx(self) -> Any:
         from rerank_core._optional import require
@@ -78,16 +107,21 @@ class HttpClients:
         return require("httpx", extra=self._extra, feature=self._feature)
 
     def _options(self) -> dict[str, Any]:
-        httpx = self._httpx()
-        n = self._max_connections
-        return {**self._kwargs, "limits": httpx.Limits(max_connections=n, max_keepalive_connections=n)}
+        return {
+            **self._kwargs,
+            "max_connections": self._max_connections,
+            "max_response_bytes": self._max_response_bytes,
+            "backend": self._backend,
+        }
 
     def sync(self) -> Any:
-        """The sync client (built on first use)."""
+        """The sync client (built on first use, once per process)."""
+        if self._pid != os.getpid():  # forked without the at-fork hook having run
+            self._after_fork()
         if self._sync is None:
             with self._lock:
                 if self._sync is None:
-                    self._sync = self._httpx().Client(**self._options())
+                    self._sync = make_sync_client(self._httpx(), **self._options())
         return self._sync
 
     def current(self) -> Any:
@@ -95,13 +129,19 @@ class HttpClients:
         return self._async.get()
 
     def _make_async(self) -> Any:
-        return self._httpx().AsyncClient(**self._options())
+        return make_async_client(self._httpx(), **self._options())
+
+    @property
+    def open_loops(self) -> int:
+        """How many event loops hold an async client now."""
+        return len(self._async)
 
     def close(self) -> None:
-        """Close the sync client (async clients: :meth:`aclose` in their event loop)."""
+        """Close the sync client (an async client: :meth:`aclose` in its loop, or at the loop's shutdown)."""
         with self._lock:
             if self._sync is not None:
-                self._sync.close()
+                if self._pid == os.getpid():
+                    self._sync.close()
                 self._sync = None
 
     async def aclose(self) -> None:
@@ -118,9 +158,16 @@ class RemoteBackend(Backend):
         max_concurrency: requests in flight at once (sync callers across threads; async callers per event
             loop); also the size of the HTTP connection pool.
         requests_per_minute: optional client-side rate limit (evenly spaced requests).
-        timeout: seconds for one try of one request (connect, send, wait, read).
+        timeout: seconds for one whole try of one request (connect, send, wait and read together: a server
+            that trickles its answer is cut off at ``timeout``, not at ``timeout`` per byte).
         retry: the :class:`RetryPolicy` (default: 4 tries, 0.5 s initial backoff with jitter, honouring
             ``Retry-After``).
+        deadline: seconds for a whole call, every try and backoff included (default 60; ``None``: only
+            ``timeout`` and ``retry`` bound it, up to about 4 x ``timeout`` plus backoff). When it passes,
+            the last try's error is raised (and ``fail_open`` applies).
+        max_response_bytes: the largest answer read, after decoding (default 8 MiB); a larger one (a huge
+            body, a compression bomb) stops with :class:`~rerank_core.remote.http.ResponseTooLargeError`
+            (an :class:`~rerank_core.errors.InvalidResponseError`, not retried).
     """
 
     blocking = False
@@ -133,15 +180,21 @@ class RemoteBackend(Backend):
         requests_per_minute: float | None = None,
         timeout: float = 30.0,
         retry: RetryPolicy | None = None,
+        deadline: float | None = DEFAULT_DEADLINE,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         super().__init__()
         check_limit(max_documents_per_request, "max_documents_per_request")
+        check_limit(max_response_bytes, "max_response_bytes")
         self._dispatch = Dispatcher(
             max_concurrency=max_concurrency,
             requests_per_minute=requests_per_minute,
             timeout=timeout,
             retry=retry,
+            deadline=deadline,
         )
+        self.deadline = self._dispatch.deadline
+        self.max_response_bytes = max_response_bytes
         self.max_documents_per_request = max_documents_per_request
         self.max_concurrency = max_concurrency
         self.requests_per_minute = requests_per_minute
@@ -200,17 +253,24 @@ class RemoteBackend(Backend):
             kind = type(exc).__name__
         self.stats.add(f"error:{kind}")
 
-    def _request(self, query: str, texts: Sequence[str]) -> list[float]:
-        return self._dispatch.call(lambda: self._attempt(query, texts), _what(texts))
+    def _request(self, query: str, texts: Sequence[str], deadline: float | None = None) -> list[float]:
+        self._dispatch.backend = self.fingerprint
+        return self._dispatch.call(lambda: self._attempt(query, texts), _what(texts), deadline=deadline)
 
-    async def _arequest(self, query: str, texts: Sequence[str]) -> list[float]:
-        return await self._dispatch.acall(lambda: self._aattempt(query, texts), _what(texts))
+    async def _arequest(self, query: str, texts: Sequence[str], deadline: float | None = None) -> list[float]:
+        self._dispatch.backend = self.fingerprint
+        return await self._dispatch.acall(
+            lambda: self._aattempt(query, texts), _what(texts), deadline=deadline
+        )
 
     def _plan(self, groups: Sequence[tuple[str, Sequence[str]]]) -> list[tuple[int, str, list[str]]]:
-        """``(group, query, texts)`` of every request: each query's texts cut at the server's limit."""
+        """``(group, query, texts)`` of every request: each query's texts cut at the server's limit.
+        Text that cannot be sent as UTF-8 (a lone surrogate) is refused here, naming the argument, before
+        any request (retrying could never help)."""
         plan = []
         for g, (query, texts) in enumerate(groups):
             texts = list(texts)
+            check_encodable(query, texts)
             for start, end in request_slices(len(texts), self.max_documents_per_request):
                 plan.append((g, query, texts[start:end]))
         return plan
@@ -239,10 +299,11 @@ class RemoteBackend(Backend):
         if not plan:
             return [GroupScores([]) for _ in groups]
         self.stats.add("calls")
+        deadline = self._dispatch.deadline_from_now()
         if len(plan) == 1:
-            return self._merge(groups, plan, [self._request(plan[0][1], plan[0][2])])
+            return self._merge(groups, plan, [self._request(plan[0][1], plan[0][2], deadline)])
         executor = self._get_executor()
-        futures = [executor.submit(self._request, query, texts) for _, query, texts in plan]
+        futures = [executor.submit(self._request, query, texts, deadline) for _, query, texts in plan]
         try:
             parts = [future.result() for future in futures]
         finally:
@@ -255,7 +316,8 @@ class RemoteBackend(Backend):
         if not plan:
             return [GroupScores([]) for _ in groups]
         self.stats.add("calls")
-        parts = await gather_all(self._arequest(query, texts) for _, query, texts in plan)
+        deadline = self._dispatch.deadline_from_now()
+        parts = await gather_all(self._arequest(query, texts, deadline) for _, query, texts in plan)
         return self._merge(groups, plan, parts)
 
 

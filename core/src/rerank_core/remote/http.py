@@ -10,27 +10,52 @@ read-only, so a request is always safe to send again.
 from __future__ import annotations
 
 import email.utils
+import hashlib
+import json
 import math
 import numbers
+import re
 import time
+import urllib.parse
 from collections.abc import Iterable, Mapping
 
 from rerank_core.errors import (
     BackendError,
+    InvalidInputError,
     InvalidResponseError,
     NonRetryableBackendError,
     RetryableBackendError,
 )
 
 __all__ = [
+    "DEFAULT_MAX_RESPONSE_BYTES",
     "RETRYABLE_STATUS",
+    "ResponseTooLargeError",
     "Secret",
+    "check_encodable",
     "check_ranking",
     "error_for_status",
     "error_for_transport",
     "excerpt",
+    "fingerprint_headers",
+    "fingerprint_json",
+    "parse_json",
     "parse_retry_after",
+    "split_url_credentials",
 ]
+
+#: The default cap on a decoded answer (``max_response_bytes``): 8 MiB, far above the largest legitimate
+#: answer (1,000 results of a rerank request are about 60 KB; a chat completion with log-probabilities of
+#: a few thousand tokens is well under 1 MB).
+DEFAULT_MAX_RESPONSE_BYTES = 8 * 1024 * 1024
+
+
+class ResponseTooLargeError(InvalidResponseError):
+    """A server's answer is larger than ``max_response_bytes`` after decoding (a huge body or a
+    compression bomb). It is not read further and not retried (the same server would send it again)."""
+
+    retry_may_help = False
+
 
 RETRYABLE_STATUS = frozenset({408, 425, 429, 499, 500, 502, 503, 504})
 
@@ -57,6 +82,96 @@ class Secret:
         return "Secret('***')"
 
     __str__ = __repr__
+
+
+_CREDENTIAL_HEADER = re.compile(r"auth|key|token|secret|password|passwd|cookie|credential|signature", re.I)
+
+
+def fingerprint_headers(headers: Mapping[str, str]) -> str:
+    """Headers as a stable, secret-free piece of a fingerprint: ``name=value`` sorted by name, where the
+    value of every header that may carry a credential (a name containing ``auth``, ``key``, ``token``,
+    ``secret``, ``password``, ``cookie``, ``credential`` or ``signature``: ``Authorization``,
+    ``api-key``, ``X-Api-Key``, ``Cookie``, ...) is replaced by the first 12 hex digits of its SHA-256."""
+    parts = []
+    for name, value in sorted((str(k).lower(), str(v)) for k, v in headers.items()):
+        if _CREDENTIAL_HEADER.search(name):
+            value = "sha256:" + hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+        parts.append(f"{name}={value}")
+    return ",".join(parts)
+
+
+def fingerprint_json(value: object) -> str:
+    """A JSON value (``extra_body``) as a stable piece of a fingerprint, credential-like keys hashed as in
+    :func:`fingerprint_headers`."""
+
+    def clean(item: object) -> object:
+        if isinstance(item, Mapping):
+            return {
+                str(k): (
+                    "sha256:" + hashlib.sha256(repr(v).encode("utf-8", "surrogatepass")).hexdigest()[:12]
+                    if _CREDENTIAL_HEADER.search(str(k))
+                    else clean(v)
+                )
+                for k, v in item.items()
+            }
+        if isinstance(item, list | tuple):
+            return [clean(v) for v in item]
+        return item
+
+    return json.dumps(clean(value), sort_keys=True, default=repr, ensure_ascii=True)
+
+
+def split_url_credentials(url: str) -> tuple[str, str, tuple[str, str] | None]:
+    """``(url without credentials, url for display, (user, password) or None)``.
+
+    A URL such as ``http://user:KEY@host/v1`` must never reach a repr, a fingerprint, an error or httpx's
+    log line: the client gets the credentials as HTTP basic auth and the URL without them; what is shown
+    is ``http://user:***@host/v1``."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url, url, None
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host if parts.port is None else f"{host}:{parts.port}"
+    clean = urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+    user = urllib.parse.unquote(parts.username or "")
+    shown_user = urllib.parse.quote(user, safe="") if user else ""
+    shown = urllib.parse.urlunsplit(parts._replace(netloc=f"{shown_user}:***@{netloc}"))
+    return clean, shown, (user, urllib.parse.unquote(parts.password or ""))
+
+
+def check_encodable(query: str, texts: Iterable[str], *, documents: str = "candidates") -> None:
+    """Raise :class:`InvalidInputError` naming the argument when the query or a text cannot be sent as
+    UTF-8 (a lone surrogate such as ``"\\ud800"``): retrying can never help, so it is never retried."""
+    for argument, text in (("query", query), *((f"{documents}[{i}]", t) for i, t in enumerate(texts))):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidInputError(
+                argument,
+                f"contains a lone surrogate {text[exc.start : exc.end]!r} at position {exc.start}, which "
+                "cannot be encoded as UTF-8 for the server",
+            ) from None
+        except AttributeError:
+            continue  # not a string: the core's validation says so
+
+
+def parse_json(
+    text: str | bytes, *, backend: str, status: int | None, secret: Secret | None = None
+) -> object:
+    """A JSON answer, or :class:`InvalidResponseError` for anything unparseable: malformed JSON, a bad
+    encoding, nesting too deep for the parser (``RecursionError``), a number it cannot hold."""
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError, OverflowError, MemoryError) as exc:
+        shown = text if isinstance(text, str) else text[:400].decode("utf-8", "replace")
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else type(exc).__name__
+        raise InvalidResponseError(
+            f"malformed JSON ({reason}, HTTP {status}): {excerpt(shown[:400], secret)}",
+            backend=backend,
+            status_code=status,
+        ) from None
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
@@ -148,17 +263,26 @@ def check_ranking(entries: Iterable[tuple[object, object]], n: int, *, backend: 
     for index, score in entries:
         count += 1
         if not _is_int(index):
-            raise InvalidResponseError(f"result index {index!r} is not an integer", backend=backend)
+            raise InvalidResponseError(
+                f"result index {excerpt(repr(index), limit=60)} is not an integer", backend=backend
+            )
         i = int(index)  # type: ignore[call-overload]
         if not 0 <= i < n:
-            raise InvalidResponseError(f"result index {i} is out of range for {n} documents", backend=backend)
+            raise InvalidResponseError(
+                f"result index {excerpt(str(i), limit=60)} is out of range for {n} documents", backend=backend
+            )
         if scores[i] is not None:
             raise InvalidResponseError(f"result index {i} appears more than once", backend=backend)
-        if not _is_number(score) or not math.isfinite(float(score)):  # type: ignore[arg-type]
+        try:
+            value = float(score) if _is_number(score) else math.nan  # type: ignore[arg-type]
+        except OverflowError:  # an integer too large for a float (e.g. 401 digits)
+            value = math.inf
+        if not math.isfinite(value):
             raise InvalidResponseError(
-                f"score {score!r} of document {i} is not a finite number", backend=backend
+                f"score {excerpt(repr(score), limit=60)} of document {i} is not a finite number",
+                backend=backend,
             )
-        scores[i] = float(score)  # type: ignore[arg-type]
+        scores[i] = value
     if count != n:
         missing = [i for i, s in enumerate(scores) if s is None]
         raise InvalidResponseError(

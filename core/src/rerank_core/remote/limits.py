@@ -5,21 +5,23 @@
 - :class:`ConcurrencyLimit` caps sync requests in flight across threads; :class:`AsyncConcurrencyLimit`
   caps async requests in flight, with one semaphore per event loop (an asyncio semaphore belongs to one
   loop; a back end may be used from several, e.g. one ``asyncio.run`` per call).
-- :class:`PerLoop` keeps one object per event loop (an async client, a semaphore), dropped with the loop.
+- :class:`PerLoop` keeps one object per event loop (an async client, a semaphore), closed and dropped when
+  the loop shuts down, and never inherited by a forked child.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import threading
 import time
-import weakref
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from rerank_core.errors import ConfigurationError
+from rerank_core.remote._fork import after_fork_in_child
 
 __all__ = ["AsyncConcurrencyLimit", "ConcurrencyLimit", "PerLoop", "RateLimiter", "check_limit"]
 
@@ -53,6 +55,10 @@ class RateLimiter:
         self._clock = clock
         self._next = -math.inf
         self._lock = threading.Lock()
+        after_fork_in_child(self)
+
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()
 
     def reserve(self) -> float:
         """Reserve the next slot; returns how many seconds to wait for it."""
@@ -80,6 +86,10 @@ class ConcurrencyLimit:
         check_limit(limit, "max_concurrency")
         self.limit = limit
         self._semaphore = threading.BoundedSemaphore(limit)
+        after_fork_in_child(self)
+
+    def _after_fork(self) -> None:  # the parent's threads in flight do not exist here
+        self._semaphore = threading.BoundedSemaphore(self.limit)
 
     def __enter__(self) -> None:
         self._semaphore.acquire()
@@ -92,32 +102,73 @@ class ConcurrencyLimit:
 
 class PerLoop(Generic[C]):
     """One object per event loop, made by ``factory`` on first use in that loop: an httpx ``AsyncClient``
-    (and its pooled connections) or an asyncio semaphore belongs to the loop that first used it. Objects of
-    loops that are gone are dropped with the loop; ``closer`` closes one in :meth:`aclose`."""
+    (and its pooled connections) or an asyncio semaphore belongs to the loop that first used it.
+
+    Such an object holds its loop (its sockets and futures do), so a dictionary keyed weakly on the loop
+    alone would keep both forever: 150 ``asyncio.run`` calls left 150 open sockets and 150 live loops. So
+    each object is released with its loop: a small async generator started in the loop is closed by the
+    loop's ``shutdown_asyncgens()`` (what ``asyncio.run`` and ``asyncio.Runner`` do before closing it),
+    and then ``closer`` closes the object while the loop still runs. Objects of loops closed some other way
+    are dropped on the next :meth:`get`. A forked child starts with none (see ``remote._fork``).
+    """
 
     def __init__(
         self, factory: Callable[[], C], closer: Callable[[C], Awaitable[None]] | None = None
     ) -> None:
         self._factory = factory
         self._closer = closer
-        self._items: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, C] = weakref.WeakKeyDictionary()
+        self._items: dict[asyncio.AbstractEventLoop, tuple[C, object]] = {}
         self._lock = threading.Lock()
+        after_fork_in_child(self)
+
+    def _after_fork(self) -> None:
+        self._items = {}
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        """How many loops hold an object now."""
+        with self._lock:
+            return len(self._items)
 
     def get(self) -> C:
         loop = asyncio.get_running_loop()
         with self._lock:
-            item = self._items.get(loop)
-            if item is None:
-                item = self._items[loop] = self._factory()
+            entry = self._items.get(loop)
+            if entry is not None:
+                return entry[0]
+            for other in [other for other in self._items if other.is_closed()]:
+                del self._items[other]  # closed without shutdown_asyncgens: drop (nothing to await on)
+            item = self._factory()
+            self._items[loop] = (item, self._watch(loop))
             return item
+
+    def _watch(self, loop: asyncio.AbstractEventLoop) -> object:
+        """An async generator, started in ``loop``, whose closing at the loop's shutdown releases its
+        object (the loop keeps async generators only weakly: the entry holds it)."""
+        released = self._release
+
+        async def guard() -> Any:
+            try:
+                yield
+            finally:
+                await released(loop)
+
+        agen = guard()
+        step = agen.asend(None)  # runs the loop's firstiter hook: the loop now knows the generator
+        with contextlib.suppress(StopIteration):
+            step.send(None)
+        return agen
+
+    async def _release(self, loop: asyncio.AbstractEventLoop) -> None:
+        with self._lock:
+            entry = self._items.pop(loop, None)
+        if entry is not None and self._closer is not None:
+            with contextlib.suppress(Exception):  # closing is best effort at shutdown
+                await self._closer(entry[0])
 
     async def aclose(self) -> None:
         """Close and forget the running loop's object, if it has one."""
-        loop = asyncio.get_running_loop()
-        with self._lock:
-            item = self._items.pop(loop, None)
-        if item is not None and self._closer is not None:
-            await self._closer(item)
+        await self._release(asyncio.get_running_loop())
 
 
 class AsyncConcurrencyLimit:

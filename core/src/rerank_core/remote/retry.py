@@ -11,6 +11,10 @@ The delay before retry ``k`` (1-based) is ``min(max_delay, initial_delay * multi
 "equal jitter" (half fixed, half uniformly random, so a fleet of clients does not retry in lockstep and no
 delay is zero), and never less than the server's ``Retry-After`` (capped at ``max_retry_after``).
 After the last try the last error is raised again, with ``attempts`` set.
+
+Time: each try is bounded as a whole (connect, send, wait, read) by ``timeout``, and a whole call, every
+try and backoff included, by ``deadline``: a try gets what is left of the deadline when that is less than
+``timeout``, and a retry whose backoff would end past the deadline is not made (the last error is raised).
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from rerank_core.errors import BackendError, ConfigurationError, InvalidResponseError
+from rerank_core.errors import BackendError, ConfigurationError, InvalidResponseError, RetryableBackendError
+from rerank_core.remote._transport import try_deadline
 from rerank_core.remote.limits import AsyncConcurrencyLimit, ConcurrencyLimit, RateLimiter, check_limit
 from rerank_core.remote.stats import RemoteStats
 
@@ -76,7 +81,7 @@ class RetryPolicy:
         if attempt >= self.max_attempts:
             return False
         if isinstance(error, InvalidResponseError):
-            return self.retry_invalid_responses
+            return self.retry_invalid_responses and getattr(error, "retry_may_help", True)
         return error.retryable
 
     def delay(self, retry: int, retry_after: float | None = None, rng: random.Random | None = None) -> float:
@@ -116,6 +121,23 @@ def _give_up_or_wait(
     return delay
 
 
+def _out_of_time(
+    error: BackendError | None, tries: int, stats: RemoteStats | None, what: str, backend: str | None
+) -> BackendError:
+    """The error to raise when a call's deadline is spent after ``tries`` tries (the last try's error,
+    if there was one)."""
+    if stats is not None:
+        stats.add("failures")
+        stats.add("deadline_exceeded")
+    if error is None:
+        error = RetryableBackendError(
+            f"{what}: the call's deadline passed before a try could start", backend=backend
+        )
+    error.attempts = max(tries, 1)
+    logger.info("%s: the call's deadline passed after %d tries; giving up", what, tries)
+    return error
+
+
 def call_with_retries(
     send: Callable[[], T],
     policy: RetryPolicy,
@@ -125,20 +147,43 @@ def call_with_retries(
     concurrency: ConcurrencyLimit | None = None,
     stats: RemoteStats | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    timeout: float | None = None,
+    deadline: float | None = None,
+    backend: str | None = None,
 ) -> T:
     """Call ``send()`` until it returns, retrying as ``policy`` says. Each try waits for the rate limiter,
-    then holds one concurrency slot while in flight (never while backing off)."""
+    then holds one concurrency slot while in flight (never while backing off). With ``timeout``, each try
+    runs under :func:`~rerank_core.remote._transport.try_deadline` (the sync clients' sockets honour it);
+    ``deadline`` (a ``time.monotonic()`` instant) bounds the whole call."""
     attempt = 0
+    error: BackendError | None = None
     while True:
         attempt += 1
         if limiter is not None:
             limiter.acquire()
+        budget = _budget(timeout, deadline)
+        if budget is not None and budget <= 0:
+            raise _out_of_time(error, attempt - 1, stats, what, backend) from None
         try:
             with concurrency or contextlib.nullcontext():
-                return send()
-        except BackendError as error:
+                budget = _budget(timeout, deadline)
+                if budget is None:
+                    return send()
+                with try_deadline(budget):
+                    return send()
+        except BackendError as exc:
+            error = exc
             delay = _give_up_or_wait(policy, error, attempt, stats, what)
+        if deadline is not None and time.monotonic() + delay >= deadline:
+            raise _out_of_time(error, attempt, stats, what, backend) from error.__cause__
         sleep(delay)
+
+
+def _budget(timeout: float | None, deadline: float | None) -> float | None:
+    if deadline is None:
+        return timeout
+    left = deadline - time.monotonic()
+    return left if timeout is None else min(timeout, left)
 
 
 async def acall_with_retries(
@@ -149,25 +194,50 @@ async def acall_with_retries(
     limiter: RateLimiter | None = None,
     concurrency: AsyncConcurrencyLimit | None = None,
     stats: RemoteStats | None = None,
+    timeout: float | None = None,  # noqa: ASYNC109 (a per-try bound, applied with asyncio.timeout)
+    deadline: float | None = None,
+    backend: str | None = None,
 ) -> T:
-    """Async :func:`call_with_retries` (waits with ``asyncio.sleep``)."""
+    """Async :func:`call_with_retries` (waits with ``asyncio.sleep``; each try is bounded as a whole by
+    ``asyncio.timeout``)."""
     attempt = 0
+    error: BackendError | None = None
     while True:
         attempt += 1
         if limiter is not None:
             await limiter.aacquire()
+        budget = _budget(timeout, deadline)
+        if budget is not None and budget <= 0:
+            raise _out_of_time(error, attempt - 1, stats, what, backend) from None
         try:
             async with concurrency or contextlib.nullcontext():
-                return await send()
-        except BackendError as error:
+                budget = _budget(timeout, deadline)
+                if budget is None:
+                    return await send()
+                try:
+                    async with asyncio.timeout(max(budget, 0.0)):
+                        return await send()
+                except TimeoutError as exc:
+                    if stats is not None:
+                        stats.add("error:timeout")
+                    raise RetryableBackendError(
+                        f"timed out after {budget:.3g}s (the whole try: connect, send, wait, read)",
+                        backend=backend,
+                    ) from exc
+        except BackendError as exc:
+            error = exc
             delay = _give_up_or_wait(policy, error, attempt, stats, what)
+        if deadline is not None and time.monotonic() + delay >= deadline:
+            raise _out_of_time(error, attempt, stats, what, backend) from error.__cause__
         await asyncio.sleep(delay)
 
 
 class Dispatcher:
     """How one endpoint's requests are sent: the retry policy, an optional client-side rate limit, at most
     ``max_concurrency`` requests in flight (sync across threads, async per event loop), a ``timeout`` per
-    try, and the counts in ``stats``. Shared by the remote rerank back ends and the OpenAI-compatible LLM.
+    try (the whole try), a ``deadline`` per call (every try and backoff; ``None``: no bound but the
+    tries'), and the counts in ``stats``. Shared by the remote rerank back ends and the OpenAI-compatible
+    LLM.
 
     Raises :class:`~rerank_core.errors.ConfigurationError` naming the argument for a bad limit or policy.
     """
@@ -179,10 +249,14 @@ class Dispatcher:
         requests_per_minute: float | None,
         timeout: float,
         retry: RetryPolicy | None,
+        deadline: float | None = None,
     ) -> None:
         check_limit(max_concurrency, "max_concurrency")
         check_limit(requests_per_minute, "requests_per_minute", allow_none=True, integer=False)
         check_limit(timeout, "timeout", integer=False)
+        check_limit(deadline, "deadline", allow_none=True, integer=False)
+        self.deadline = None if deadline is None else float(deadline)
+        self.backend: str | None = None  # the owner's fingerprint, named in the errors raised here
         if retry is None:
             retry = RetryPolicy()
         elif not isinstance(retry, RetryPolicy):
@@ -194,8 +268,13 @@ class Dispatcher:
         self._sync_limit = ConcurrencyLimit(max_concurrency)
         self._async_limit = AsyncConcurrencyLimit(max_concurrency)
 
-    def call(self, send: Callable[[], T], what: str) -> T:
-        """:func:`call_with_retries` under this endpoint's policy and limits."""
+    def deadline_from_now(self) -> float | None:
+        """The ``time.monotonic()`` instant by which a call starting now must end (``None``: no deadline)."""
+        return None if self.deadline is None else time.monotonic() + self.deadline
+
+    def call(self, send: Callable[[], T], what: str, *, deadline: float | None = None) -> T:
+        """:func:`call_with_retries` under this endpoint's policy and limits; ``deadline`` (an instant of
+        ``time.monotonic()``, default: ``self.deadline`` from now) bounds the whole call."""
         return call_with_retries(
             send,
             self.retry,
@@ -203,9 +282,12 @@ class Dispatcher:
             limiter=self._limiter,
             concurrency=self._sync_limit,
             stats=self.stats,
+            timeout=self.timeout,
+            deadline=self.deadline_from_now() if deadline is None else deadline,
+            backend=self.backend,
         )
 
-    async def acall(self, send: Callable[[], Awaitable[T]], what: str) -> T:
+    async def acall(self, send: Callable[[], Awaitable[T]], what: str, *, deadline: float | None = None) -> T:
         """:func:`acall_with_retries` under this endpoint's policy and limits."""
         return await acall_with_retries(
             send,
@@ -214,4 +296,7 @@ class Dispatcher:
             limiter=self._limiter,
             concurrency=self._async_limit,
             stats=self.stats,
+            timeout=self.timeout,
+            deadline=self.deadline_from_now() if deadline is None else deadline,
+            backend=self.backend,
         )

@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 from collections import Counter
 
+from rerank_core.remote._fork import after_fork_in_child
+
 __all__ = ["RemoteStats"]
 
 
@@ -21,6 +23,10 @@ class RemoteStats:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._counts: Counter[str] = Counter()
+        after_fork_in_child(self)
+
+    def _after_fork(self) -> None:  # another thread may have held the lock at the fork
+        self._lock = threading.Lock()
 
     def add(self, key: str, n: int = 1) -> None:
         with self._lock:

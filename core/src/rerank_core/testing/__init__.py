@@ -8,6 +8,7 @@ restructure of issue 15."""
 
 from rerank_core.testing.rerank_server import (
     FAULT_KINDS,
+    HOSTILE_FAULTS,
     INVALID_RESPONSE_FAULTS,
     RETRYABLE_FAULTS,
     Fault,
@@ -18,6 +19,7 @@ from rerank_core.testing.rerank_server import (
 
 __all__ = [
     "FAULT_KINDS",
+    "HOSTILE_FAULTS",
     "INVALID_RESPONSE_FAULTS",
     "RETRYABLE_FAULTS",
     "Fault",

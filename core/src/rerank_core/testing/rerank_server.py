@@ -9,8 +9,11 @@ Routes:
 - ``POST /v2/rerank`` (Cohere): ``{"model", "query", "documents", "top_n"?}`` →
   ``{"id", "results": [{"index", "relevance_score"}], "meta": {...}}``, best first.
 - ``POST /rerank`` (TEI): ``{"query", "texts", "raw_scores"?}`` → ``[{"index", "score"}]``, best first.
+  With ``"documents"`` instead of ``"texts"`` it answers as Infinity does there: the Jina shape below.
 - ``POST /v1/rerank`` (Jina, vLLM): ``{"model", "query", "documents", "top_n"?}`` →
   ``{"model", "results": [{"index", "relevance_score"}], "usage": {"total_tokens"}}``.
+- ``POST /v1/chat/completions`` (OpenAI-compatible): any ``messages`` → the answer ``"yes"`` with
+  log-probabilities, so an LLM client meets the same faults.
 
 Scores are :func:`relevance` (word overlap with a deterministic tie-break, in [0, 1)), so a test can
 compute the exact ranking a correct client must return. ``api_key`` makes the server demand
@@ -25,6 +28,7 @@ connection, batch size and the peak number of requests in flight is counted in `
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import random
@@ -42,6 +46,7 @@ from typing import Any
 
 __all__ = [
     "FAULT_KINDS",
+    "HOSTILE_FAULTS",
     "INVALID_RESPONSE_FAULTS",
     "RETRYABLE_FAULTS",
     "Fault",
@@ -64,19 +69,31 @@ FAULT_KINDS = (
     "http_400",
     "http_401",
     "http_413",
+    "trickle_headers",  # sends the answer's status line and headers one byte every `interval` seconds
+    "trickle_body",  # sends the headers at once, then the body one byte every `interval` seconds
+    "huge_body",  # 200 with a `size`-byte body (a JSON list padded with spaces)
+    "gzip_bomb",  # 200 with a gzip body that inflates to `size` bytes
+    "deep_json",  # 200 with JSON nested 100,000 levels deep
+    "huge_int",  # 200, one score a 401-digit integer
 )
 RETRYABLE_FAULTS = ("http_429", "http_500", "http_503", "slow", "drop")
 INVALID_RESPONSE_FAULTS = ("malformed", "out_of_range", "duplicate", "missing", "non_finite")
+#: Answers a client must bound: trickled bytes (past its timeout) and bodies too large to keep.
+HOSTILE_FAULTS = ("trickle_headers", "trickle_body", "huge_body", "gzip_bomb", "deep_json", "huge_int")
 
 
 @dataclass(frozen=True)
 class Fault:
     """One injected failure: ``kind`` from :data:`FAULT_KINDS`; ``retry_after`` (seconds, sent as the
-    ``Retry-After`` header of a 429/503); ``delay`` (seconds, for ``slow``)."""
+    ``Retry-After`` header of a 429/503); ``delay`` (seconds, for ``slow``; for the trickles, the most
+    seconds spent trickling before the rest is sent at once, so a handler always ends); ``interval``
+    (seconds between trickled bytes); ``size`` (bytes, for ``huge_body`` and ``gzip_bomb``)."""
 
     kind: str
     retry_after: float | None = None
     delay: float = 1.0
+    interval: float = 0.4
+    size: int = 300 * 1024 * 1024
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
@@ -101,10 +118,32 @@ def expected_order(query: str, texts: Sequence[str]) -> list[int]:
     return sorted(range(len(texts)), key=lambda i: -scores[i])
 
 
+def _is(fault: Fault | None, kind: str) -> bool:
+    return fault is not None and fault.kind == kind
+
+
+@functools.lru_cache(maxsize=4)
+def _gzipped_spaces(size: int) -> bytes:
+    squeeze = zlib.compressobj(9, zlib.DEFLATED, 31)
+    piece = b" " * (1 << 20)
+    parts, left = [], size
+    while left > 0:
+        parts.append(squeeze.compress(piece[: min(left, len(piece))]))
+        left -= len(piece)
+    return b"".join(parts) + squeeze.flush()
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
     owner: RerankServer
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hung up (a timeout, a capped answer) is not an error of the server's."""
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -131,16 +170,26 @@ class _Handler(BaseHTTPRequestHandler):
             owner._leave()
 
     def _handle(self, owner: RerankServer, raw: bytes) -> None:
-        route = {"/v2/rerank": "cohere", "/rerank": "tei", "/v1/rerank": "jina"}.get(self.path.split("?")[0])
+        routes = {
+            "/v2/rerank": "cohere",
+            "/rerank": "tei",
+            "/v1/rerank": "jina",
+            "/v1/chat/completions": "chat",
+        }
+        route = routes.get(self.path.split("?")[0])
         owner._count("requests")
         if route is None:
             return self._json(404, {"message": f"no route {self.path}"})
         owner._count(f"requests:{route}")
         if owner.api_key is not None and self.headers.get("authorization") != f"Bearer {owner.api_key}":
             return self._json(401, {"message": "invalid api token"})
+        if route == "chat":
+            return self._chat(owner, raw)
         try:
             body = json.loads(raw)
             query = body["query"]
+            if route == "tei" and "texts" not in body and "documents" in body:
+                route = "jina"  # Infinity: the Jina body and answer at POST /rerank
             texts = body["texts"] if route == "tei" else body["documents"]
             if not isinstance(query, str) or not isinstance(texts, list):
                 raise TypeError
@@ -152,22 +201,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json(status, {"error": message, "message": message})
         owner._record_batch(len(texts))
         fault = owner._next_fault()
-        if fault is not None:
-            owner._count(f"fault:{fault.kind}")
-            if fault.kind == "drop":
-                self.close_connection = True
-                self.connection.shutdown(socket.SHUT_RDWR)
-                return None
-            if fault.kind == "slow":
-                time.sleep(fault.delay)
-            elif fault.kind.startswith("http_"):
-                status = int(fault.kind[5:])
-                headers = {}
-                if fault.retry_after is not None and status in (429, 503):
-                    headers["Retry-After"] = f"{fault.retry_after:g}"
-                return self._json(status, {"message": f"injected {status}"}, headers)
-            elif fault.kind == "malformed":
-                return self._raw(200, b'{"results": [{"index": 0, "relev')
+        if fault is not None and self._fail(owner, fault):
+            return None
         if owner.latency:
             time.sleep(owner.latency)
         scores = [relevance(query, str(t)) for t in texts]
@@ -188,22 +223,93 @@ class _Handler(BaseHTTPRequestHandler):
                 results.pop()
             elif fault.kind == "non_finite":
                 results[0][key] = float("nan")
+            elif fault.kind == "huge_int":
+                results[0][key] = 10**400  # 401 digits: json writes it, float() overflows
         if route == "tei":
-            return self._json(200, results)
-        if route == "jina":
+            payload: Any = results
+        elif route == "jina":
             payload = {"model": body.get("model"), "results": results, "usage": {"total_tokens": len(texts)}}
-            return self._json(200, payload)
-        return self._json(
-            200,
-            {
+        else:
+            payload = {
                 "id": f"rerank-{owner.counts['requests']}",
                 "results": results,
                 "meta": {"api_version": {"version": "2"}, "billed_units": {"search_units": 1}},
-            },
-        )
+            }
+        if fault is not None and fault.kind.startswith("trickle_"):
+            return self._trickle(json.dumps(payload).encode(), fault)
+        return self._json(200, payload)
+
+    def _fail(self, owner: RerankServer, fault: Fault) -> bool:
+        """Act out ``fault`` before the answer; ``True`` when the answer is already sent (or dropped)."""
+        owner._count(f"fault:{fault.kind}")
+        if fault.kind == "drop":
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return True
+        if fault.kind == "slow":
+            time.sleep(fault.delay)
+        elif fault.kind.startswith("http_"):
+            status = int(fault.kind[5:])
+            headers = {}
+            if fault.retry_after is not None and status in (429, 503):
+                headers["Retry-After"] = f"{fault.retry_after:g}"
+            self._json(status, {"message": f"injected {status}"}, headers)
+            return True
+        elif fault.kind == "malformed":
+            self._raw(200, b'{"results": [{"index": 0, "relev')
+            return True
+        elif fault.kind == "huge_body":
+            self._huge(fault.size)
+            return True
+        elif fault.kind == "gzip_bomb":
+            self._gzip_bomb(fault.size)
+            return True
+        elif fault.kind == "deep_json":
+            self._raw(200, b"[" * 100_000 + b"]" * 100_000)
+            return True
+        return False
+
+    def _chat(self, owner: RerankServer, raw: bytes) -> None:
+        """``POST /v1/chat/completions`` (OpenAI-compatible): answers ``"yes"`` with a log-probability,
+        through the same faults (a ``huge_int`` fault makes a log-probability a 401-digit integer)."""
+        try:
+            body = json.loads(raw)
+            if not isinstance(body.get("messages"), list):
+                raise TypeError
+        except (ValueError, TypeError, AttributeError):
+            return self._json(400, {"message": "invalid request body"})
+        fault = owner._next_fault()
+        if fault is not None and self._fail(owner, fault):
+            return None
+        if owner.latency:
+            time.sleep(owner.latency)
+        top = [
+            {"token": "yes", "logprob": -0.1},
+            {"token": "no", "logprob": -(10**400) if _is(fault, "huge_int") else -2.4},
+        ]
+        payload = {
+            "id": f"chat-{owner.counts['requests']}",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "yes"},
+                    "logprobs": {"content": [{"token": "yes", "logprob": -0.1, "top_logprobs": top}]},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 1},
+        }
+        if fault is not None and fault.kind.startswith("trickle_"):
+            return self._trickle(json.dumps(payload).encode(), fault)
+        return self._json(200, payload)
 
     def _json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
         self._raw(status, json.dumps(payload).encode(), headers)  # NaN is written as NaN on purpose
+
+    def _head(self, status: int, length: int, headers: dict[str, str] | None = None) -> bytes:
+        lines = [f"HTTP/1.1 {status} {'OK' if status == 200 else 'Error'}", "Content-Type: application/json"]
+        lines += [f"Content-Length: {length}"] + [f"{k}: {v}" for k, v in (headers or {}).items()]
+        return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
     def _raw(self, status: int, data: bytes, headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
@@ -212,6 +318,42 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in (headers or {}).items():
             self.send_header(name, value)
         self.end_headers()
+        self.wfile.write(data)
+
+    def _trickle(self, data: bytes, fault: Fault) -> None:
+        """The answer one byte every ``fault.interval`` seconds (headers too, for ``trickle_headers``),
+        for at most ``fault.delay`` seconds, then the rest at once."""
+        head = self._head(200, len(data))
+        if fault.kind == "trickle_body":
+            self.wfile.write(head)
+            self.wfile.flush()
+            slow, head = data, b""
+        else:
+            slow, data = head + data, b""
+        end = time.monotonic() + fault.delay
+        sent = 0
+        while sent < len(slow) and time.monotonic() < end:
+            self.wfile.write(slow[sent : sent + 1])
+            self.wfile.flush()
+            sent += 1
+            time.sleep(fault.interval)
+        self.wfile.write(slow[sent:] + data)
+
+    def _huge(self, size: int) -> None:
+        """A ``size``-byte 200 answer, written in 1 MiB pieces (never held whole)."""
+        self.wfile.write(self._head(200, size))
+        piece = b" " * (1 << 20)
+        left = size - 2
+        self.wfile.write(b"[")
+        while left > 0:
+            self.wfile.write(piece[: min(left, len(piece))])
+            left -= len(piece)
+        self.wfile.write(b"]")
+
+    def _gzip_bomb(self, size: int) -> None:
+        """A 200 answer whose gzip body inflates to ``size`` bytes of spaces (0.1% of that on the wire)."""
+        data = _gzipped_spaces(size)
+        self.wfile.write(self._head(200, len(data), {"Content-Encoding": "gzip"}))
         self.wfile.write(data)
 
 
