@@ -216,7 +216,7 @@ class AdapterConstructors:
 
     @classmethod
     def from_cohere(cls: type[AdapterT], model: str = "rerank-v3.5", **kwargs: Any) -> AdapterT:
-        """Cohere's Rerank API, or a Cohere-compatible server (``base_url=...``: vLLM, Infinity).
+        """Cohere's Rerank API, or a Cohere-compatible ``/v2/rerank`` server (``base_url=...``: vLLM).
 
         The back end's keywords (``api_key``, ``base_url``, ``max_tokens_per_doc``, ``timeout``, ``retry``,
         ...) go to :class:`rerank_core.backends.CohereBackend`. Pass ``fail_open=True`` to get the input
@@ -229,7 +229,8 @@ class AdapterConstructors:
         cls: type[AdapterT], base_url: str, *, protocol: str = "tei", **kwargs: Any
     ) -> AdapterT:
         """A self-hosted rerank server: Hugging Face TEI (``protocol="tei"``) or the Jina / vLLM
-        ``/v1/rerank`` shape (``protocol="jina"``); the back end's keywords go to
+        ``/v1/rerank`` shape (``protocol="jina"``; Infinity serves it at ``POST /rerank``: add
+        ``path="/rerank"``); the back end's keywords go to
         :class:`rerank_core.backends.RerankAPIBackend`. Needs ``pip install 'rerank-core[cohere]'`` (httpx).
         """
         return cls._over(RerankAPIBackend, base_url, protocol=protocol, **kwargs)
