@@ -202,7 +202,7 @@ def test_timeout_bounds_a_whole_try_against_a_trickling_server(
             backend.score(QUERY_A, DOCS)
         else:
             asyncio.run(backend.ascore(QUERY_A, DOCS))
-    assert time.monotonic() - start < 2.5
+    assert time.monotonic() - start < 3.0  # the server trickles for 8 s: a per-read timeout waits it out
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -214,12 +214,12 @@ def test_fail_open_fires_within_the_deadline(kind: str, server: RerankServer) ->
     start = time.monotonic()
     with pytest.warns(FailOpenWarning):
         response = reranker.rerank(QUERY_A, DOCS)
-    assert time.monotonic() - start < 3.0
+    assert time.monotonic() - start < 3.5
     assert not response.results[0].reranked and response.indices == list(range(len(DOCS)))
     start = time.monotonic()
     with pytest.warns(FailOpenWarning):
         response = asyncio.run(reranker.arerank(QUERY_A, DOCS))
-    assert time.monotonic() - start < 3.0 and not response.results[0].reranked
+    assert time.monotonic() - start < 3.5 and not response.results[0].reranked
 
 
 def test_llm_timeout_and_deadline_bound_a_trickling_server(server: RerankServer) -> None:
@@ -232,7 +232,7 @@ def test_llm_timeout_and_deadline_bound_a_trickling_server(server: RerankServer)
         start = time.monotonic()
         with pytest.raises(RetryableBackendError):
             call()
-        assert time.monotonic() - start < 2.6
+        assert time.monotonic() - start < 3.5
 
 
 @pytest.mark.parametrize("bad", [0, -1.0, float("nan"), "60", True])
