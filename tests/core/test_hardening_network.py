@@ -14,6 +14,7 @@ import logging
 import multiprocessing
 import os
 import resource
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -135,6 +136,33 @@ def test_fork_child_never_shares_the_parents_connection(kind: str, server: Reran
     status, value = here.recv() if here.poll(1) else ("error", "no answer from the child")
     assert status == "ok", value
     assert (wrong, value, errors) == (0, 0, [])
+
+
+def test_fork_while_the_parent_has_a_request_in_flight(server: RerankServer) -> None:
+    """The parent's only concurrency slot (and its lock-protected state) is taken by a request in flight
+    when it forks: the child must not inherit the taken slot (it waited forever) nor the connection."""
+    server.latency = 0.5
+    backend = make("tei", server, max_concurrency=1, retry=ONE_TRY)
+    results: list[list[int]] = []
+    thread = threading.Thread(target=lambda: results.append(Reranker(backend).rerank(QUERY_A, DOCS).indices))
+    thread.start()
+    for _ in range(200):  # bounded: the request reaches the server within 2 s
+        if server.counts["requests"]:
+            break
+        time.sleep(0.01)
+    ctx = multiprocessing.get_context("fork")
+    here, there = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=_child_ranks, args=(backend, QUERY_B, 2, there))
+    child.start()
+    there.close()
+    child.join(timeout=15)
+    if child.is_alive():
+        child.kill()
+        child.join()
+    thread.join(timeout=10)
+    assert here.poll(1), "the child never answered (it waited on the parent's taken slot)"
+    assert here.recv() == ("ok", 0)
+    assert results == [expected_order(QUERY_A, DOCS)]
 
 
 class _Blocking(Backend):
