@@ -226,3 +226,35 @@ def test_llm_response_checks_and_normalises_once() -> None:
     assert ok.top_logprobs == (TokenLogprob("yes", -0.1),)
     assert isinstance(InvalidResponseError("x"), RerankError)
     assert math.isfinite(LLMJudgeBackend(SloppyLLM(), scoring="graded").score("q", ["a"]).scores[0])
+
+
+# -- one "finite number" check everywhere: an integer beyond the float range is refused by name -------------
+
+
+def test_huge_integers_are_refused_by_name_wherever_a_number_is_read() -> None:
+    from rerank_core import ScoringProfile
+    from rerank_core.integrations import collect_first_stage_scores
+
+    huge = 10**400
+    with pytest.raises(InvalidInputError) as first_stage:
+        Reranker(FakeBackend(), fusion="zscore:0.5").rerank("q", ["a", "b"], first_stage_scores=[huge, 1.0])
+    assert first_stage.value.argument == "first_stage_scores[0]" and "beyond the float range" in str(
+        first_stage.value
+    )
+    with pytest.raises(ConfigurationError) as temperature:
+        Reranker(FakeBackend(), normalization="temperature", temperature=huge)
+    assert temperature.value.argument == "temperature"
+    assert collect_first_stage_scores([huge, 1.0], None, lambda i: f"docs[{i}]") is None  # no fusion: ignored
+    with pytest.raises(ConfigurationError):
+        ScoringProfile.from_dict({"rules": [{"type": "numeric", "field": "x", "weight": huge}]})
+
+
+def test_a_pickled_back_end_keeps_no_credential_written_in_its_url() -> None:
+    import pickle
+
+    from rerank_core.backends import RerankAPIBackend
+
+    backend = RerankAPIBackend("http://alice:URLSECRET42@127.0.0.1:9/", protocol="tei")
+    data = pickle.dumps(backend)
+    assert b"URLSECRET42" not in data and b"alice" not in data
+    assert "127.0.0.1:9" in repr(pickle.loads(data))

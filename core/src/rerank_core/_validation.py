@@ -6,9 +6,12 @@ Nothing here copies or changes the caller's objects: a candidate is read, never 
 from __future__ import annotations
 
 import math
+import numbers
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
+
+import numpy as np
 
 from rerank_core.errors import ArgumentError, InvalidInputError
 from rerank_core.types import Candidate
@@ -70,24 +73,36 @@ def check_top_n(
     return check_positive_int(top_n, argument, error)
 
 
+def finite_float(value: object) -> float | None:
+    """``value`` as a float if it is a finite real number (a bool is not one; numpy scalars are), else
+    ``None``: NaN, infinity, and an integer beyond the float range (``10**400``, which ``float()`` cannot
+    convert) included. The one test of "a finite number" every check uses."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
+        return None
+    try:
+        number = float(value)
+    except (OverflowError, ValueError, TypeError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def shown_number(value: object) -> str:
+    """``value`` for an error message (the repr of a huge integer can itself fail, or be a page long)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 1024:
+        return f"an integer of {value.bit_length()} bits, beyond the float range"
+    return repr(value)
+
+
 def check_score_threshold(
     threshold: object, argument: str = "score_threshold", error: type[ArgumentError] = InvalidInputError
 ) -> float | None:
     """``threshold`` as a float, ``None`` for none; see :func:`check_top_n` for ``error``."""
     if threshold is None:
         return None
-    if not isinstance(threshold, bool) and isinstance(threshold, int | float):
-        try:
-            value = float(threshold)  # an int beyond the float range (10**400) overflows
-        except OverflowError:
-            value = math.inf
-        if math.isfinite(value):
-            return value
-    if isinstance(threshold, int) and not isinstance(threshold, bool):  # repr of a huge int can fail too
-        shown = f"an integer of {threshold.bit_length()} bits, beyond the float range"
-    else:
-        shown = repr(threshold)
-    raise error(argument, f"must be a finite number or None, got {shown}")
+    value = finite_float(threshold)
+    if value is None:
+        raise error(argument, f"must be a finite number or None, got {shown_number(threshold)}")
+    return value
 
 
 def to_candidates(candidates: object, argument: str = "candidates") -> list[Candidate]:

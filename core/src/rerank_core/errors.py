@@ -10,6 +10,7 @@ RerankError
     ├── RetryableBackendError                  may succeed if tried again (timeouts, 429, 5xx)
     └── NonRetryableBackendError               will fail again (bad key, bad request)
         └── InvalidResponseError               a server answered, but not with a valid ranking
+            └── ResponseTooLargeError          ... or with more bytes than max_response_bytes
 ```
 
 ``FailOpenWarning`` (a ``RuntimeWarning``) is issued when a reranker built with ``fail_open=True``
@@ -30,6 +31,7 @@ __all__ = [
     "MissingDependencyError",
     "NonRetryableBackendError",
     "RerankError",
+    "ResponseTooLargeError",
     "RetryableBackendError",
 ]
 
@@ -113,3 +115,11 @@ class InvalidResponseError(NonRetryableBackendError):
 
 class FailOpenWarning(RuntimeWarning):
     """A back end failed and the reranker, built with ``fail_open=True``, returned the input order."""
+
+
+class ResponseTooLargeError(InvalidResponseError):
+    """A server's answer is larger than ``max_response_bytes`` after decoding (a huge body or a
+    compression bomb). It is not read further and not retried (the same server would send it again;
+    ``retry_may_help`` tells the retry policy so)."""
+
+    retry_may_help = False

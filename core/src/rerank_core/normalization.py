@@ -11,12 +11,12 @@ Squashing scores that are already probabilities, or rank-derived, is refused: a 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
 
+from rerank_core._validation import finite_float, shown_number
 from rerank_core.errors import ConfigurationError
 from rerank_core.types import ScoreKind
 
@@ -40,8 +40,11 @@ def check_normalization(normalization: str, temperature: float, score_kind: Scor
         raise ConfigurationError(
             "normalization", f"unknown method {normalization!r}; choose one of {', '.join(NORMALIZATIONS)}"
         )
-    if not (isinstance(temperature, int | float) and math.isfinite(temperature) and temperature > 0):
-        raise ConfigurationError("temperature", f"must be a finite number > 0, got {temperature!r}")
+    value = finite_float(temperature)
+    if value is None or value <= 0:
+        raise ConfigurationError(
+            "temperature", f"must be a finite number > 0, got {shown_number(temperature)}"
+        )
     if score_kind is not None and normalization not in _ALLOWED[score_kind]:
         raise ConfigurationError(
             "normalization",

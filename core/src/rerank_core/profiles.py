@@ -67,6 +67,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from rerank_core._validation import finite_float
 from rerank_core.errors import ConfigurationError, InvalidInputError
 from rerank_core.types import RuleEffect
 
@@ -221,10 +222,9 @@ class ProfileRule:
             raise self._fail(attribute, message, value)
 
     def _finite(self, attribute: str, value: Any) -> float:
-        self._check(
-            _is_number(value) and math.isfinite(float(value)), attribute, "must be a finite number", value
-        )
-        return float(value)
+        number = finite_float(value)
+        self._check(number is not None, attribute, "must be a finite number", value)
+        return float(number)  # type: ignore[arg-type]
 
     def _bad_value(self, where: str, message: str, value: Any) -> InvalidInputError:
         """A candidate's metadata value this rule cannot read."""
@@ -310,7 +310,9 @@ class MatchRule(ProfileRule):
 
     def _bound_kind(self, attribute: str, value: Any) -> str:
         if _is_number(value):
-            self._check(math.isfinite(float(value)), attribute, "must be a finite number or a date", value)
+            self._check(
+                finite_float(value) is not None, attribute, "must be a finite number or a date", value
+            )
             return "number"
         try:
             parse_date(value)
@@ -345,7 +347,7 @@ class MatchRule(ProfileRule):
                         else (self._bad_value(where, f"must be a date ({exc})", item))
                     )
                     raise bad from None
-            elif _is_number(item) and math.isfinite(float(item)):
+            elif finite_float(item) is not None:
                 out.append(float(item))
             elif config:
                 raise self._fail("default", "must be a finite number for a numeric range", item)
@@ -490,7 +492,7 @@ class NumericRule(ProfileRule):
                 raise self._fail("default", str(exc).split(": ", 1)[-1], self.default) from None
 
     def _amount(self, value: Any, where: str) -> float:
-        if not _is_number(value) or not math.isfinite(float(value)):
+        if finite_float(value) is None:
             raise self._bad_value(where, "must be a finite number", value)
         v = float(value)
         if self.modifier != "none" and v < 0:

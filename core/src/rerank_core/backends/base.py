@@ -24,6 +24,7 @@ import copy
 import functools
 import os
 import threading
+import urllib.parse
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -227,8 +228,8 @@ class Backend(ABC):
                 continue
             if name == "headers" and isinstance(value, Mapping):
                 value = {k: v for k, v in value.items() if not _is_secret_name(str(k))}
-            public[name] = value
-        return tuple(args), public
+            public[name] = _without_url_credentials(value)
+        return tuple(_without_url_credentials(a) for a in args), public
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickled as its class and constructor arguments, without secrets: unpickling builds a fresh back
@@ -318,3 +319,16 @@ def _is_secret_name(name: str) -> bool:
     """Whether an argument or header name says it holds a secret (``api_key``, ``Authorization``, ...)."""
     lowered = name.lower()
     return any(word in lowered for word in _SECRET_WORDS)
+
+
+def _without_url_credentials(value: Any) -> Any:
+    """``value`` with the ``user:password@`` of a URL string removed (``http://user:KEY@host`` ->
+    ``http://host``), so that no credential written in a URL reaches a pickle or a config."""
+    if not isinstance(value, str) or "://" not in value or "@" not in value:
+        return value
+    parts = urllib.parse.urlsplit(value)
+    if parts.username is None and parts.password is None:
+        return value
+    host = parts.hostname or ""
+    netloc = (f"[{host}]" if ":" in host else host) + ("" if parts.port is None else f":{parts.port}")
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))

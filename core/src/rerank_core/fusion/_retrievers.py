@@ -18,12 +18,11 @@ the same passage different ids).
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from rerank_core._validation import finite_float
 from rerank_core.errors import ConfigurationError, InvalidInputError
 from rerank_core.fusion._rankings import fuse_rankings
 from rerank_core.fusion._spec import FUSION_METHODS
@@ -153,7 +152,7 @@ class RetrieverFusionConfig:
 
 
 def _is_number(value: object) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(float(value))
+    return finite_float(value) is not None
 
 
 def fuse_retrieved(

@@ -9,12 +9,12 @@ its weight is tuned on dev, never on test (:func:`rerank_core.eval.fusion_tuning
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from rerank_core._validation import finite_float, shown_number
 from rerank_core.errors import ConfigurationError, InvalidInputError
 from rerank_core.fusion._spec import FUSION_METHODS, parse_spec
 
@@ -122,13 +122,10 @@ def check_first_stage_scores(values: object, n: int, argument: str = "first_stag
         raise InvalidInputError(argument, f"has {len(values)} scores for {n} candidates; give one each")
     out = np.empty(n, dtype=np.float64)
     for i, v in enumerate(values):
-        if (
-            isinstance(v, bool)
-            or not isinstance(v, int | float | np.integer | np.floating)
-            or not math.isfinite(v)
-        ):
-            raise InvalidInputError(f"{argument}[{i}]", f"must be a finite number, got {v!r}")
-        out[i] = float(v)
+        number = finite_float(v)
+        if number is None:
+            raise InvalidInputError(f"{argument}[{i}]", f"must be a finite number, got {shown_number(v)}")
+        out[i] = number
     return out
 
 

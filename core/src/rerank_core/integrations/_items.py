@@ -4,11 +4,10 @@ fusion needs is decided here, once."""
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
+from rerank_core._validation import finite_float
 from rerank_core.errors import ConfigurationError, InvalidInputError
 from rerank_core.fusion import Fusion
 from rerank_core.types import Candidate
@@ -40,7 +39,7 @@ def check_items(items: object, item_type: type[T], argument: str, *, plural: str
 
 def _is_score(value: object) -> bool:
     """A finite number (a bool is not a score)."""
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(float(value))
+    return finite_float(value) is not None
 
 
 def collect_first_stage_scores(

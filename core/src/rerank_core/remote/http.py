@@ -24,6 +24,7 @@ from rerank_core.errors import (
     InvalidInputError,
     InvalidResponseError,
     NonRetryableBackendError,
+    ResponseTooLargeError,
     RetryableBackendError,
 )
 
@@ -48,13 +49,6 @@ __all__ = [
 #: answer (1,000 results of a rerank request are about 60 KB; a chat completion with log-probabilities of
 #: a few thousand tokens is well under 1 MB).
 DEFAULT_MAX_RESPONSE_BYTES = 8 * 1024 * 1024
-
-
-class ResponseTooLargeError(InvalidResponseError):
-    """A server's answer is larger than ``max_response_bytes`` after decoding (a huge body or a
-    compression bomb). It is not read further and not retried (the same server would send it again)."""
-
-    retry_may_help = False
 
 
 RETRYABLE_STATUS = frozenset({408, 425, 429, 499, 500, 502, 503, 504})
