@@ -209,3 +209,55 @@ def test_yes_probability_in_unit_interval(alts: list[tuple[str, float]]) -> None
 )
 def test_parse_yes_no(text: str, expected: bool | None) -> None:
     assert parse_yes_no(text) is expected
+
+
+# -- hostile answers: linear time, never a non-finite grade (issue 16) ------------------------------------
+
+
+def _seconds(fn, *args):  # type: ignore[no-untyped-def]
+    import time
+
+    started = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - started
+
+
+@pytest.mark.parametrize(
+    ("label", "call"),
+    [
+        ("16000 digits", lambda: parse_grade("7" * 16_000, 3)),  # took 14-21 s (quadratic)
+        ("16000 digits, decimal", lambda: parse_grade("7" * 8_000 + "." + "7" * 8_000, 3)),
+        ("digits with spaces", lambda: parse_grade(("7" * 1_000 + " ") * 16, 3)),
+        ("graded digits", lambda: parse_grades("[1] " + "7" * 16_000, 2, 3)),
+        ("120 blank lines", lambda: parse_grades("\n" * 120 + "x", 3, 3)),  # took ~5 s (x4 for 2x lines)
+        ("indented blank lines", lambda: parse_grades((" " * 20 + "\n") * 10 + "x", 3, 3)),  # took ~4 s
+        ("spaces", lambda: parse_grades(" " * 400 + "x", 3, 3)),  # took ~10 s (x8 for 2x spaces)
+        ("permutation digits", lambda: parse_permutation("7" * 16_000, 20)),
+    ],
+)
+def test_parsers_are_linear_on_hostile_answers(label: str, call) -> None:  # type: ignore[no-untyped-def]
+    assert _seconds(call) < 1.0, label
+
+
+def test_parsers_scale_linearly() -> None:
+    # (sizes where the old patterns finished in seconds: digits were quadratic, blank lines quartic)
+    for make in (lambda n: "7" * n, lambda n: "1 " * n + "\n" * 8 + "[1]" + "\n \t" * n):
+        small = min(_seconds(parse_grades, make(2_000), 1, 3) for _ in range(3))
+        large = min(_seconds(parse_grades, make(16_000), 1, 3) for _ in range(3))
+        assert large < 0.5 and large < 8 * 4 * max(small, 1e-4)  # 8x the text: far from 64x (quadratic)
+
+
+def test_a_number_too_long_for_a_float_is_no_grade() -> None:
+    # "111...1/111...1" read as inf/inf gave nan as the grade
+    assert parse_grade("1" * 400 + "/" + "1" * 400, 3) is None
+    assert parse_grade("1" * 400 + " out of 3, so 2/3", 3) == pytest.approx(2 / 3)
+    assert parse_grades("[1] " + "9" * 400 + "/" + "9" * 400 + "\n[2] 1", 2, 3) == {1: pytest.approx(1 / 3)}
+
+
+def test_line_ids_still_read_after_the_linear_rewrite() -> None:
+    assert parse_grades("Passage 1: 3\n\n  - 2. 0\n#3 = 1\nid 4 2", 4, 3) == {
+        0: 1.0,
+        1: 0.0,
+        2: pytest.approx(1 / 3),
+        3: pytest.approx(2 / 3),
+    }

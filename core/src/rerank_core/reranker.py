@@ -82,6 +82,12 @@ class Reranker:
         # reranker.top_n = 3 replaces that option, checked like the constructor's.
         if name in RerankerOptions.names():
             name, value = "options", self.options.replace(**{name: value})
+        if name == "options" and value.cache is not None and not self.backend.cacheable:  # constructor too
+            raise ConfigurationError(
+                "cache",
+                f"{type(self.backend).__name__}'s scores depend on the whole candidate set (a "
+                "listwise judge's rank scores); a score cache would mix candidate sets: leave cache unset",
+            )
         object.__setattr__(self, name, value)
 
     def __repr__(self) -> str:

@@ -18,7 +18,20 @@ Modes and what the scores mean (``scoring`` says which one a back end uses; it i
   (``window_size`` candidates per call, moved by ``step``), over the candidates in the order given (the
   first stage's). The score of the candidate ranked ``r``-th (0-based) of ``n`` is ``(n - r) / n``;
   ``score_kind == "rank"``: only the order means something, and scores are relative to the query's
-  candidate set (so do not cache listwise scores across calls with different candidate sets).
+  candidate set, so a listwise judge is not ``cacheable``: ``Reranker(..., cache=...)`` refuses it
+  (a cached rank score from one candidate set would be mixed with those of another).
+
+Hostile text: query and passages go through :func:`~rerank_core.llm.prompts.normalize_text` (NFKC, no
+invisible characters) and :func:`~rerank_core.llm.neutralize`, which also defuses the LLM's own special
+tokens when it lists them (``llm.special_tokens``, as
+:class:`~rerank_core.llm.transformers_llm.TransformersLLM` does).
+
+Answers are held to the ``max_tokens`` each call asks for (1 for a yes/no, ``8 + 8 * passages`` graded,
+``8 + 6 * passages`` listwise): an LLM that returns more (an adapter or endpoint that ignores the limit) has
+its answer cut to the longest prefix of at most ``max_tokens`` tokens (``LLM.count_tokens``: the local
+model's tokenizer, or the 4-characters-a-token estimate) before it is parsed, counted in ``llm_overlong``;
+an answer whose reported ``completion_tokens`` is within the budget is trusted unless its text is over 32
+characters a token. The token usage still counts what the LLM reported (or all of the text).
 
 Nothing the LLM writes can crash the judge: every answer goes through :mod:`rerank_core.llm.parsing`; an
 answer that gives nothing usable is counted (``llm_unparsed`` in the usage) and, by default
@@ -31,7 +44,8 @@ batched forward pass shared by several queries counts once in each query it serv
 ``llm_completion_tokens``, ``llm_unparsed``, ``llm_text_fallback`` (logprobs mode: answers without a usable
 yes/no among the log-probabilities, scored 1 or 0 from the yes/no in their text), ``llm_estimated_tokens``
 (calls whose token counts the model did not report and were estimated with ``LLM.count_tokens``),
-``llm_truncated`` (passages shortened to fit the context window or ``max_passage_chars``). It is computed
+``llm_truncated`` (passages shortened to fit the context window or ``max_passage_chars``), ``llm_overlong``
+(answers longer than the call's ``max_tokens``, cut to it before parsing). It is computed
 per call of ``score_groups``, never kept on the back end, so concurrent calls each get their own.
 
 Each query's work is written once as a generator that yields the LLM calls it needs next (a list: they
@@ -42,6 +56,7 @@ may run at once) and receives their answers; a sync driver (a bounded thread poo
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections import Counter
 from collections.abc import Generator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -51,7 +66,7 @@ from rerank_core.backends.base import Backend, GroupScores
 from rerank_core.errors import ConfigurationError, NonRetryableBackendError, RerankError
 from rerank_core.llm.base import LLM, ChatMessage, LLMBatchResponse, LLMResponse
 from rerank_core.llm.parsing import parse_grades, parse_permutation, parse_yes_no, yes_probability
-from rerank_core.llm.prompts import DEFAULT_PROMPTS, JudgePrompts
+from rerank_core.llm.prompts import DEFAULT_PROMPTS, JudgePrompts, normalize_text
 from rerank_core.remote.limits import AsyncConcurrencyLimit, ConcurrencyLimit
 from rerank_core.types import ScoreKind
 
@@ -66,6 +81,7 @@ USAGE_KEYS = (
     "llm_text_fallback",
     "llm_estimated_tokens",
     "llm_truncated",
+    "llm_overlong",
 )
 _MODES = ("pointwise", "listwise")
 _SCORINGS = ("auto", "logprobs", "graded")
@@ -197,6 +213,11 @@ class LLMJudgeBackend(Backend):
     def score_kind(self) -> ScoreKind:
         return "rank" if self.scoring == "listwise" else "probability"
 
+    @property
+    def cacheable(self) -> bool:  # type: ignore[override]
+        """``False`` for the listwise judge: its rank scores depend on the whole candidate set."""
+        return self.scoring != "listwise"
+
     def peek_score_kind(self) -> ScoreKind | None:
         return self.score_kind
 
@@ -235,7 +256,9 @@ class LLMJudgeBackend(Backend):
     # -- the procedures (one generator per query) ------------------------------------------------------
 
     def _procedure(self, query: str, texts: list[str], usage: Counter[str]) -> _Procedure:
-        texts = [self._cap(t, self.max_passage_chars, usage) for t in texts]
+        # normalized first (what the prompts send), so that caps and token counts see the text sent
+        query = normalize_text(query)
+        texts = [self._cap(normalize_text(t), self.max_passage_chars, usage) for t in texts]
         if not texts:
             return self._empty()
         if self.scoring == "logprobs":
@@ -274,14 +297,27 @@ class LLMJudgeBackend(Backend):
                 out.append(t)
         return out
 
+    @property
+    def _special_tokens(self) -> tuple[str, ...]:
+        """The LLM's own special tokens when it lists them (``llm.special_tokens``; none otherwise)."""
+        tokens = getattr(self.llm, "special_tokens", None)
+        if isinstance(tokens, str) or not isinstance(tokens, Sequence | set | frozenset):
+            return ()
+        return tuple(t for t in tokens if isinstance(t, str))
+
     def _unparsed(self, usage: Counter[str], what: str) -> None:
         usage["llm_unparsed"] += 1
         if self.on_parse_error == "raise":
             raise NonRetryableBackendError(f"unparseable LLM answer: {what}", backend=self.fingerprint)
 
     def _logprobs(self, query: str, texts: list[str], usage: Counter[str]) -> _Procedure:
+        special = self._special_tokens
         calls = [
-            _Call(self.prompts.yes_no_messages(query, t), max_tokens=1, top_logprobs=self.top_logprobs)
+            _Call(
+                self.prompts.yes_no_messages(query, t, special_tokens=special),
+                max_tokens=1,
+                top_logprobs=self.top_logprobs,
+            )
             for t in (self._fit(query, [t], 1, usage)[0] for t in texts)
         ]
         answers = yield calls
@@ -302,7 +338,10 @@ class LLMJudgeBackend(Backend):
     def _graded_call(self, query: str, texts: list[str], usage: Counter[str]) -> _Call:
         max_tokens = 8 + 8 * len(texts)
         fitted = self._fit(query, texts, max_tokens, usage)
-        return _Call(self.prompts.graded_messages(query, fitted, self.max_grade), max_tokens=max_tokens)
+        messages = self.prompts.graded_messages(
+            query, fitted, self.max_grade, special_tokens=self._special_tokens
+        )
+        return _Call(messages, max_tokens=max_tokens)
 
     def _graded(self, query: str, texts: list[str], usage: Counter[str]) -> _Procedure:
         batches = [
@@ -330,6 +369,7 @@ class LLMJudgeBackend(Backend):
     def _listwise(self, query: str, texts: list[str], usage: Counter[str]) -> _Procedure:
         n = len(texts)
         order = list(range(n))
+        special = self._special_tokens
         if n > 1:
             end = n
             while True:
@@ -337,9 +377,8 @@ class LLMJudgeBackend(Backend):
                 window = order[start:end]
                 max_tokens = 8 + 6 * len(window)
                 fitted = self._fit(query, [texts[i] for i in window], max_tokens, usage)
-                (answer,) = yield [
-                    _Call(self.prompts.listwise_messages(query, fitted), max_tokens=max_tokens)
-                ]
+                messages = self.prompts.listwise_messages(query, fitted, special_tokens=special)
+                (answer,) = yield [_Call(messages, max_tokens=max_tokens)]
                 perm = parse_permutation(answer.text, len(window))
                 if perm.ranked == 0:
                     self._unparsed(usage, f"no passage identifiers in {answer.text[:80]!r}")
@@ -354,11 +393,13 @@ class LLMJudgeBackend(Backend):
 
     # -- drivers ---------------------------------------------------------------------------------
 
-    def _account(self, call: _Call, answer: LLMResponse, usage: Counter[str]) -> None:
-        self._account_tokens(call, answer, usage)
+    def _account(self, call: _Call, answer: LLMResponse, usage: Counter[str]) -> LLMResponse:
+        answer = self._account_tokens(call, answer, usage)
         usage["llm_calls"] += 1
+        return answer
 
-    def _account_tokens(self, call: _Call, answer: LLMResponse, usage: Counter[str]) -> None:
+    def _account_tokens(self, call: _Call, answer: LLMResponse, usage: Counter[str]) -> LLMResponse:
+        """Count what ``answer`` cost, and return it held to ``call.max_tokens`` (what gets parsed)."""
         if not isinstance(answer, LLMResponse):
             raise NonRetryableBackendError(
                 f"the LLM returned {type(answer).__name__}, not an LLMResponse", backend=self.fingerprint
@@ -373,6 +414,30 @@ class LLMJudgeBackend(Backend):
             completion = self.llm.count_tokens(answer.text)
         usage["llm_prompt_tokens"] += int(prompt)
         usage["llm_completion_tokens"] += int(completion)
+        return self._within_budget(call, answer, usage)
+
+    def _within_budget(self, call: _Call, answer: LLMResponse, usage: Counter[str]) -> LLMResponse:
+        """``answer`` held to ``call.max_tokens``: kept when the LLM reports at most that many completion
+        tokens (and the text is not implausibly long for them: 32 characters a token), or when
+        ``llm.count_tokens`` finds at most that many; otherwise cut to the longest prefix that
+        ``count_tokens`` finds within the budget, counted in ``llm_overlong``. So parsing never sees more
+        than the budget, whatever the adapter returns (a 16,000-digit answer, an endless list)."""
+        text, limit = answer.text, call.max_tokens
+        reported = answer.completion_tokens
+        if not text or (reported is not None and reported <= limit and len(text) <= 32 * limit):
+            return answer
+        if self.llm.count_tokens(text) <= limit:
+            return answer
+        usage["llm_overlong"] += 1
+        text = text[: 64 * limit]  # no answer within budget is longer (64 characters a token)
+        lo, hi = 0, len(text)  # the longest prefix that fits: text[:lo] fits, text[: hi + 1] does not
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if self.llm.count_tokens(text[:mid]) <= limit:
+                lo = mid
+            else:
+                hi = mid - 1
+        return dataclasses.replace(answer, text=text[:lo])
 
     def _complete(self, call: _Call) -> LLMResponse:
         with self._sync_slots:
@@ -404,8 +469,7 @@ class LLMJudgeBackend(Backend):
                 while calls is not None:
                     answers = []
                     for call in calls:
-                        answer = self._complete(call)
-                        self._account(call, answer, usages[k])
+                        answer = self._account(call, self._complete(call), usages[k])
                         answers.append(answer)
                     calls = advance(k, answers)
             return results  # type: ignore[return-value]
@@ -430,9 +494,7 @@ class LLMJudgeBackend(Backend):
                     for fut in done:
                         k, j = futures.pop(fut)
                         calls, answers = pending[k]
-                        answer = fut.result()
-                        self._account(calls[j], answer, usages[k])
-                        answers[j] = answer
+                        answers[j] = self._account(calls[j], fut.result(), usages[k])
                         if all(a is not None for a in answers):
                             del pending[k]
                             submit(k, advance(k, answers))  # type: ignore[arg-type]
@@ -468,9 +530,8 @@ class LLMJudgeBackend(Backend):
                 batch = self._complete_many([c.messages for _, _, c in items], max_tokens, top_logprobs)
                 served: dict[int, set[int]] = {}
                 for (k, j, call), answer, call_id in zip(items, batch.responses, batch.call_of, strict=True):
-                    self._account_tokens(call, answer, usages[k])
+                    answers[k][j] = self._account_tokens(call, answer, usages[k])
                     served.setdefault(k, set()).add(call_id)
-                    answers[k][j] = answer
                 for k, call_ids in served.items():
                     usages[k]["llm_calls"] += len(call_ids)
             for k, got in answers.items():
@@ -513,9 +574,8 @@ class LLMJudgeBackend(Backend):
                 calls = proc.send(answers) if answers is not None else next(proc)
             except StopIteration as stop:
                 return stop.value  # type: ignore[no-any-return]
-            answers = list(await asyncio.gather(*(self._acomplete(c) for c in calls)))
-            for call, answer in zip(calls, answers, strict=True):
-                self._account(call, answer, usage)
+            got = await asyncio.gather(*(self._acomplete(c) for c in calls))
+            answers = [self._account(call, answer, usage) for call, answer in zip(calls, got, strict=True)]
 
     def close(self) -> None:
         super().close()

@@ -8,15 +8,22 @@ Substitution is a single pass over the template only, so text the caller passes 
 
 Documents are data, not instructions. :func:`neutralize` rewrites, inside query and passage text only,
 whatever could break the format or speak for the judge: passage/query tags (``</passage>``,
-``<passage id="9">``), chat-template control tokens (``<|im_end|>``, ``<s>``, ``[INST]``) and
-identifier-looking tokens (``[3]`` becomes ``(3)``), so that the only passage tags and ``[N]``
-identifiers the model sees are the ones the judge wrote.
+``<passage id="9">``), chat-template control tokens (``<|im_end|>``, ``<s>``, ``[INST]``,
+``<start_of_turn>`` and every ``<snake_case>`` tag), the model's own special tokens when the LLM has a
+tokenizer (``special_tokens``: :attr:`TransformersLLM.special_tokens
+<rerank_core.llm.transformers_llm.TransformersLLM.special_tokens>`) and identifier-looking tokens (``[3]``
+becomes ``(3)``), so that the only passage tags and ``[N]`` identifiers the model sees are the ones the
+judge wrote. Text is checked after :func:`normalize_text` (NFKC, so full-width ``＜｜im_end｜＞`` is
+``<|im_end|>``, and without zero-width or other invisible characters, so ``<|im_\u200bend|>`` is too), and
+the model is sent that normalized text.
 """
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Mapping, Sequence
+import unicodedata
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from rerank_core.errors import ConfigurationError
@@ -27,6 +34,7 @@ __all__ = [
     "JudgePrompts",
     "PromptTemplate",
     "neutralize",
+    "normalize_text",
     "render_passages",
 ]
 
@@ -34,30 +42,90 @@ _PLACEHOLDER = re.compile(r"\{(query|passage|passages|num|max_grade)\}")
 
 # Tags the prompts use (and common chat-markup tags), opening or closing, with any spacing/case.
 _TAG = re.compile(r"<(\s*/?\s*)(passage|passages|query|document|system|user|assistant)\b", re.IGNORECASE)
-# Chat-template control tokens: <|im_start|>, <|eot_id|>, <s>, </s>, [INST], <<SYS>>.
-_CONTROL = re.compile(r"<\||\|>|</?s>|\[/?INST\]|<</?SYS>>", re.IGNORECASE)
-# Identifier-looking tokens: [3], [ 12 ], and full-width variants are left alone (not ids to the parser).
+# Chat-template control tokens whatever the model: <|im_start|>, <|eot_id|> (any "<|" or "|>"), <s>, </s>,
+# <bos>, <eos>, [INST], <<SYS>>, Mistral's [SYSTEM_PROMPT] / [TOOL_CALLS], <think>, and every
+# <snake_case> tag (Gemma's <start_of_turn>, StarCoder's <file_sep>, <jupyter_code>, T5's <extra_id_0>...).
+_CONTROL = re.compile(
+    r"<\||\|>|<</?SYS>>"
+    r"|</?(?:s|bos|eos|pad|unk|mask|sep|cls|think|reponame|filename)>"
+    r"|</?[a-z][a-z0-9]*(?:_[a-z0-9]+)+>"
+    r"|\[/?(?:INST|SYSTEM_PROMPT|AVAILABLE_TOOLS|TOOL_CALLS|TOOL_RESULTS|CLS|SEP|MASK|PAD|UNK)\]",
+    re.IGNORECASE,
+)
+# Identifier-looking tokens: [3], [ 12 ] (full-width ［３］ too, after normalization).
 _IDENT = re.compile(r"\[\s*(\d+)\s*\]")
+# Invisible characters, removed before the checks so that they cannot split a control token the model (or
+# a tokenizer that drops them) would still read: every format character of Unicode 15 (category Cf: soft
+# hyphen, zero-width space / non-joiner / joiner, word joiner, bidi controls, BOM, tag characters...), plus
+# the combining grapheme joiner, Hangul fillers, Mongolian and other variation selectors.
+_INVISIBLE = re.compile(
+    "[\u00ad\u034f\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u115f\u1160\u17b4\u17b5"
+    "\u180b-\u180f\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\u3164\ufe00-\ufe0f\ufeff"
+    "\uffa0\ufff9-\ufffb\U000110bd\U000110cd\U00013430-\U0001343f\U0001bca0-\U0001bca3"
+    "\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f\U000e0100-\U000e01ef]"
+)
+_ESCAPE = str.maketrans({"<": "‹", ">": "›", "[": "⟦", "]": "⟧"})
+_ESCAPE_BAR = str.maketrans({"<": "‹", ">": "›", "[": "⟦", "]": "⟧", "|": "¦"})
 
 
 def _control(m: re.Match[str]) -> str:
-    s = m.group(0)
-    return s.replace("<", "‹").replace(">", "›").replace("[", "⟦").replace("]", "⟧")
+    return m.group(0).translate(_ESCAPE)
 
 
-def neutralize(text: str) -> str:
+def normalize_text(text: str) -> str:
+    """``text`` as :func:`neutralize` checks it and the model then sees it: NFKC-normalized (full-width and
+    other compatibility look-alikes become their plain form: ``＜`` is ``<``, ``｜`` is ``|``) and without
+    invisible characters (zero-width spaces and joiners, word joiner, BOM, soft hyphen, bidi controls, tag
+    characters, variation selectors)."""
+    return _INVISIBLE.sub("", unicodedata.normalize("NFKC", _INVISIBLE.sub("", text)))
+
+
+def _defuse(token: str) -> str:
+    """A special token made unreadable as one: its brackets and bars swapped for look-alikes, or (a token
+    without any) a middle dot after its first character."""
+    out = token.translate(_ESCAPE_BAR)
+    return out if out != token else token[:1] + "·" + token[1:]
+
+
+@functools.lru_cache(maxsize=32)
+def _special_pattern(tokens: tuple[str, ...]) -> re.Pattern[str] | None:
+    forms = {form for t in tokens for form in (t, normalize_text(t)) if len(form.strip()) >= 2}
+    if not forms:
+        return None
+    return re.compile(
+        "|".join(re.escape(t) for t in sorted(forms, key=lambda t: (-len(t), t))), re.IGNORECASE
+    )
+
+
+def _special_tuple(special_tokens: Iterable[str]) -> tuple[str, ...]:
+    if isinstance(special_tokens, str):
+        special_tokens = (special_tokens,)
+    return tuple(sorted({t for t in special_tokens if isinstance(t, str)}))
+
+
+def neutralize(text: str, special_tokens: Iterable[str] = ()) -> str:
     """``text`` with delimiters, control tokens and ``[N]`` identifiers defused (readable, not removed).
 
-    ``</passage>`` → ``‹/passage>``, ``<|im_end|>`` → ``‹|im_end|›``, ``[3]`` → ``(3)``.
+    ``</passage>`` → ``‹/passage>``, ``<|im_end|>`` → ``‹|im_end|›``, ``<start_of_turn>`` →
+    ``‹start_of_turn›``, ``[3]`` → ``(3)``. ``special_tokens``: the model's own control tokens (its
+    tokenizer's special tokens), each defused wherever it appears (``<repo_name>`` → ``‹repo_name›``),
+    case-insensitively; tokens shorter than two characters are left alone. The text is first
+    :func:`normalize_text`-ed, so full-width or zero-width-split variants are caught too.
     """
-    text = _CONTROL.sub(_control, text)
+    text = _CONTROL.sub(_control, normalize_text(text))
+    pattern = _special_pattern(_special_tuple(special_tokens))
+    if pattern is not None:
+        text = pattern.sub(lambda m: _defuse(m.group(0)), text)
     text = _TAG.sub(lambda m: "‹" + m.group(1) + m.group(2), text)
     return _IDENT.sub(lambda m: f"({m.group(1)})", text)
 
 
-def render_passages(texts: Sequence[str]) -> str:
+def render_passages(texts: Sequence[str], special_tokens: Iterable[str] = ()) -> str:
     """The passages as ``<passage id="1">…</passage>`` blocks, ids 1..n in order, texts neutralized."""
-    return "\n\n".join(f'<passage id="{i}">\n{neutralize(t)}\n</passage>' for i, t in enumerate(texts, 1))
+    tokens = _special_tuple(special_tokens)
+    return "\n\n".join(
+        f'<passage id="{i}">\n{neutralize(t, tokens)}\n</passage>' for i, t in enumerate(texts, 1)
+    )
 
 
 @dataclass(frozen=True)
@@ -160,24 +228,43 @@ class JudgePrompts:
             h.update(t.system.encode() + b"\x00" + t.user.encode() + b"\x01")
         return h.hexdigest()[:12]
 
-    def yes_no_messages(self, query: str, passage: str) -> list[ChatMessage]:
+    def yes_no_messages(
+        self, query: str, passage: str, *, special_tokens: Iterable[str] = ()
+    ) -> list[ChatMessage]:
+        """``special_tokens`` (each method): the model's own control tokens, defused in query and passages
+        (see :func:`neutralize`)."""
+        tokens = _special_tuple(special_tokens)
         return self.yes_no.render(
-            {"query": neutralize(query), "passage": render_passages([passage]), "num": "1"}
+            {
+                "query": neutralize(query, tokens),
+                "passage": render_passages([passage], tokens),
+                "num": "1",
+            }
         )
 
-    def graded_messages(self, query: str, passages: Sequence[str], max_grade: int) -> list[ChatMessage]:
+    def graded_messages(
+        self, query: str, passages: Sequence[str], max_grade: int, *, special_tokens: Iterable[str] = ()
+    ) -> list[ChatMessage]:
+        tokens = _special_tuple(special_tokens)
         return self.graded.render(
             {
-                "query": neutralize(query),
-                "passages": render_passages(passages),
+                "query": neutralize(query, tokens),
+                "passages": render_passages(passages, tokens),
                 "num": str(len(passages)),
                 "max_grade": str(max_grade),
             }
         )
 
-    def listwise_messages(self, query: str, passages: Sequence[str]) -> list[ChatMessage]:
+    def listwise_messages(
+        self, query: str, passages: Sequence[str], *, special_tokens: Iterable[str] = ()
+    ) -> list[ChatMessage]:
+        tokens = _special_tuple(special_tokens)
         return self.listwise.render(
-            {"query": neutralize(query), "passages": render_passages(passages), "num": str(len(passages))}
+            {
+                "query": neutralize(query, tokens),
+                "passages": render_passages(passages, tokens),
+                "num": str(len(passages)),
+            }
         )
 
 

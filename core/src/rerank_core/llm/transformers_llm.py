@@ -9,7 +9,8 @@ in few forward passes: prompts are sorted by length, grouped so that a group's p
 ``max_batch_tokens``, left-padded (with position ids counted from each row's first real token, so
 padding does not shift the result) and the last position's logits are read per row. Work runs under
 ``torch.inference_mode`` and a lock (one forward at a time per model); ``blocking = True``, so async
-callers run it on the back end's thread pool.
+callers run it on the back end's thread pool. :attr:`TransformersLLM.special_tokens` lists the tokenizer's
+special tokens, which the judge defuses in every query and passage it sends.
 """
 
 from __future__ import annotations
@@ -109,6 +110,7 @@ class TransformersLLM(LLM):
         self._load_lock = threading.Lock()
         self._run_lock = threading.Lock()
         self._device: str | None = None
+        self._special_tokens: tuple[str, ...] | None = None
         if self._model is not None:
             self._prepare(self._model)
 
@@ -178,6 +180,22 @@ class TransformersLLM(LLM):
             f"transformers:{self._name}|gguf={self._gguf_file}|"
             f"revision={self._revision}|dtype={self._dtype_arg}"
         )
+
+    @property
+    def special_tokens(self) -> tuple[str, ...]:
+        """The tokenizer's own special tokens (``all_special_tokens`` and every added token marked special:
+        17 for SmolLM2, ``<|im_start|>`` to ``<empty_output>``). The judge defuses each of them in query and
+        passage text (:func:`rerank_core.llm.neutralize`), so a passage cannot write one the model would
+        read as a control token. Loads the tokenizer (and model) on first access."""
+        if self._special_tokens is None:
+            tokenizer = self.tokenizer
+            found = set(getattr(tokenizer, "all_special_tokens", None) or ())
+            for added in (getattr(tokenizer, "added_tokens_decoder", None) or {}).values():
+                content = getattr(added, "content", None)
+                if getattr(added, "special", False) and isinstance(content, str):
+                    found.add(content)
+            self._special_tokens = tuple(sorted(t for t in found if isinstance(t, str) and t.strip()))
+        return self._special_tokens
 
     def count_tokens(self, text: str) -> int:
         with self._run_lock:
