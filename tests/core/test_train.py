@@ -593,3 +593,118 @@ def test_dense_retriever_ranks_by_meaning() -> None:
         with pytest.raises(InvalidInputError) as info:
             dense.score(query, doc_ids)  # type: ignore[arg-type]
         assert info.value.argument == argument
+
+
+# -- an interrupted run: --resume / --overwrite (issue 16) ----------------------------------------------
+
+
+def _interrupt_at_evaluation(monkeypatch: pytest.MonkeyPatch, nth: int) -> None:
+    """Ctrl-C during the ``nth`` dev evaluation (after the checkpoints of the earlier ones were saved)."""
+    from rerank_core.train._torch_parts import DevRerankEvaluator
+
+    real = DevRerankEvaluator.__call__
+    calls = {"n": 0}
+
+    def interrupting(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == nth:
+            raise KeyboardInterrupt
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(DevRerankEvaluator, "__call__", interrupting)
+
+
+def test_finetune_resumes_an_interrupted_run_from_its_last_checkpoint(
+    trainable_ce_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "model"
+    call = {
+        "base_model": str(trainable_ce_path),
+        "dev_sets": [_learnable_dev()],
+        "batch_size": 8,
+        "max_length": 32,
+        "evals_per_epoch": 2,
+        "bf16": False,
+        "progress": False,
+    }
+    groups = _learnable_groups(32, seed=0)  # 4 steps, an evaluation (and a checkpoint) every 2
+    with monkeypatch.context() as patch:
+        _interrupt_at_evaluation(patch, 2)
+        with pytest.raises(KeyboardInterrupt):
+            finetune(groups, out, **call)
+    assert (out / "checkpoints" / "checkpoint-2" / "trainer_state.json").is_file()
+    assert not (out / FINETUNE_INFO_FILE).exists()
+    with pytest.raises(ConfigurationError) as info:  # the rerun that was refused, now naming the choices
+        finetune(groups, out, **call)
+    assert (
+        info.value.argument == "output_dir"
+        and "--overwrite" in str(info.value)
+        and "--resume" in str(info.value)
+    )
+
+    result = finetune(groups, out, resume=True, **call)
+    assert result.settings["resumed_from"] == "checkpoint-2" and result.settings["steps"] == 4
+    assert [h["steps"] for h in result.history] == [2.0, 4.0]  # the evaluation before the interruption too
+    assert result.best_metrics["mean_ndcg@10"] == max(h["mean_ndcg@10"] for h in result.history)
+    assert (out / FINETUNE_INFO_FILE).is_file() and not (out / "checkpoints").exists()
+    with pytest.raises(ConfigurationError, match="nothing to resume"):
+        finetune(groups, out, resume=True, **call)
+
+
+def test_finetune_overwrite_deletes_a_previous_output_and_starts_again(
+    tiny_ce_path: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "m"
+    (out / "checkpoints" / "checkpoint-1").mkdir(parents=True)
+    (out / "stale.bin").write_text("old")
+    groups = _learnable_groups(8, seed=1)
+    with pytest.raises(ConfigurationError, match="cannot resume"):  # no trainer_state.json: no checkpoint
+        finetune(groups, out, base_model=str(tiny_ce_path), resume=True, progress=False)
+    with pytest.raises(ConfigurationError, match="exclude each other"):
+        finetune(groups, out, base_model=str(tiny_ce_path), resume=True, overwrite=True)
+    finetune(groups, out, base_model=str(tiny_ce_path), bf16=False, progress=False, overwrite=True)
+    assert not (out / "stale.bin").exists() and (out / FINETUNE_INFO_FILE).is_file()
+
+
+def test_overwrite_never_deletes_a_folder_that_is_not_a_finetune_output(
+    tiny_ce_path: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "keep.txt").write_text("mine")
+    with pytest.raises(ConfigurationError) as info:
+        finetune(_learnable_groups(2, seed=0), tmp_path, base_model=str(tiny_ce_path), overwrite=True)
+    assert info.value.argument == "overwrite" and (tmp_path / "keep.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize(
+    ("prepare", "flags", "message"),
+    [
+        ("stale", [], "--overwrite"),
+        ("stale", [], "--resume"),
+        ("stale", ["--resume"], "cannot resume"),
+        ("mine", ["--overwrite"], "does not look like a fine-tuning output"),
+        ("stale", ["--resume", "--overwrite"], "not allowed with argument"),
+    ],
+)
+def test_cli_finetune_rerun_into_a_used_folder(
+    beir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    prepare: str,
+    flags: list[str],
+    message: str,
+) -> None:
+    out = tmp_path / "o"
+    if prepare == "stale":
+        (out / "checkpoints").mkdir(parents=True)
+    (out / "keep.txt").parent.mkdir(parents=True, exist_ok=True)
+    (out / "keep.txt").write_text("x")
+    code = cli.main(["finetune", str(beir), "--base-model", "x", "--output", str(out), *flags])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and err.count("\n") == 1, err
+    assert (out / "keep.txt").exists()
+
+
+def test_cli_finetune_help_explains_resume_and_overwrite(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["finetune", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--resume" in text and "--overwrite" in text and "last checkpoint saved" in text

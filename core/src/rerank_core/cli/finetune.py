@@ -1,7 +1,7 @@
 """``rerank finetune``: fine-tune a cross-encoder on BEIR folders and/or (query, text, label) rows.
 
 ```
-rerank finetune [DATA_DIR ...] [--rows FILE ...] --base-model PATH_OR_ID --output DIR [--epochs 1] ...
+rerank finetune [DATA_DIR ...] [--rows FILE ...] --base-model PATH_OR_ID --output DIR [--overwrite|--resume]
 ```
 
 Argument handling, and the assembly of the training groups and dev sets from the inputs; the training is
@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rerank_core.cli._common import EXIT_OK, UsageError, positive_int
+from rerank_core.cli._common import EXIT_OK, UsageError, one_line, positive_int
 from rerank_core.errors import RerankError
 
 __all__ = ["add_parser", "run"]
@@ -33,7 +33,8 @@ def add_parser(subparsers: Any) -> None:
             "excluded) from each DATA_DIR's train split and from --rows files, train a cross-encoder from "
             "--base-model with group softmax cross-entropy, evaluate nDCG@10 of the reranked first-stage "
             "candidates on dev (the folder's dev split, or held-out train queries), keep the best checkpoint "
-            "and write a model card beside the weights."
+            "and write a model card beside the weights. An interrupted run: --resume continues it from the "
+            "last checkpoint saved at a dev evaluation, --overwrite starts it again."
         ),
     )
     p.add_argument("data_dirs", nargs="*", metavar="DATA_DIR", help="BEIR-layout folders with a train split")
@@ -46,7 +47,27 @@ def add_parser(subparsers: Any) -> None:
         help="(query, text, label) rows: .tsv/.csv/.jsonl[.gz]; label > 0 is relevant (repeatable)",
     )
     p.add_argument("--base-model", required=True, metavar="PATH_OR_ID", help="starting checkpoint")
-    p.add_argument("--output", type=Path, required=True, metavar="DIR", help="new folder for the model")
+    p.add_argument(
+        "--output",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="new (or empty) folder for the model; a non-empty one needs --overwrite or --resume",
+    )
+    again = p.add_mutually_exclusive_group()
+    again.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="delete --output (a previous fine-tuning output: it must hold checkpoints/ or "
+        "rerank_finetune.json) and start again",
+    )
+    again.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run from the last checkpoint saved in --output/checkpoints (one is "
+        "saved at each dev evaluation; a run without dev data, or stopped before its first evaluation, has "
+        "none and cannot resume); give the same data and options",
+    )
     p.add_argument("--train-split", default="train", help="qrels split to train on (default: train)")
     p.add_argument("--dev-split", default="dev", help="qrels split for dev, when present (default: dev)")
     p.add_argument(
@@ -107,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
         groups_from_rows,
         read_rows,
     )
+    from rerank_core.train.finetune import check_output_dir
 
     if not args.data_dirs and not args.rows:
         raise UsageError("give at least one DATA_DIR or --rows FILE")
@@ -116,8 +138,10 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--distill-weight: must be between 0 and 1, got {args.distill_weight}")
     if not args.distill_temperature > 0:
         raise UsageError(f"--distill-temperature: must be > 0, got {args.distill_temperature}")
-    if args.output.exists() and (not args.output.is_dir() or any(args.output.iterdir())):
-        raise UsageError(f"--output: {args.output} exists and is not an empty folder")
+    try:  # before any data is read: a refused folder fails at once
+        check_output_dir(args.output, resume=args.resume, overwrite=args.overwrite)
+    except RerankError as exc:
+        raise UsageError(f"--output: {one_line(exc)}") from exc
     seed_everything(args.seed, torch_too=True)
     groups: list[Any] = []
     dev_sets: list[Any] = []
@@ -193,6 +217,8 @@ def run(args: argparse.Namespace) -> int:
             **({"teacher": teacher} if teacher else {}),
         },
         command="rerank " + shlex.join(args.argv),
+        resume=args.resume,
+        overwrite=args.overwrite,
     )
     best = result.best_metrics
     summary = f"saved {result.output_dir} ({result.seconds:.0f} s)"

@@ -25,6 +25,7 @@ from rerank_core.train.data import DevSet, TrainingGroup
 __all__ = [
     "FINETUNE_INFO_FILE",
     "FinetuneResult",
+    "check_output_dir",
     "finetune",
     "model_card",
     "stored_fusion",
@@ -95,6 +96,94 @@ def _datasets(train: Sequence[TrainingGroup], seed: int) -> Any:
     return out if len(out) > 1 else next(iter(out.values()))
 
 
+def _last_checkpoint(out: Path) -> Path | None:
+    """The trainer's latest complete checkpoint in ``out/checkpoints`` (``checkpoint-N`` with its
+    ``trainer_state.json``), or ``None``."""
+    found = []
+    folder = out / "checkpoints"
+    if folder.is_dir():
+        for entry in folder.iterdir():
+            step = entry.name.removeprefix("checkpoint-")
+            if (
+                entry.name.startswith("checkpoint-")
+                and step.isdigit()
+                and (entry / "trainer_state.json").is_file()
+            ):
+                found.append((int(step), entry))
+    return max(found)[1] if found else None
+
+
+def check_output_dir(output_dir: str | Path, *, resume: bool = False, overwrite: bool = False) -> Path | None:
+    """Check ``output_dir`` for :func:`finetune` (the CLI calls it before loading any data) and return the
+    checkpoint to resume from (``None``: start afresh). Deletes nothing.
+
+    A new or empty folder starts a run. A non-empty one is refused unless ``overwrite`` (it is deleted and
+    the run starts again; only a folder that looks like a fine-tuning output, with ``checkpoints/`` or
+    ``rerank_finetune.json``, so a wrong path cannot wipe unrelated files) or ``resume`` (the run continues
+    from the trainer's last saved checkpoint in ``checkpoints/``: model, optimizer, scheduler, step and RNG
+    state; the trainer saves one at each dev evaluation, so a run without dev sets, or stopped before its
+    first evaluation, has none and cannot be resumed).
+    """
+    if resume and overwrite:
+        raise ConfigurationError(
+            "resume",
+            "resume and overwrite exclude each other (resume continues the run, overwrite deletes it)",
+        )
+    out = Path(output_dir).expanduser()
+    if out.exists() and not out.is_dir():
+        raise ConfigurationError("output_dir", f"{out} exists and is not a folder")
+    used = out.is_dir() and any(out.iterdir())
+    if resume:
+        if (out / FINETUNE_INFO_FILE).is_file():
+            raise ConfigurationError(
+                "resume", f"{out} holds a finished model ({FINETUNE_INFO_FILE}); there is nothing to resume"
+            )
+        checkpoint = _last_checkpoint(out)
+        if checkpoint is None:
+            raise ConfigurationError(
+                "resume",
+                f"cannot resume: {out / 'checkpoints'} holds no saved checkpoint (one is saved at each dev "
+                "evaluation; a run without a dev set, or stopped before its first, has none); start again "
+                "with overwrite=True (--overwrite)",
+            )
+        return checkpoint
+    if used and not overwrite:
+        raise ConfigurationError(
+            "output_dir",
+            f"{out} is not empty; choose a new folder, or start again with overwrite=True (--overwrite, "
+            "deletes it) or continue from its last saved checkpoint with resume=True (--resume)",
+        )
+    if used and not ((out / "checkpoints").is_dir() or (out / FINETUNE_INFO_FILE).is_file()):
+        raise ConfigurationError(
+            "overwrite",
+            f"{out} does not look like a fine-tuning output (no checkpoints/ or {FINETUNE_INFO_FILE}); not "
+            "deleting it: remove it yourself or choose a new folder",
+        )
+    return None
+
+
+def _earlier_history(checkpoint: Path) -> list[dict[str, float]]:
+    """The dev evaluations logged before ``checkpoint`` (its ``trainer_state.json``), as the evaluator's
+    history records them, so that a resumed run reports every evaluation, not only the new ones."""
+    try:
+        state = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    skip = {"eval_runtime", "eval_samples_per_second", "eval_steps_per_second"}
+    out = []
+    for entry in state.get("log_history", []):
+        if isinstance(entry, dict) and "eval_mean_ndcg@10" in entry:
+            metrics = {
+                k.removeprefix("eval_"): float(v)
+                for k, v in entry.items()
+                if k.startswith("eval_") and k not in skip
+            }
+            out.append(
+                {"epoch": float(entry.get("epoch", 0.0)), "steps": float(entry.get("step", 0)), **metrics}
+            )
+    return out
+
+
 def _resolve_bf16(bf16: bool | str, device: str) -> bool:
     if bf16 == "auto":
         import torch
@@ -148,6 +237,8 @@ def finetune(
     trust_remote_code: bool = False,
     data_description: Mapping[str, Any] | None = None,
     command: str | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
 ) -> FinetuneResult:
     """Train a cross-encoder from ``base_model`` (a Hugging Face id or a local folder) on ``train``.
 
@@ -159,6 +250,10 @@ def finetune(
     ``distill_weight`` x the softmax of the teacher's scores divided by ``distill_temperature``.
     The output folder gets the weights, the tokenizer, a model card (``README.md``) and
     ``rerank_finetune.json`` (settings, data, dev metrics).
+
+    An interrupted run: ``resume=True`` continues from the last checkpoint the trainer saved in
+    ``output_dir/checkpoints`` (saved at each dev evaluation; give the same data and settings),
+    ``overwrite=True`` deletes ``output_dir`` and starts again; see :func:`check_output_dir`.
     """
     _check_groups(train)
     for name, value in (("epochs", epochs), ("batch_size", batch_size), ("max_length", max_length)):
@@ -182,13 +277,14 @@ def finetune(
     if not distill_temperature > 0:
         raise ConfigurationError("distill_temperature", f"must be > 0, got {distill_temperature!r}")
     out = Path(output_dir).expanduser()
-    if out.exists() and not out.is_dir():
-        raise ConfigurationError("output_dir", f"{out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()):
-        raise ConfigurationError("output_dir", f"{out} is not empty; choose a new folder")
+    resume_from = check_output_dir(out, resume=resume, overwrite=overwrite)
     for i, dev in enumerate(dev_sets):
         if not isinstance(dev, DevSet):
             raise InvalidInputError(f"dev_sets[{i}]", f"must be a DevSet, got {type(dev).__name__}")
+    if resume_from is not None and not dev_sets:
+        raise ConfigurationError("resume", "a resumed run needs the dev sets it was started with")
+    if overwrite and out.is_dir() and any(out.iterdir()):
+        shutil.rmtree(out)
 
     require("torch", extra="train", feature=_FEATURE)
     require("accelerate", extra="train", feature=_FEATURE)
@@ -267,7 +363,9 @@ def finetune(
     trainer = CrossEncoderTrainer(
         model=model, args=args, train_dataset=train_data, loss=loss, evaluator=evaluator
     )
-    trainer.train()
+    if resume_from is not None and evaluator is not None:
+        evaluator.history[:0] = _earlier_history(resume_from)
+    trainer.train(resume_from_checkpoint=None if resume_from is None else str(resume_from))
     train_seconds = time.perf_counter() - started
 
     fusion_info = None
@@ -325,6 +423,7 @@ def finetune(
         "save_dtype": save_dtype,
         "steps": trainer.state.global_step,
         "evals_per_epoch": evals_per_epoch,
+        **({"resumed_from": resume_from.name} if resume_from is not None else {}),
     }
     info = {
         "settings": settings,
