@@ -96,3 +96,11 @@ def test_minmax_only_on_rank_scores() -> None:
     with pytest.raises(ConfigurationError):
         Reranker(cascade, normalization="sigmoid")
     assert Reranker(cascade, normalization="minmax").rerank("q", TEXTS)[0].relevance_score == 1.0
+
+
+def test_a_cascade_refuses_a_score_cache() -> None:
+    """Its scores are ranks within the candidate set; a cache would mix scores of different sets."""
+    cascade, _, _ = _cascade(top_k=2)
+    with pytest.raises(ConfigurationError) as info:
+        Reranker(cascade, cache=True)
+    assert info.value.argument == "cache"

@@ -85,6 +85,8 @@ class CascadeBackend(Backend):
         self.max_concurrency = max(cheap.max_concurrency, judge.max_concurrency)
         self._inner: Any = None
 
+    cacheable = False  # its scores are ranks within the candidate set: a cache would mix sets
+
     @property
     def fingerprint(self) -> str:
         return (
