@@ -258,3 +258,26 @@ def test_a_pickled_back_end_keeps_no_credential_written_in_its_url() -> None:
     data = pickle.dumps(backend)
     assert b"URLSECRET42" not in data and b"alice" not in data
     assert "127.0.0.1:9" in repr(pickle.loads(data))
+
+
+def test_only_whole_secret_words_are_left_out_of_pickles_and_configs() -> None:
+    import pickle
+
+    from rerank_core.backends import CohereBackend, CrossEncoderBackend
+
+    cohere = CohereBackend("rerank-v3.5", api_key="SECRETKEY", max_tokens_per_doc=512)
+    _, kwargs = cohere.init_arguments(secrets=False)  # type: ignore[misc]
+    assert kwargs["max_tokens_per_doc"] == 512 and "api_key" not in kwargs
+    local = CrossEncoderBackend("/no/such/model", batch_tokens=2048, tokenizer_kwargs={"use_fast": True})
+    copied = pickle.loads(pickle.dumps(local))
+    assert copied.init_arguments() == local.init_arguments()
+
+
+def test_copy_copy_shares_what_is_loaded() -> None:
+    import copy
+
+    backend = FakeBackend({"a": 1.0})
+    backend.extra = "set later"  # type: ignore[attr-defined]
+    shallow = copy.copy(backend)
+    assert shallow is not backend and shallow.extra == "set later"  # type: ignore[attr-defined]
+    assert shallow._scores is backend._scores  # the same loaded state, nothing rebuilt

@@ -111,12 +111,20 @@ class CountingBackend(FakeBackend):
 
 def test_a_huge_candidate_is_scored_in_at_most_max_windows_windows_and_reported() -> None:
     backend = FakeBackend(max_length=16)
-    resp = Reranker(backend).rerank("q", [" ".join(WORDS), "w1 w2"])
+    resp = Reranker(backend, long_text=LongTextPolicy(max_windows=32)).rerank("q", [" ".join(WORDS), "w1 w2"])
     assert backend.pairs_scored == 32 + 1  # before: 110 + 1 (one pair per 9 tokens, without end)
     long = next(r for r in resp if r.index == 0)
     assert long.truncated and long.window is not None and long.window.count == 32
     assert not next(r for r in resp if r.index == 1).truncated
     assert resp.usage["truncated"] == 1 and resp.usage["segments"] == 33
+
+
+def test_the_default_window_cap_leaves_ordinary_long_texts_whole() -> None:
+    """The default cap (256) guards against hostile inputs; a text of 111 windows is scored whole."""
+    backend = FakeBackend(max_length=16)
+    resp = Reranker(backend).rerank("q", [" ".join(WORDS)])
+    assert backend.pairs_scored == 111 and not resp[0].truncated
+    assert LongTextPolicy().max_windows == 256
 
 
 def test_max_windows_none_keeps_every_window() -> None:
@@ -131,7 +139,7 @@ def test_the_tokenizer_never_sees_more_than_max_chars_of_a_candidate() -> None:
     huge = "word " * 1_000_000  # 5 MB
     resp = Reranker(backend).rerank("q", [huge, "short"])
     assert backend.tokenizer.longest <= 100_000  # before: the whole 5,000,000 characters
-    assert backend.pairs_scored <= 33
+    assert backend.pairs_scored <= 256 + 1  # the default window cap (before: 666,667 windows)
     assert resp.usage["truncated"] == 1 and next(r for r in resp if r.index == 0).truncated
 
 
@@ -148,7 +156,7 @@ def test_bounded_windows_with_a_real_tokenizer(tiny_ce_path: Path) -> None:
     backend = CrossEncoderBackend(tiny_ce_path, max_length=64, device="cpu")
     text = "The quick brown fox jumps over the lazy dog. " * 20_000  # 900 KB
     t0 = time.perf_counter()
-    resp = Reranker(backend).rerank("fox", [text, "a dog"])
+    resp = Reranker(backend, long_text=LongTextPolicy(max_windows=32)).rerank("fox", [text, "a dog"])
     assert time.perf_counter() - t0 < 60
     assert resp.usage["segments"] == 33 and resp.usage["truncated"] == 1
     window = next(r for r in resp if r.index == 0).window

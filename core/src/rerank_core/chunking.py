@@ -38,7 +38,7 @@ LongTextMode = Literal["window", "truncate", "error"]
 Aggregation = Literal["max", "mean", "first"]
 LongQuery = Literal["keep_end", "keep_start", "error"]
 
-DEFAULT_MAX_WINDOWS = 32
+DEFAULT_MAX_WINDOWS = 256
 DEFAULT_MAX_CHARS = 100_000
 # For estimates made before any tokenizer runs (coalescing): about 4 characters per token and ~250 tokens
 # between window starts, so one window per 1,000 characters of text.
@@ -58,16 +58,17 @@ class LongTextPolicy:
       query. A smaller size also splits texts that would fit (passage-level scoring).
     - ``window_stride``: tokens between window starts; ``None`` = 3/4 of the size (1/4 overlap).
     - ``aggregate``: ``"max"`` (best window, default), ``"mean"``, or ``"first"`` window's score.
-    - ``max_windows``: at most this many windows per candidate (default 32, ``None``: no cap). The rest of
+    - ``max_windows``: at most this many windows per candidate (default 256, ``None``: no cap). The rest of
       the text is not scored and the result says ``truncated=True`` (its ``window`` is still the best
-      scored window, ``window.count`` the windows scored). 32 windows of a 512-token model cover about
-      12,000 tokens (some 20 pages); a 5 MB text would otherwise become ~18,800 model pairs (half an hour
-      of CPU) in one call.
+      scored window, ``window.count`` the windows scored). A guard against hostile inputs, not a limit on
+      ordinary ones: with ``max_chars`` (100,000 characters, some 25,000 tokens) a 512-token model never
+      reaches it, and it binds only with short windows (``window_size=32``) or very dense text; a 5 MB text
+      would otherwise become ~18,800 model pairs (half an hour of CPU) in one call.
     - ``max_chars``: only the first ``max_chars`` characters of a candidate are tokenized and scored
       (default 100,000, ``None``: no cap); a longer text is reported ``truncated=True`` (with
       ``mode="error"`` it is refused). This bounds the tokenizer's time and memory before it runs (planning
-      the windows of a 5 MB text took 18 s and 1.7 GB); 100,000 characters are ~25,000 tokens, more than
-      ``max_windows`` windows of any common model, so the cap rarely changes what is scored.
+      the windows of a 5 MB text took 18 s and 1.7 GB); 100,000 characters are ~25,000 tokens, some 70
+      windows of a 512-token model, so the cap rarely changes what is scored.
     - ``long_query``: a query that leaves fewer than 16 tokens of the pair for the text: ``"keep_end"``
       (default) cuts it to half the pair's room keeping its end, ``"keep_start"`` keeping its start,
       ``"error"`` refuses it (``InvalidInputError`` naming the query). The end is kept by default because

@@ -23,6 +23,7 @@ import asyncio
 import copy
 import functools
 import os
+import re
 import threading
 import urllib.parse
 from abc import ABC, abstractmethod
@@ -243,11 +244,11 @@ class Backend(ABC):
         return (functools.partial(type(self), *args, **kwargs), ())
 
     def __copy__(self) -> Backend:
-        """A new back end built with the same arguments (nothing loaded is shared)."""
-        arguments = self.init_arguments()
-        if arguments is None:
-            raise TypeError(f"cannot copy {type(self).__name__}: its constructor arguments were not recorded")
-        return type(self)(*arguments[0], **arguments[1])
+        """A shallow copy, as ``copy.copy`` always made: the same loaded model, client and settings
+        (nothing is reloaded); only :meth:`__deepcopy__` and pickling rebuild from the arguments."""
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        return new
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Backend:
         """A new back end built with deep copies of the same arguments (secrets included: it stays in
@@ -312,13 +313,30 @@ class PairwiseBackend(Backend):
         return _split(self, groups, await self.ascore_pairs(pairs) if pairs else [])
 
 
-_SECRET_WORDS = ("key", "token", "secret", "password", "auth", "credential", "cookie")
+_SECRET_WORDS = frozenset(
+    {
+        "key",
+        "apikey",
+        "token",
+        "secret",
+        "password",
+        "passwd",
+        "auth",
+        "authorization",
+        "credential",
+        "credentials",
+        "cookie",
+        "signature",
+    }
+)
+"""Words that make an argument or header name a secret, matched as whole words (``api_key``, ``X-API-Key``,
+``access_token`` are secrets; ``max_tokens_per_doc``, ``batch_tokens``, ``tokenizer_kwargs`` are not)."""
 
 
 def _is_secret_name(name: str) -> bool:
     """Whether an argument or header name says it holds a secret (``api_key``, ``Authorization``, ...)."""
     lowered = name.lower()
-    return any(word in lowered for word in _SECRET_WORDS)
+    return any(word in _SECRET_WORDS for word in re.split(r"[^a-z0-9]+", lowered))
 
 
 def _without_url_credentials(value: Any) -> Any:
