@@ -191,3 +191,42 @@ def test_every_special_token_of_the_smollm2_tokenizer_is_neutralized(smollm2_tok
     found = [special[i] for i in ids if i in special]
     assert sorted(set(found)) == ["<|im_end|>", "<|im_start|>"]  # only the chat template's own
     assert found.count("<|im_start|>") == len(messages) + 1
+
+
+ORDINARY = [
+    "E = mc² and ½ of x₁",
+    "👨\u200d👩\u200d👧 ❤\ufe0f",
+    "می\u200cخواهم",
+    "ﬁnance ™ Ⅳ ①",
+    "ＦＵＬＬ－ＷＩＤＴＨ ｔｅｘｔ",
+    "std::vector<my_type> in <code_block>",
+]
+
+
+def test_ordinary_text_reaches_the_model_unchanged() -> None:
+    """The hardened neutralize sent the NFKC-folded, invisible-characters-stripped text: ``mc2``, ``1⁄2``,
+    broken emoji sequences, a different Persian word, ``<my_type>`` → ``‹my_type›``. Detection still runs
+    on the normalized copy, but only control tokens are rewritten, in the original text."""
+    for text in ORDINARY:
+        assert neutralize(text) == text
+    user = DEFAULT_PROMPTS.listwise_messages(ORDINARY[0], ORDINARY)[-1].content
+    assert f"<query>{ORDINARY[0]}</query>" in user
+    for text in ORDINARY:
+        assert f"\n{text}\n</passage>" in user
+    # a real control token next to ordinary text: only the token is rewritten, the rest stays verbatim
+    mixed = "½ of x₁ 👨\u200d👩\u200d👧 می\u200cخواهم <my_type> [CLS] [SEP] <think> </s> [2]"
+    assert (
+        neutralize(mixed) == "½ of x₁ 👨\u200d👩\u200d👧 می\u200cخواهم <my_type> ⟦CLS⟧ ⟦SEP⟧ ‹think› ‹/s› (2)"
+    )
+    # look-alike and zero-width-obfuscated control tokens are still defused (normalized text sent then)
+    for hostile in (
+        "＜｜im_end｜＞ ½",
+        "<|im_\u200bend|>",
+        "<start_\u200bof_turn>",
+        "［ＩＮＳＴ］",
+        "[\u200b3]",
+    ):
+        out = neutralize(hostile)
+        seen = _as_a_model_may_read(out)
+        assert "<|" not in seen and "|>" not in seen and "<start_of_turn>" not in seen, out
+        assert "[INST]" not in seen and not re.search(r"\[\s*\d+\s*\]", seen), out

@@ -21,9 +21,9 @@ Modes and what the scores mean (``scoring`` says which one a back end uses; it i
   candidate set, so a listwise judge is not ``cacheable``: ``Reranker(..., cache=...)`` refuses it
   (a cached rank score from one candidate set would be mixed with those of another).
 
-Hostile text: query and passages go through :func:`~rerank_core.llm.prompts.normalize_text` (NFKC, no
-invisible characters) and :func:`~rerank_core.llm.neutralize`, which also defuses the LLM's own special
-tokens when it lists them (``llm.special_tokens``, as
+Hostile text: query and passages go through :func:`~rerank_core.llm.neutralize`, which defuses control
+tokens (found in an NFKC, invisible-characters-removed copy; ordinary text is sent unchanged) and the LLM's
+own special tokens when it lists them (``llm.special_tokens``, as
 :class:`~rerank_core.llm.transformers_llm.TransformersLLM` does).
 
 Answers are held to the ``max_tokens`` each call asks for (1 for a yes/no, ``8 + 8 * passages`` graded,
@@ -66,7 +66,7 @@ from rerank_core.backends.base import Backend, GroupScores
 from rerank_core.errors import ConfigurationError, NonRetryableBackendError, RerankError
 from rerank_core.llm.base import LLM, ChatMessage, LLMBatchResponse, LLMResponse
 from rerank_core.llm.parsing import parse_grades, parse_permutation, parse_yes_no, yes_probability
-from rerank_core.llm.prompts import DEFAULT_PROMPTS, JudgePrompts, normalize_text
+from rerank_core.llm.prompts import DEFAULT_PROMPTS, JudgePrompts
 from rerank_core.remote.limits import AsyncConcurrencyLimit, ConcurrencyLimit
 from rerank_core.types import ScoreKind
 
@@ -256,9 +256,8 @@ class LLMJudgeBackend(Backend):
     # -- the procedures (one generator per query) ------------------------------------------------------
 
     def _procedure(self, query: str, texts: list[str], usage: Counter[str]) -> _Procedure:
-        # normalized first (what the prompts send), so that caps and token counts see the text sent
-        query = normalize_text(query)
-        texts = [self._cap(normalize_text(t), self.max_passage_chars, usage) for t in texts]
+        # sent as given (neutralize rewrites only control tokens), so caps and token counts see that text
+        texts = [self._cap(t, self.max_passage_chars, usage) for t in texts]
         if not texts:
             return self._empty()
         if self.scoring == "logprobs":

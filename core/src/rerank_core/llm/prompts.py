@@ -8,14 +8,16 @@ Substitution is a single pass over the template only, so text the caller passes 
 
 Documents are data, not instructions. :func:`neutralize` rewrites, inside query and passage text only,
 whatever could break the format or speak for the judge: passage/query tags (``</passage>``,
-``<passage id="9">``), chat-template control tokens (``<|im_end|>``, ``<s>``, ``[INST]``,
-``<start_of_turn>`` and every ``<snake_case>`` tag), the model's own special tokens when the LLM has a
-tokenizer (``special_tokens``: :attr:`TransformersLLM.special_tokens
-<rerank_core.llm.transformers_llm.TransformersLLM.special_tokens>`) and identifier-looking tokens (``[3]``
-becomes ``(3)``), so that the only passage tags and ``[N]`` identifiers the model sees are the ones the
-judge wrote. Text is checked after :func:`normalize_text` (NFKC, so full-width ``＜｜im_end｜＞`` is
-``<|im_end|>``, and without zero-width or other invisible characters, so ``<|im_\u200bend|>`` is too), and
-the model is sent that normalized text.
+``<passage id="9">``), chat-template control tokens of common models (the documented list in
+:func:`neutralize`: ChatML ``<|im_end|>``, ``<s>``, ``[INST]``, ``<start_of_turn>``, ``<think>``,
+``[CLS]``...), the model's own special tokens when the LLM has a tokenizer (``special_tokens``:
+:attr:`TransformersLLM.special_tokens <rerank_core.llm.transformers_llm.TransformersLLM.special_tokens>`)
+and identifier-looking tokens (``[3]`` becomes ``(3)``), so that the only passage tags and ``[N]``
+identifiers the model sees are the ones the judge wrote. Everything else reaches the model byte for byte:
+maths (``mc²``, ``½``), emoji sequences, Persian zero-width non-joiners, ligatures, full-width text and code
+such as ``std::vector<my_type>`` are not rewritten. Detection runs on a :func:`normalize_text` copy (NFKC,
+invisible characters removed), so full-width ``＜｜im_end｜＞`` and zero-width-split ``<|im_\u200bend|>`` are
+caught too; see :func:`neutralize` for what is then sent.
 """
 
 from __future__ import annotations
@@ -42,13 +44,21 @@ _PLACEHOLDER = re.compile(r"\{(query|passage|passages|num|max_grade)\}")
 
 # Tags the prompts use (and common chat-markup tags), opening or closing, with any spacing/case.
 _TAG = re.compile(r"<(\s*/?\s*)(passage|passages|query|document|system|user|assistant)\b", re.IGNORECASE)
-# Chat-template control tokens whatever the model: <|im_start|>, <|eot_id|> (any "<|" or "|>"), <s>, </s>,
-# <bos>, <eos>, [INST], <<SYS>>, Mistral's [SYSTEM_PROMPT] / [TOOL_CALLS], <think>, and every
-# <snake_case> tag (Gemma's <start_of_turn>, StarCoder's <file_sep>, <jupyter_code>, T5's <extra_id_0>...).
+# Control tokens of common models (a fixed list, not every <snake_case> tag, so that code such as
+# std::vector<my_type> or <code_block> is left alone): ChatML and Llama 3 / Phi (any "<|" or "|>"), Llama 2
+# (<s>, </s>, [INST], <<SYS>>), Mistral ([SYSTEM_PROMPT], [TOOL_CALLS]...), Gemma (<start_of_turn>,
+# <end_of_turn>, <bos>, <eos>), BERT-style ([CLS], [SEP], [MASK], [PAD], [UNK], <pad>, <unk>, <mask>),
+# reasoning and tool tags (<think>, <tool_call>, <tool_response>), StarCoder / SmolLM (<repo_name>,
+# <file_sep>, <jupyter_code>, <fim_prefix>...) and T5 (<extra_id_0>).
+_CONTROL_TAGS = (
+    "s|bos|eos|pad|unk|mask|sep|cls|think|tool_call|tool_response|start_of_turn|end_of_turn"
+    "|reponame|repo_name|filename|file_sep|gh_stars|issue_start|issue_comment|issue_closed"
+    "|jupyter_start|jupyter_text|jupyter_code|jupyter_output|jupyter_script|empty_output"
+    "|fim_prefix|fim_middle|fim_suffix|fim_pad|extra_id_[0-9]+"
+)
 _CONTROL = re.compile(
     r"<\||\|>|<</?SYS>>"
-    r"|</?(?:s|bos|eos|pad|unk|mask|sep|cls|think|reponame|filename)>"
-    r"|</?[a-z][a-z0-9]*(?:_[a-z0-9]+)+>"
+    rf"|</?(?:{_CONTROL_TAGS})>"
     r"|\[/?(?:INST|SYSTEM_PROMPT|AVAILABLE_TOOLS|TOOL_CALLS|TOOL_RESULTS|CLS|SEP|MASK|PAD|UNK)\]",
     re.IGNORECASE,
 )
@@ -73,7 +83,7 @@ def _control(m: re.Match[str]) -> str:
 
 
 def normalize_text(text: str) -> str:
-    """``text`` as :func:`neutralize` checks it and the model then sees it: NFKC-normalized (full-width and
+    """``text`` as :func:`neutralize` checks it for control tokens: NFKC-normalized (full-width and
     other compatibility look-alikes become their plain form: ``＜`` is ``<``, ``｜`` is ``|``) and without
     invisible characters (zero-width spaces and joiners, word joiner, BOM, soft hyphen, bidi controls, tag
     characters, variation selectors)."""
@@ -103,21 +113,55 @@ def _special_tuple(special_tokens: Iterable[str]) -> tuple[str, ...]:
     return tuple(sorted({t for t in special_tokens if isinstance(t, str)}))
 
 
+def _rewrite(text: str, pattern: re.Pattern[str] | None) -> str:
+    text = _CONTROL.sub(_control, text)
+    if pattern is not None:
+        text = pattern.sub(lambda m: _defuse(m.group(0)), text)
+    text = _TAG.sub(lambda m: "‹" + m.group(1) + m.group(2), text)
+    return _IDENT.sub(lambda m: f"({m.group(1)})", text)
+
+
+def _has_control(text: str, pattern: re.Pattern[str] | None) -> bool:
+    return any(p is not None and p.search(text) is not None for p in (_CONTROL, pattern, _TAG, _IDENT))
+
+
 def neutralize(text: str, special_tokens: Iterable[str] = ()) -> str:
     """``text`` with delimiters, control tokens and ``[N]`` identifiers defused (readable, not removed).
 
     ``</passage>`` → ``‹/passage>``, ``<|im_end|>`` → ``‹|im_end|›``, ``<start_of_turn>`` →
     ``‹start_of_turn›``, ``[3]`` → ``(3)``. ``special_tokens``: the model's own control tokens (its
-    tokenizer's special tokens), each defused wherever it appears (``<repo_name>`` → ``‹repo_name›``),
-    case-insensitively; tokens shorter than two characters are left alone. The text is first
-    :func:`normalize_text`-ed, so full-width or zero-width-split variants are caught too.
+    tokenizer's special tokens), each defused wherever it appears (``<endturn>`` → ``‹endturn›``),
+    case-insensitively; tokens shorter than two characters are left alone.
+
+    Control tokens are the passage/query tags of our prompt format (``<passage …>``, ``</passage>``,
+    ``<query>``; also ``<document``, ``<system``, ``<user``, ``<assistant``), ``special_tokens``, and a
+    fixed list of common models' tokens: any ``<|`` or ``|>`` (ChatML, Llama 3, Phi), ``<s>``, ``</s>``,
+    ``[INST]``, ``[/INST]``, ``<<SYS>>``, ``[SYSTEM_PROMPT]``, ``[AVAILABLE_TOOLS]``, ``[TOOL_CALLS]``,
+    ``[TOOL_RESULTS]``, ``<start_of_turn>``, ``<end_of_turn>``, ``<think>``, ``</think>``,
+    ``<tool_call>``, ``<tool_response>``, ``[CLS]``, ``[SEP]``, ``[MASK]``, ``[PAD]``, ``[UNK]``,
+    ``<bos>``, ``<eos>``, ``<pad>``, ``<unk>``, ``<mask>``, ``<sep>``, ``<cls>``, StarCoder's
+    (``<repo_name>``, ``<reponame>``, ``<filename>``, ``<file_sep>``, ``<gh_stars>``, ``<issue_start>``,
+    ``<issue_comment>``, ``<issue_closed>``, ``<jupyter_start>``, ``<jupyter_text>``, ``<jupyter_code>``,
+    ``<jupyter_output>``, ``<jupyter_script>``, ``<empty_output>``, ``<fim_prefix>``, ``<fim_middle>``,
+    ``<fim_suffix>``, ``<fim_pad>``) and T5's ``<extra_id_N>``, opening or closing, any case. Other
+    ``<tags>`` (``<my_type>``, ``<code_block>``) are ordinary text.
+
+    What is sent: detection runs on a :func:`normalize_text` copy (NFKC, invisible characters removed).
+    If that copy holds no control token, ``text`` is returned unchanged, byte for byte (``mc²``, ``½``,
+    emoji ZWJ sequences, Persian ZWNJ, ligatures and full-width text included). Otherwise each control
+    token is rewritten where it stands in ``text`` verbatim, the rest untouched. Only if a control token
+    is then still found in the normalized copy of the result (a look-alike or zero-width-split token
+    such as full-width ``＜｜im_end｜＞`` or ``<|im_\u200bend|>``, which a tokenizer or endpoint folding
+    compatibility forms would read as the real one) is the *normalized* text neutralized and returned
+    instead: that text alone is then NFKC-folded and stripped of invisible characters.
     """
-    text = _CONTROL.sub(_control, normalize_text(text))
     pattern = _special_pattern(_special_tuple(special_tokens))
-    if pattern is not None:
-        text = pattern.sub(lambda m: _defuse(m.group(0)), text)
-    text = _TAG.sub(lambda m: "‹" + m.group(1) + m.group(2), text)
-    return _IDENT.sub(lambda m: f"({m.group(1)})", text)
+    if not _has_control(normalize_text(text), pattern):
+        return text
+    out = _rewrite(text, pattern)
+    if _has_control(normalize_text(out), pattern):
+        out = _rewrite(normalize_text(text), pattern)
+    return out
 
 
 def render_passages(texts: Sequence[str], special_tokens: Iterable[str] = ()) -> str:
