@@ -273,7 +273,7 @@ def test_deadline_is_validated_where_it_is_defined(bad: object, server: RerankSe
         with pytest.raises(ConfigurationError, match="deadline"):
             build()
     assert make("jina", server, deadline=None).deadline is None
-    assert make("jina", server).deadline == 60.0 and make_llm(server).deadline == 180.0
+    assert make("jina", server).deadline is None and make_llm(server).deadline is None  # opt-in
 
 
 # -- 3. size bounds ------------------------------------------------------------------------------------
@@ -442,3 +442,192 @@ def test_infinity_style_path_ranks_against_a_post_rerank_server(server: RerankSe
     backend = RerankAPIBackend(server.url, protocol="jina", model="m", path="/rerank", retry=ONE_TRY)
     assert Reranker(backend).rerank(QUERY_A, DOCS).indices == expected_order(QUERY_A, DOCS)
     assert server.counts["requests:tei"] == 1 and "/rerank:" in backend.fingerprint
+
+
+# -- 19. review regressions: no default deadline, environment proxies, raw deflate ----------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_no_default_deadline_and_queueing_is_no_try(kind: str, server: RerankServer) -> None:
+    """The default bounds tries, not calls: 12 one-document requests spaced by requests_per_minute wait
+    about 0.55 s in all, longer than timeout=0.4 and than a deadline of 0.3 s would allow."""
+    backend = make(kind, server, timeout=0.4, requests_per_minute=1200, max_documents_per_request=1)
+    assert backend.deadline is None
+    start = time.monotonic()
+    assert Reranker(backend).rerank(QUERY_A, DOCS).indices == expected_order(QUERY_A, DOCS)
+    assert asyncio.run(Reranker(backend).arerank(QUERY_B, DOCS)).indices == expected_order(QUERY_B, DOCS)
+    assert time.monotonic() - start > 0.8 and server.counts["requests"] == 24
+    capped = make(
+        kind, server, timeout=0.4, requests_per_minute=1200, max_documents_per_request=1, deadline=0.3
+    )
+    with pytest.raises(RetryableBackendError, match="deadline"):
+        Reranker(capped).rerank(QUERY_A, DOCS)
+
+
+@pytest.mark.parametrize("kind", [*KINDS, "llm"])
+def test_a_try_cut_by_the_deadline_says_so(kind: str, server: RerankServer) -> None:
+    """A slow answer (1.5 s) with timeout=5 and deadline=0.5: the error names the deadline, not the 5 s
+    timeout; with timeout=0.5 and no deadline it names the timeout."""
+    if kind == "llm":
+        calls: list[Any] = [
+            lambda llm: llm.complete([ChatMessage("user", "hi")], max_tokens=1),
+            lambda llm: asyncio.run(llm.acomplete([ChatMessage("user", "hi")], max_tokens=1)),
+        ]
+
+        def build(**options: Any) -> Any:
+            return make_llm(server, retry=ONE_TRY, **options)
+    else:
+        calls = [lambda b: b.score(QUERY_A, DOCS), lambda b: asyncio.run(b.ascore(QUERY_A, DOCS))]
+
+        def build(**options: Any) -> Any:
+            return make(kind, server, retry=ONE_TRY, **options)
+
+    for call in calls:
+        server.inject(Fault("slow", delay=1.5))
+        with pytest.raises(RetryableBackendError) as info:
+            call(build(timeout=5.0, deadline=0.5))
+        assert "deadline of 0.5s" in str(info.value) and "after 5" not in str(info.value)
+        server.inject(Fault("slow", delay=1.5))
+        with pytest.raises(RetryableBackendError) as info:
+            call(build(timeout=0.5))
+        assert "timed out after 0.5s" in str(info.value) and "deadline" not in str(info.value)
+
+
+class _Proxy:
+    """A forwarding HTTP proxy on 127.0.0.1 (absolute-form GET/POST, forwarded with http.client)."""
+
+    def __init__(self) -> None:
+        import http.client
+        import urllib.parse
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        owner = self
+        self.requests = 0
+        self._lock = threading.Lock()
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def forward(self) -> None:
+                with owner._lock:
+                    owner.requests += 1
+                target = urllib.parse.urlsplit(self.path)
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                skip = {"host", "connection", "proxy-connection", "keep-alive"}
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in skip}
+                conn = http.client.HTTPConnection(target.hostname, target.port, timeout=10)
+                try:
+                    path = target.path + (f"?{target.query}" if target.query else "")
+                    conn.request(self.command, path, body=body, headers=headers)
+                    answer = conn.getresponse()
+                    data = answer.read()
+                finally:
+                    conn.close()
+                self.send_response(answer.status)
+                for name, value in answer.getheaders():
+                    if name.lower() not in {
+                        "content-length",
+                        "transfer-encoding",
+                        "connection",
+                        "keep-alive",
+                    }:
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = forward
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(5)
+
+
+@pytest.fixture
+def proxy(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Proxy]:
+    forwarder = _Proxy()
+    for name in ("HTTPS_PROXY", "ALL_PROXY", "REQUEST_METHOD"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    monkeypatch.setenv("HTTP_PROXY", forwarder.url)
+    monkeypatch.setenv("http_proxy", forwarder.url)
+    monkeypatch.setenv("NO_PROXY", "")  # httpx would proxy 127.0.0.1 unless NO_PROXY lists it
+    monkeypatch.setenv("no_proxy", "")
+    try:
+        yield forwarder
+    finally:
+        forwarder.close()
+
+
+@pytest.mark.parametrize("kind", [*KINDS, "llm"])
+def test_environment_proxies_are_used(
+    kind: str, server: RerankServer, proxy: _Proxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HTTP_PROXY from the environment carries every request, sync and async, with the right answers
+    (clients built with transport= made httpx ignore it); NO_PROXY listing the host goes direct."""
+    if kind == "llm":
+        llm = make_llm(server)
+        assert llm.complete([ChatMessage("user", "hi")], max_tokens=1).text == "yes"
+        answer = asyncio.run(llm.acomplete([ChatMessage("user", "hi")], max_tokens=1))
+        assert answer.text == "yes"
+    else:
+        reranker = Reranker(make(kind, server))
+        assert reranker.rerank(QUERY_A, DOCS).indices == expected_order(QUERY_A, DOCS)
+        assert asyncio.run(reranker.arerank(QUERY_B, DOCS)).indices == expected_order(QUERY_B, DOCS)
+    assert proxy.requests == server.counts["requests"] == 2
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    if kind == "llm":
+        assert make_llm(server).complete([ChatMessage("user", "hi")], max_tokens=1).text == "yes"
+    else:
+        assert make(kind, server).score(QUERY_A, DOCS).scores
+    assert proxy.requests == 2 and server.counts["requests"] == 3
+
+
+@pytest.mark.parametrize("kind", [*KINDS, "llm"])
+def test_raw_deflate_answers_are_decoded(kind: str, server: RerankServer) -> None:
+    """Content-Encoding: deflate without the zlib header (raw deflate), as some servers send it, sync and
+    async (httpx falls back to raw deflate; the bounded decoder refused it)."""
+    server.inject(Fault("raw_deflate"), Fault("raw_deflate"))
+    if kind == "llm":
+        llm = make_llm(server, retry=ONE_TRY)
+        assert llm.complete([ChatMessage("user", "hi")], max_tokens=1).text == "yes"
+        assert asyncio.run(llm.acomplete([ChatMessage("user", "hi")], max_tokens=1)).text == "yes"
+    else:
+        reranker = Reranker(make(kind, server, retry=ONE_TRY))
+        assert reranker.rerank(QUERY_A, DOCS).indices == expected_order(QUERY_A, DOCS)
+        assert asyncio.run(reranker.arerank(QUERY_B, DOCS)).indices == expected_order(QUERY_B, DOCS)
+    assert server.counts["fault:raw_deflate"] == 2 and server.counts["requests"] == 2
+
+
+def test_deflate_decoder_byte_by_byte_and_capped() -> None:
+    """Both deflate forms decode fed a byte at a time; raw deflate keeps the size cap; garbage is refused."""
+    import zlib
+
+    from rerank_core.remote._transport import _Decoder
+
+    data = b'{"results": [' + b'{"index": 1, "relevance_score": 0.5}, ' * 200 + b"]}"
+    raw = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    for body in (zlib.compress(data), raw.compress(data) + raw.flush()):
+        decoder = _Decoder({"content-encoding": "deflate"}, 1 << 20, "b")
+        out = b"".join(decoder.feed(body[i : i + 1]) for i in range(len(body))) + decoder.flush()
+        assert out == data
+    bomb = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    body = bomb.compress(b" " * (8 << 20)) + bomb.flush()
+    with pytest.raises(ResponseTooLargeError):
+        _Decoder({"content-encoding": "deflate"}, 1 << 20, "b").feed(body)
+    with pytest.raises(InvalidResponseError, match="undecodable"):
+        decoder = _Decoder({"content-encoding": "deflate"}, 1 << 20, "b")
+        decoder.feed(b"\xff\xff\xff\xff garbage")
+        decoder.flush()

@@ -37,7 +37,7 @@ from rerank_core.errors import (
     InvalidResponseError,
     NonRetryableBackendError,
 )
-from rerank_core.remote.base import DEFAULT_DEADLINE, HttpClients, PerLoop, RemoteBackend
+from rerank_core.remote.base import HttpClients, PerLoop, RemoteBackend
 from rerank_core.remote.http import (
     DEFAULT_MAX_RESPONSE_BYTES,
     Secret,
@@ -97,7 +97,7 @@ class CohereBackend(RemoteBackend):
         timeout: float = 30.0,
         retry: RetryPolicy | None = None,
         client_name: str | None = "rerank-core",
-        deadline: float | None = DEFAULT_DEADLINE,
+        deadline: float | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         super().__init__(

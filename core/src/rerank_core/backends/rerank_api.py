@@ -30,7 +30,7 @@ from rerank_core.errors import (
     InvalidResponseError,
     NonRetryableBackendError,
 )
-from rerank_core.remote.base import DEFAULT_DEADLINE, HttpClients, RemoteBackend
+from rerank_core.remote.base import HttpClients, RemoteBackend
 from rerank_core.remote.http import (
     DEFAULT_MAX_RESPONSE_BYTES,
     Secret,
@@ -100,7 +100,7 @@ class RerankAPIBackend(RemoteBackend):
         requests_per_minute: float | None = None,
         timeout: float = 30.0,
         retry: RetryPolicy | None = None,
-        deadline: float | None = DEFAULT_DEADLINE,
+        deadline: float | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         if protocol not in PROTOCOLS:

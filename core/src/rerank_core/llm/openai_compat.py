@@ -49,8 +49,8 @@ __all__ = ["OpenAICompatibleLLM"]
 _FEATURE = "The OpenAI-compatible LLM"
 _EXTRA = "llm-api"
 
-#: The default ``deadline`` of one completion, in seconds (every try and backoff included).
-DEFAULT_LLM_DEADLINE = 180.0
+#: The default ``deadline`` of one completion: none (bounded by tries x ``timeout`` plus backoff).
+DEFAULT_LLM_DEADLINE: float | None = None
 
 
 class OpenAICompatibleLLM(LLM):
@@ -67,8 +67,9 @@ class OpenAICompatibleLLM(LLM):
         context_window: the model's context length in tokens, if you want the judge to fit prompts to it.
         max_concurrency, requests_per_minute, timeout, retry: as for the remote rerank back ends
             (``timeout`` bounds a whole try: connect, send, wait and read together).
-        deadline: seconds for a whole call, every try and backoff included (default 180; ``None``: only
-            ``timeout`` and ``retry`` bound it).
+        deadline: opt-in seconds for a whole call, every try, backoff and the time queued for the rate
+            limit and concurrency slots included. Default ``None``: no such bound; since ``timeout``
+            bounds a whole try, a call is bounded by the tries (``retry``) x ``timeout`` plus backoff.
         max_response_bytes: the largest answer read, after decoding (default 8 MiB); a larger one stops
             with :class:`~rerank_core.remote.http.ResponseTooLargeError`, not retried.
         headers / extra_body: added to every request (e.g. ``{"seed": 0}``). Both are part of the
@@ -99,7 +100,7 @@ class OpenAICompatibleLLM(LLM):
         headers: Mapping[str, str] | None = None,
         extra_body: Mapping[str, Any] | None = None,
         path: str = "/chat/completions",
-        deadline: float | None = DEFAULT_LLM_DEADLINE,
+        deadline: float | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):

@@ -8,7 +8,11 @@
 - **Size.** A response body is streamed and counted after decoding (:class:`_Bounded`): past
   ``max_response_bytes`` it stops with :class:`~rerank_core.remote.http.ResponseTooLargeError`, so a huge
   body or a gzip bomb costs at most the cap in memory. The clients ask for ``gzip, deflate`` only and
-  decode those themselves (``zlib`` with a bounded output); any other ``Content-Encoding`` is refused.
+  decode those themselves (``zlib`` with a bounded output; ``deflate`` with or without the zlib header,
+  as httpx does); any other ``Content-Encoding`` is refused.
+- **Proxies.** The clients are built with ``transport=``, for which httpx ignores ``HTTP_PROXY``,
+  ``HTTPS_PROXY``, ``ALL_PROXY`` and ``NO_PROXY``; unless ``trust_env=False``, they are read here and
+  mounted as proxy transports wrapped the same way (deadline and size cap).
 """
 
 from __future__ import annotations
@@ -22,21 +26,30 @@ from typing import Any
 
 from rerank_core.remote.http import InvalidResponseError, ResponseTooLargeError
 
-__all__ = ["ACCEPT_ENCODING", "make_async_client", "make_sync_client", "try_deadline"]
+__all__ = ["ACCEPT_ENCODING", "make_async_client", "make_sync_client", "try_cut_by", "try_deadline"]
 
 ACCEPT_ENCODING = "gzip, deflate"
 
 _DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("rerank_try_deadline", default=None)
+_CUT_BY: contextvars.ContextVar[str | None] = contextvars.ContextVar("rerank_try_cut_by", default=None)
 
 
 @contextlib.contextmanager
-def try_deadline(seconds: float) -> Iterator[None]:
-    """Bound every socket operation of the sync clients in this context to end within ``seconds``."""
+def try_deadline(seconds: float, cut_by: str | None = None) -> Iterator[None]:
+    """Bound every socket operation of the sync clients in this context to end within ``seconds``;
+    ``cut_by`` says what ends the try when it is not ``timeout`` (the call's deadline), for the error."""
     token = _DEADLINE.set(time.monotonic() + seconds)
+    cut = _CUT_BY.set(cut_by)
     try:
         yield
     finally:
+        _CUT_BY.reset(cut)
         _DEADLINE.reset(token)
+
+
+def try_cut_by() -> str | None:
+    """What bounds the current try when it is not ``timeout`` (see :func:`try_deadline`), else ``None``."""
+    return _CUT_BY.get()
 
 
 def _left(timeout: float | None, error: type[Exception]) -> float | None:
@@ -97,11 +110,13 @@ class _Decoder:
         self.limit = limit
         self.backend = backend
         self.count = 0
+        self._sniff: bytes | None = None
         encoding = headers.get("content-encoding", "identity").strip().lower()
         if encoding in ("gzip", "x-gzip"):
             self._zlib: Any = zlib.decompressobj(zlib.MAX_WBITS | 16)
         elif encoding == "deflate":
             self._zlib = zlib.decompressobj()
+            self._sniff = b""  # the input until the zlib header (2 bytes) is checked: none, raw deflate
         elif encoding in ("", "identity"):
             self._zlib = None
         else:
@@ -127,13 +142,21 @@ class _Decoder:
             return self._add(chunk)
         out = []
         data = chunk
+        if self._sniff is not None:
+            self._sniff += chunk
         while data:
             try:
                 piece = self._zlib.decompress(data, self.limit - self.count + 1)
             except zlib.error as exc:
+                if self._sniff is not None:  # no zlib header: raw deflate (as httpx falls back to)
+                    self._zlib = zlib.decompressobj(-zlib.MAX_WBITS)
+                    data, self._sniff = self._sniff, None
+                    continue
                 raise InvalidResponseError(
                     f"undecodable compressed answer ({exc})", backend=self.backend
                 ) from None
+            if self._sniff is not None and len(self._sniff) >= 2:
+                self._sniff = None  # the header was checked
             out.append(self._add(piece))
             data = self._zlib.unconsumed_tail
         return b"".join(out)
@@ -243,24 +266,50 @@ def _client_options(httpx: Any, options: dict[str, Any]) -> dict[str, Any]:
     return {**options, "headers": headers}
 
 
+def _environment_proxies(options: dict[str, Any]) -> dict[str, str | None]:
+    """The environment's proxies as httpx reads them (URL pattern -> proxy URL, ``None``: direct), or
+    none when the client is not to trust the environment."""
+    if not options.get("trust_env", True):
+        return {}
+    from httpx._utils import get_environment_proxies
+
+    return get_environment_proxies()
+
+
 def make_sync_client(
     httpx: Any, *, max_connections: int, max_response_bytes: int, backend: str | None = None, **options: Any
 ) -> Any:
-    """An ``httpx.Client`` whose tries honour :func:`try_deadline` and whose answers are capped."""
+    """An ``httpx.Client`` whose tries honour :func:`try_deadline` and whose answers are capped (the
+    environment's proxies included)."""
     limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
-    inner = httpx.HTTPTransport(limits=limits)
-    pool = getattr(inner, "_pool", None)
-    if pool is not None and hasattr(pool, "_network_backend"):  # httpcore's ConnectionPool
-        pool._network_backend = _deadline_backend(pool._network_backend)
-    transport = _bounded_transport(inner, max_response_bytes, backend)
-    return httpx.Client(transport=transport, **_client_options(httpx, options))
+
+    def transport(proxy: str | None = None) -> Any:
+        inner = httpx.HTTPTransport(limits=limits, proxy=proxy)
+        pool = getattr(inner, "_pool", None)
+        if pool is not None and hasattr(pool, "_network_backend"):  # httpcore's ConnectionPool
+            pool._network_backend = _deadline_backend(pool._network_backend)
+        return _bounded_transport(inner, max_response_bytes, backend)
+
+    mounts = {
+        pattern: None if url is None else transport(url)
+        for pattern, url in _environment_proxies(options).items()
+    }
+    return httpx.Client(transport=transport(), mounts=mounts, **_client_options(httpx, options))
 
 
 def make_async_client(
     httpx: Any, *, max_connections: int, max_response_bytes: int, backend: str | None = None, **options: Any
 ) -> Any:
-    """An ``httpx.AsyncClient`` whose answers are capped (its tries are bounded by the dispatcher)."""
+    """An ``httpx.AsyncClient`` whose answers are capped (its tries are bounded by the dispatcher; the
+    environment's proxies included)."""
     limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
-    inner = httpx.AsyncHTTPTransport(limits=limits)
-    transport = _async_bounded_transport(inner, max_response_bytes, backend)
-    return httpx.AsyncClient(transport=transport, **_client_options(httpx, options))
+
+    def transport(proxy: str | None = None) -> Any:
+        inner = httpx.AsyncHTTPTransport(limits=limits, proxy=proxy)
+        return _async_bounded_transport(inner, max_response_bytes, backend)
+
+    mounts = {
+        pattern: None if url is None else transport(url)
+        for pattern, url in _environment_proxies(options).items()
+    }
+    return httpx.AsyncClient(transport=transport(), mounts=mounts, **_client_options(httpx, options))

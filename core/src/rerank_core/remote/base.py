@@ -33,8 +33,8 @@ from rerank_core.remote.retry import Dispatcher, RetryPolicy
 __all__ = ["DEFAULT_DEADLINE", "HttpClients", "PerLoop", "RemoteBackend", "plan_requests", "request_slices"]
 
 
-#: The default ``deadline`` of a remote call, in seconds (every try and backoff included).
-DEFAULT_DEADLINE = 60.0
+#: The default ``deadline`` of a remote call: none (a call is bounded by tries x ``timeout`` plus backoff).
+DEFAULT_DEADLINE: float | None = None
 
 
 def request_slices(count: int, max_documents: int) -> list[tuple[int, int]]:
@@ -162,9 +162,11 @@ class RemoteBackend(Backend):
             that trickles its answer is cut off at ``timeout``, not at ``timeout`` per byte).
         retry: the :class:`RetryPolicy` (default: 4 tries, 0.5 s initial backoff with jitter, honouring
             ``Retry-After``).
-        deadline: seconds for a whole call, every try and backoff included (default 60; ``None``: only
-            ``timeout`` and ``retry`` bound it, up to about 4 x ``timeout`` plus backoff). When it passes,
-            the last try's error is raised (and ``fail_open`` applies).
+        deadline: opt-in seconds for a whole call, every try, backoff and the time queued for the rate
+            limit and concurrency slots included (of a ``rerank_many``, all its requests together). When
+            it passes, the last try's error is raised (and ``fail_open`` applies). Default ``None``: no
+            such bound; since ``timeout`` bounds a whole try, a call is bounded by the tries (``retry``,
+            4 by default) x ``timeout`` plus the backoffs (time spent queueing aside).
         max_response_bytes: the largest answer read, after decoding (default 8 MiB); a larger one (a huge
             body, a compression bomb) stops with :class:`~rerank_core.remote.http.ResponseTooLargeError`
             (an :class:`~rerank_core.errors.InvalidResponseError`, not retried).
@@ -180,7 +182,7 @@ class RemoteBackend(Backend):
         requests_per_minute: float | None = None,
         timeout: float = 30.0,
         retry: RetryPolicy | None = None,
-        deadline: float | None = DEFAULT_DEADLINE,
+        deadline: float | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         super().__init__()

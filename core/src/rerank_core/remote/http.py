@@ -225,9 +225,14 @@ def error_for_transport(exc: BaseException, *, backend: str, timeout: float | No
     """The typed error for an httpx timeout or transport failure, or ``None`` if ``exc`` is neither."""
     import httpx
 
+    from rerank_core.remote._transport import try_cut_by
+
     if isinstance(exc, httpx.TimeoutException):
+        cut_by = try_cut_by()  # the call's deadline, when it (not ``timeout``) ended the try
         return RetryableBackendError(
-            f"timed out after {timeout}s ({type(exc).__name__})"
+            f"timed out: {cut_by} ({type(exc).__name__})"
+            if cut_by
+            else f"timed out after {timeout}s ({type(exc).__name__})"
             if timeout
             else f"timed out ({type(exc).__name__})",
             backend=backend,

@@ -12,9 +12,12 @@ The delay before retry ``k`` (1-based) is ``min(max_delay, initial_delay * multi
 delay is zero), and never less than the server's ``Retry-After`` (capped at ``max_retry_after``).
 After the last try the last error is raised again, with ``attempts`` set.
 
-Time: each try is bounded as a whole (connect, send, wait, read) by ``timeout``, and a whole call, every
-try and backoff included, by ``deadline``: a try gets what is left of the deadline when that is less than
-``timeout``, and a retry whose backoff would end past the deadline is not made (the last error is raised).
+Time: each try is bounded as a whole (connect, send, wait, read) by ``timeout``, so a call is bounded by
+tries x ``timeout`` plus the backoffs (and the time spent queueing for the rate limiter and a concurrency
+slot, which no try counts). An opt-in ``deadline`` bounds a whole call, queueing, every try and backoff
+included: a try gets what is left of the deadline when that is less than ``timeout`` (and a timeout it
+causes says so), and a retry whose backoff would end past the deadline is not made (the last error is
+raised).
 """
 
 from __future__ import annotations
@@ -150,11 +153,13 @@ def call_with_retries(
     timeout: float | None = None,
     deadline: float | None = None,
     backend: str | None = None,
+    deadline_seconds: float | None = None,
 ) -> T:
     """Call ``send()`` until it returns, retrying as ``policy`` says. Each try waits for the rate limiter,
     then holds one concurrency slot while in flight (never while backing off). With ``timeout``, each try
     runs under :func:`~rerank_core.remote._transport.try_deadline` (the sync clients' sockets honour it);
-    ``deadline`` (a ``time.monotonic()`` instant) bounds the whole call."""
+    ``deadline`` (a ``time.monotonic()`` instant; ``deadline_seconds``, its length, for the error) bounds
+    the whole call."""
     attempt = 0
     error: BackendError | None = None
     while True:
@@ -169,7 +174,7 @@ def call_with_retries(
                 budget = _budget(timeout, deadline)
                 if budget is None:
                     return send()
-                with try_deadline(budget):
+                with try_deadline(budget, _cut_by(timeout, budget, deadline_seconds)):
                     return send()
         except BackendError as exc:
             error = exc
@@ -186,6 +191,14 @@ def _budget(timeout: float | None, deadline: float | None) -> float | None:
     return left if timeout is None else min(timeout, left)
 
 
+def _cut_by(timeout: float | None, budget: float, deadline_seconds: float | None) -> str | None:
+    """What ends a try of ``budget`` seconds when it is the call's deadline, not ``timeout``."""
+    if timeout is not None and budget >= timeout:
+        return None
+    length = "" if deadline_seconds is None else f" of {deadline_seconds:.3g}s"
+    return f"the call's deadline{length} passed ({max(budget, 0.0):.3g}s were left for this try)"
+
+
 async def acall_with_retries(
     send: Callable[[], Awaitable[T]],
     policy: RetryPolicy,
@@ -197,6 +210,7 @@ async def acall_with_retries(
     timeout: float | None = None,  # noqa: ASYNC109 (a per-try bound, applied with asyncio.timeout)
     deadline: float | None = None,
     backend: str | None = None,
+    deadline_seconds: float | None = None,
 ) -> T:
     """Async :func:`call_with_retries` (waits with ``asyncio.sleep``; each try is bounded as a whole by
     ``asyncio.timeout``)."""
@@ -220,8 +234,11 @@ async def acall_with_retries(
                 except TimeoutError as exc:
                     if stats is not None:
                         stats.add("error:timeout")
+                    cut_by = _cut_by(timeout, budget, deadline_seconds)
                     raise RetryableBackendError(
-                        f"timed out after {budget:.3g}s (the whole try: connect, send, wait, read)",
+                        f"timed out: {cut_by}"
+                        if cut_by
+                        else f"timed out after {budget:.3g}s (the whole try: connect, send, wait, read)",
                         backend=backend,
                     ) from exc
         except BackendError as exc:
@@ -235,9 +252,9 @@ async def acall_with_retries(
 class Dispatcher:
     """How one endpoint's requests are sent: the retry policy, an optional client-side rate limit, at most
     ``max_concurrency`` requests in flight (sync across threads, async per event loop), a ``timeout`` per
-    try (the whole try), a ``deadline`` per call (every try and backoff; ``None``: no bound but the
-    tries'), and the counts in ``stats``. Shared by the remote rerank back ends and the OpenAI-compatible
-    LLM.
+    try (the whole try), an opt-in ``deadline`` per call (queueing, every try and backoff; ``None``, the
+    default: no bound but the tries', tries x ``timeout`` plus backoff), and the counts in ``stats``.
+    Shared by the remote rerank back ends and the OpenAI-compatible LLM.
 
     Raises :class:`~rerank_core.errors.ConfigurationError` naming the argument for a bad limit or policy.
     """
@@ -285,6 +302,7 @@ class Dispatcher:
             timeout=self.timeout,
             deadline=self.deadline_from_now() if deadline is None else deadline,
             backend=self.backend,
+            deadline_seconds=self.deadline,
         )
 
     async def acall(self, send: Callable[[], Awaitable[T]], what: str, *, deadline: float | None = None) -> T:
@@ -299,4 +317,5 @@ class Dispatcher:
             timeout=self.timeout,
             deadline=self.deadline_from_now() if deadline is None else deadline,
             backend=self.backend,
+            deadline_seconds=self.deadline,
         )

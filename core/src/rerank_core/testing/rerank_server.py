@@ -75,6 +75,7 @@ FAULT_KINDS = (
     "gzip_bomb",  # 200 with a gzip body that inflates to `size` bytes
     "deep_json",  # 200 with JSON nested 100,000 levels deep
     "huge_int",  # 200, one score a 401-digit integer
+    "raw_deflate",  # 200, the right answer as Content-Encoding: deflate without the zlib header (valid)
 )
 RETRYABLE_FAULTS = ("http_429", "http_500", "http_503", "slow", "drop")
 INVALID_RESPONSE_FAULTS = ("malformed", "out_of_range", "duplicate", "missing", "non_finite")
@@ -237,6 +238,8 @@ class _Handler(BaseHTTPRequestHandler):
             }
         if fault is not None and fault.kind.startswith("trickle_"):
             return self._trickle(json.dumps(payload).encode(), fault)
+        if _is(fault, "raw_deflate"):
+            return self._raw_deflate(json.dumps(payload).encode())
         return self._json(200, payload)
 
     def _fail(self, owner: RerankServer, fault: Fault) -> bool:
@@ -301,6 +304,8 @@ class _Handler(BaseHTTPRequestHandler):
         }
         if fault is not None and fault.kind.startswith("trickle_"):
             return self._trickle(json.dumps(payload).encode(), fault)
+        if _is(fault, "raw_deflate"):
+            return self._raw_deflate(json.dumps(payload).encode())
         return self._json(200, payload)
 
     def _json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
@@ -349,6 +354,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(piece[: min(left, len(piece))])
             left -= len(piece)
         self.wfile.write(b"]")
+
+    def _raw_deflate(self, data: bytes) -> None:
+        """A 200 answer as raw deflate (no zlib header), which some servers send as ``deflate``."""
+        packer = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+        body = packer.compress(data) + packer.flush()
+        self._raw(200, body, {"Content-Encoding": "deflate"})
 
     def _gzip_bomb(self, size: int) -> None:
         """A 200 answer whose gzip body inflates to ``size`` bytes of spaces (0.1% of that on the wire)."""
