@@ -187,7 +187,7 @@ def fuse_retrieved(
                 continue  # the same document twice in one list: its best rank counts
             seen.add(slot)
             value = score(item)
-            s = float(value) if _is_number(value) else None  # type: ignore[arg-type]
+            s = finite_float(value)
             if s is None and config.needs_scores:
                 raise InvalidInputError(
                     where(i, j),

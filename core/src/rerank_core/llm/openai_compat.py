@@ -21,10 +21,10 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from rerank_core._validation import check_text
 from rerank_core.errors import (
     BackendError,
     ConfigurationError,
-    InvalidInputError,
     InvalidResponseError,
     NonRetryableBackendError,
 )
@@ -287,16 +287,8 @@ def _encodable(messages: Sequence[ChatMessage]) -> Sequence[ChatMessage]:
     """``messages``, or :class:`InvalidInputError` naming the message whose text cannot be sent as UTF-8
     (a lone surrogate): never retried, since retrying cannot help."""
     for i, message in enumerate(messages):
-        content = message.content
-        if isinstance(content, str):
-            try:
-                content.encode("utf-8")
-            except UnicodeEncodeError as exc:
-                raise InvalidInputError(
-                    f"messages[{i}].content",
-                    f"contains a lone surrogate {content[exc.start : exc.end]!r} at position {exc.start}, "
-                    "which cannot be encoded as UTF-8 for the server",
-                ) from None
+        if isinstance(message.content, str):
+            check_text(message.content, f"messages[{i}].content")
     return messages
 
 

@@ -260,20 +260,22 @@ def _async_bounded_transport(inner: Any, limit: int, backend: str | None) -> Any
     return Transport()
 
 
-def _client_options(httpx: Any, options: dict[str, Any]) -> dict[str, Any]:
+def _client_options(options: dict[str, Any]) -> dict[str, Any]:
     options = dict(options)
     headers = {"accept-encoding": ACCEPT_ENCODING, **(options.pop("headers", None) or {})}
     return {**options, "headers": headers}
 
 
-def _environment_proxies(options: dict[str, Any]) -> dict[str, str | None]:
-    """The environment's proxies as httpx reads them (URL pattern -> proxy URL, ``None``: direct), or
-    none when the client is not to trust the environment."""
+def _proxy_mounts(options: dict[str, Any], transport: Any) -> dict[str, Any]:
+    """The environment's proxies as httpx reads them, each mounted as ``transport(proxy_url)`` (a pattern
+    whose proxy is ``None`` goes direct), or none when the client is not to trust the environment."""
     if not options.get("trust_env", True):
         return {}
     from httpx._utils import get_environment_proxies
 
-    return get_environment_proxies()
+    return {
+        pattern: None if url is None else transport(url) for pattern, url in get_environment_proxies().items()
+    }
 
 
 def make_sync_client(
@@ -290,11 +292,8 @@ def make_sync_client(
             pool._network_backend = _deadline_backend(pool._network_backend)
         return _bounded_transport(inner, max_response_bytes, backend)
 
-    mounts = {
-        pattern: None if url is None else transport(url)
-        for pattern, url in _environment_proxies(options).items()
-    }
-    return httpx.Client(transport=transport(), mounts=mounts, **_client_options(httpx, options))
+    mounts = _proxy_mounts(options, transport)
+    return httpx.Client(transport=transport(), mounts=mounts, **_client_options(options))
 
 
 def make_async_client(
@@ -308,8 +307,5 @@ def make_async_client(
         inner = httpx.AsyncHTTPTransport(limits=limits, proxy=proxy)
         return _async_bounded_transport(inner, max_response_bytes, backend)
 
-    mounts = {
-        pattern: None if url is None else transport(url)
-        for pattern, url in _environment_proxies(options).items()
-    }
-    return httpx.AsyncClient(transport=transport(), mounts=mounts, **_client_options(httpx, options))
+    mounts = _proxy_mounts(options, transport)
+    return httpx.AsyncClient(transport=transport(), mounts=mounts, **_client_options(options))

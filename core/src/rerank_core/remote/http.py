@@ -19,9 +19,9 @@ import time
 import urllib.parse
 from collections.abc import Iterable, Mapping
 
+from rerank_core._validation import check_text, finite_float
 from rerank_core.errors import (
     BackendError,
-    InvalidInputError,
     InvalidResponseError,
     NonRetryableBackendError,
     ResponseTooLargeError,
@@ -139,16 +139,8 @@ def check_encodable(query: str, texts: Iterable[str], *, documents: str = "candi
     """Raise :class:`InvalidInputError` naming the argument when the query or a text cannot be sent as
     UTF-8 (a lone surrogate such as ``"\\ud800"``): retrying can never help, so it is never retried."""
     for argument, text in (("query", query), *((f"{documents}[{i}]", t) for i, t in enumerate(texts))):
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise InvalidInputError(
-                argument,
-                f"contains a lone surrogate {text[exc.start : exc.end]!r} at position {exc.start}, which "
-                "cannot be encoded as UTF-8 for the server",
-            ) from None
-        except AttributeError:
-            continue  # not a string: the core's validation says so
+        if isinstance(text, str):  # not a string: the core's validation says so
+            check_text(text, argument)
 
 
 def parse_json(
@@ -246,10 +238,6 @@ def _is_int(value: object) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def _is_number(value: object) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
 def check_ranking(entries: Iterable[tuple[object, object]], n: int, *, backend: str) -> list[float]:
     """One score per document sent, in the order sent, from a server's ``(index, score)`` entries.
 
@@ -272,11 +260,8 @@ def check_ranking(entries: Iterable[tuple[object, object]], n: int, *, backend: 
             )
         if scores[i] is not None:
             raise InvalidResponseError(f"result index {i} appears more than once", backend=backend)
-        try:
-            value = float(score) if _is_number(score) else math.nan  # type: ignore[arg-type]
-        except OverflowError:  # an integer too large for a float (e.g. 401 digits)
-            value = math.inf
-        if not math.isfinite(value):
+        value = finite_float(score)  # None also for an integer too large for a float (401 digits)
+        if value is None:
             raise InvalidResponseError(
                 f"score {excerpt(repr(score), limit=60)} of document {i} is not a finite number",
                 backend=backend,
