@@ -102,8 +102,9 @@ class RerankerOptions:
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
-        """The option names, in declaration order."""
-        return tuple(f.name for f in dataclasses.fields(cls))
+        """The option names, in declaration order (read on every option attribute of a Reranker: computed
+        once, below the class)."""
+        return _NAMES
 
     @classmethod
     def build(
@@ -151,6 +152,9 @@ class RerankerOptions:
                 shown = value.describe() if hasattr(value, "describe") else value
                 parts.append(f"{name}={shown!r}")
         return ", ".join(parts)
+
+
+_NAMES = tuple(f.name for f in dataclasses.fields(RerankerOptions))
 
 
 def _cache(cache: object) -> ScoreCache | None:

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import logging
 import warnings
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rerank_core._pipeline.jobs import Job
 from rerank_core._pipeline.ranking import Ranked
 from rerank_core.errors import BackendError, FailOpenWarning
 from rerank_core.judge import merge_usage
-from rerank_core.types import RerankResponse, RerankResult
+from rerank_core.types import RerankResponse, RerankResult, ScoreKind
 
 if TYPE_CHECKING:
     from rerank_core.reranker import Reranker
@@ -22,14 +22,19 @@ logger = logging.getLogger("rerank_core")
 
 
 def _response(
-    reranker: Reranker, job: Job, results: tuple[RerankResult, ...], usage: dict[str, int], **extra
-) -> RerankResponse:  # type: ignore[no-untyped-def]
+    reranker: Reranker,
+    job: Job,
+    results: tuple[RerankResult, ...],
+    usage: dict[str, int],
+    kind: ScoreKind,
+    **extra: Any,
+) -> RerankResponse:
     options = reranker.options
     return RerankResponse(
         job.query,
         results,
         reranker.backend.fingerprint,
-        extra.pop("kind"),
+        kind,
         options.normalization,
         len(job.candidates),
         usage,
