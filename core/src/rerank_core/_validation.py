@@ -32,13 +32,13 @@ CandidateInput = str | Candidate | Mapping[str, Any]
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def check_text(text: str, argument: str) -> str:
+def check_text(text: str, argument: str, error: type[ArgumentError] = InvalidInputError) -> str:
     """``text`` if it is valid Unicode: a lone surrogate (``"\\ud800"``, what a bad decode with
     ``errors="surrogateescape"`` leaves) cannot be encoded, so no tokenizer or API could take it."""
     if not text.isascii():
         found = _SURROGATE.search(text)
         if found is not None:
-            raise InvalidInputError(
+            raise error(
                 argument,
                 f"contains a lone surrogate {found.group()!r} at position {found.start()}, which is not "
                 "valid Unicode (decode the text with errors='replace', or drop the character)",
@@ -52,6 +52,28 @@ def check_query(query: object, argument: str = "query") -> str:
     if not query.strip():
         raise InvalidInputError(argument, "must not be empty or only whitespace")
     return check_text(query, argument)
+
+
+MAX_INSTRUCTION_CHARS = 10_000
+"""The longest instruction taken (an instruction is read with every pair, so it is kept short)."""
+
+
+def check_instruction(
+    instruction: object, argument: str = "instruction", error: type[ArgumentError] = InvalidInputError
+) -> str | None:
+    """``instruction`` (``None``: the back end's default, if it has one) if it is a non-blank string of at
+    most :data:`MAX_INSTRUCTION_CHARS` characters of valid Unicode; ``error`` names ``argument``."""
+    if instruction is None:
+        return None
+    if not isinstance(instruction, str):
+        raise error(argument, f"must be a string or None, got {type(instruction).__name__}")
+    if not instruction.strip():
+        raise error(argument, "must not be empty or only whitespace (use None for the back end's default)")
+    if len(instruction) > MAX_INSTRUCTION_CHARS:
+        raise error(
+            argument, f"is {len(instruction):,} characters; at most {MAX_INSTRUCTION_CHARS:,} are taken"
+        )
+    return check_text(instruction, argument, error)
 
 
 def check_positive_int(value: object, argument: str, error: type[ArgumentError] = InvalidInputError) -> int:

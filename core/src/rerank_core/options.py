@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from rerank_core._validation import check_score_threshold, check_top_n
+from rerank_core._validation import check_instruction, check_score_threshold, check_top_n
 from rerank_core.cache import ScoreCache
 from rerank_core.chunking import LongTextPolicy
 from rerank_core.coalescing import Coalescing
@@ -61,6 +61,13 @@ class RerankerOptions:
         coalesce: ``True`` or a :class:`~rerank_core.coalescing.Coalescing`: concurrent async calls share
             model batches (in-process back ends only); stored as a ``Coalescing`` or ``None``.
         judge: a :class:`~rerank_core.judge.JudgeStage`: an expensive judge re-orders part of the ranking.
+        instruction: what relevance means for this task ("Given a web search query, retrieve relevant
+            passages that answer the query", a domain rule), for back ends that take one: a model
+            recipe's template, a cross-encoder's prompt, the LLM judge's prompt, an API's query prefix
+            (see docs/instructions.md). ``None`` (default): the back end's own default, if it has one. A
+            back end that takes no instruction refuses one (``ConfigurationError`` naming it). Part of
+            the cache key and of the response's ``backend`` fingerprint. Per call too:
+            ``rerank(..., instruction=...)``.
     """
 
     top_n: int | None = None
@@ -74,6 +81,7 @@ class RerankerOptions:
     profile: ScoringProfile | Mapping[str, Any] | None = None
     coalesce: Coalescing | bool | None = None
     judge: JudgeStage | None = None
+    instruction: str | None = None
 
     def __post_init__(self) -> None:
         def put(name: str, value: Any) -> None:
@@ -99,6 +107,7 @@ class RerankerOptions:
         put("profile", check_profile(self.profile))
         put("coalesce", Coalescing.parse(self.coalesce))
         put("judge", check_judge(self.judge))
+        check_instruction(self.instruction, "instruction", ConfigurationError)
 
     @classmethod
     def names(cls) -> tuple[str, ...]:

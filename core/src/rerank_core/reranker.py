@@ -36,7 +36,7 @@ class Reranker:
     ``Reranker(backend, RerankerOptions(top_n=5, fusion="zscore:0.6"))``: the options (``top_n``,
     ``score_threshold``, ``normalization``, ``temperature``, ``long_text`` (a policy or its mode, with the
     flat ``window_size`` / ``window_stride`` / ``aggregate``), ``cache``, ``fusion``, ``fail_open``,
-    ``profile``, ``coalesce``, ``judge``) are documented once, on
+    ``profile``, ``coalesce``, ``judge``, ``instruction``) are documented once, on
     :class:`~rerank_core.options.RerankerOptions`; keywords given next to ``options`` override it. Each
     option is an attribute (``reranker.top_n``; setting one replaces it in ``reranker.options``, checked
     like the constructor's), and ``reranker.options`` holds them all.
@@ -82,6 +82,8 @@ class Reranker:
         # reranker.top_n = 3 replaces that option, checked like the constructor's.
         if name in RerankerOptions.names():
             name, value = "options", self.options.replace(**{name: value})
+        if name == "options" and value.instruction is not None and self.backend.instruction_support is None:
+            self.backend.check_instruction(value.instruction)  # refused now, not at the first call
         if name == "options" and value.cache is not None and not self.backend.cacheable:  # constructor too
             raise ConfigurationError(
                 "cache",
@@ -109,14 +111,23 @@ class Reranker:
         top_n: int | None = _UNSET,
         score_threshold: float | None = _UNSET,
         first_stage_scores: Sequence[float] | None = None,
+        instruction: str | None = _UNSET,
     ) -> RerankResponse:
         """Rank ``candidates`` (strings, :class:`Candidate` or mappings with ``text``) for ``query``.
 
-        ``top_n`` / ``score_threshold`` override the reranker's for this call. ``first_stage_scores``: the
-        retriever's score of each candidate (kept in the results, and fused with the reranker's when the
-        reranker has a ``fusion``).
+        ``top_n`` / ``score_threshold`` / ``instruction`` override the reranker's for this call.
+        ``first_stage_scores``: the retriever's score of each candidate (kept in the results, and fused
+        with the reranker's when the reranker has a ``fusion``).
         """
-        job = _pipeline.make_job(self.options, query, candidates, top_n, score_threshold, first_stage_scores)
+        job = _pipeline.make_job(
+            self.options,
+            query,
+            candidates,
+            top_n,
+            score_threshold,
+            first_stage_scores,
+            instruction=instruction,
+        )
         return _pipeline.run(self, [job])[0]
 
     def rerank_many(
@@ -127,10 +138,11 @@ class Reranker:
         top_n: int | None = _UNSET,
         score_threshold: float | None = _UNSET,
         first_stage_scores: Sequence[Sequence[float]] | None = None,
+        instruction: str | None = _UNSET,
     ) -> list[RerankResponse]:
         """Rank one candidate list per query; every pair of every query goes through shared batches."""
         jobs = _pipeline.make_jobs(
-            self.options, queries, candidates, top_n, score_threshold, first_stage_scores
+            self.options, queries, candidates, top_n, score_threshold, first_stage_scores, instruction
         )
         return _pipeline.run(self, jobs)
 
@@ -142,9 +154,18 @@ class Reranker:
         top_n: int | None = _UNSET,
         score_threshold: float | None = _UNSET,
         first_stage_scores: Sequence[float] | None = None,
+        instruction: str | None = _UNSET,
     ) -> RerankResponse:
         """Async :meth:`rerank`: model work runs off the event loop."""
-        job = _pipeline.make_job(self.options, query, candidates, top_n, score_threshold, first_stage_scores)
+        job = _pipeline.make_job(
+            self.options,
+            query,
+            candidates,
+            top_n,
+            score_threshold,
+            first_stage_scores,
+            instruction=instruction,
+        )
         return (await _pipeline.arun(self, [job]))[0]
 
     async def arerank_many(
@@ -155,10 +176,11 @@ class Reranker:
         top_n: int | None = _UNSET,
         score_threshold: float | None = _UNSET,
         first_stage_scores: Sequence[Sequence[float]] | None = None,
+        instruction: str | None = _UNSET,
     ) -> list[RerankResponse]:
         """Async :meth:`rerank_many`."""
         jobs = _pipeline.make_jobs(
-            self.options, queries, candidates, top_n, score_threshold, first_stage_scores
+            self.options, queries, candidates, top_n, score_threshold, first_stage_scores, instruction
         )
         return await _pipeline.arun(self, jobs)
 

@@ -13,7 +13,13 @@ from typing import Any
 
 import numpy as np
 
-from rerank_core._validation import check_query, check_score_threshold, check_top_n, to_candidates
+from rerank_core._validation import (
+    check_instruction,
+    check_query,
+    check_score_threshold,
+    check_top_n,
+    to_candidates,
+)
 from rerank_core.chunking import Segment
 from rerank_core.errors import InvalidInputError
 from rerank_core.fusion import check_first_stage_scores
@@ -50,6 +56,7 @@ class Job:
     segment_scores: np.ndarray | None = None
     cache_hits: int = 0
     backend_usage: dict[str, int] | None = None  # what the back end reported this query cost (LLM calls...)
+    instruction: str | None = None  # the call's (or the options') instruction; None: the back end's default
 
 
 def make_job(
@@ -61,6 +68,7 @@ def make_job(
     first_stage_scores: Any = None,
     *,
     arguments: tuple[str, str, str] = ("query", "candidates", "first_stage_scores"),
+    instruction: Any = UNSET,
 ) -> Job:
     """One call's job; ``arguments`` name the query, candidates and first-stage scores in errors."""
     q_arg, c_arg, f_arg = arguments
@@ -86,6 +94,7 @@ def make_job(
         profile_effects=(
             None if profile is None else profile.evaluate([c.metadata for c in items], argument=c_arg)
         ),
+        instruction=options.instruction if instruction is UNSET else check_instruction(instruction),
     )
 
 
@@ -96,6 +105,7 @@ def make_jobs(
     top_n: Any = UNSET,
     score_threshold: Any = UNSET,
     first_stage_scores: Any = None,
+    instruction: Any = UNSET,
 ) -> list[Job]:
     """One job per query of a ``rerank_many`` call."""
     if isinstance(queries, str) or not isinstance(queries, Sequence):
@@ -125,6 +135,7 @@ def make_jobs(
             score_threshold,
             None if first_stage_scores is None else first_stage_scores[i],
             arguments=(f"queries[{i}]", f"candidates[{i}]", f"first_stage_scores[{i}]"),
+            instruction=instruction,
         )
         for i, (q, c) in enumerate(zip(queries, candidates, strict=True))
     ]

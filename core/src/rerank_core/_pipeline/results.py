@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from rerank_core._pipeline.jobs import Job
 from rerank_core._pipeline.ranking import Ranked
+from rerank_core.backends.base import instructed_fingerprint
 from rerank_core.errors import BackendError, FailOpenWarning
 from rerank_core.judge import merge_usage
 from rerank_core.types import RerankResponse, RerankResult, ScoreKind
@@ -33,7 +34,7 @@ def _response(
     return RerankResponse(
         job.query,
         results,
-        reranker.backend.fingerprint,
+        instructed_fingerprint(reranker.backend.fingerprint, job.instruction),
         kind,
         options.normalization,
         len(job.candidates),

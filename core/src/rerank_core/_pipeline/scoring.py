@@ -18,6 +18,7 @@ import numpy as np
 
 from rerank_core._pipeline.jobs import Job
 from rerank_core.backends._runners import abandonable
+from rerank_core.backends.base import instructed_fingerprint, instruction_kwargs
 from rerank_core.chunking import estimated_segments, plan
 from rerank_core.errors import BackendError, NonRetryableBackendError, RerankError
 
@@ -88,12 +89,16 @@ def _backend_side(stage: StageT) -> StageT:
 
 @_backend_side
 def score(reranker: Reranker, jobs: list[Job]) -> None:
-    """Score every job's segments in place (one back-end call for all of them)."""
-    pairs = _plan(reranker, jobs)
-    cached, missing = _lookup(reranker, pairs)
-    groups = _groups(jobs, missing)
-    fresh = _take_usage(reranker, jobs, reranker.backend.score_groups(groups)) if missing else []
-    _store(reranker, jobs, pairs, cached, missing, fresh)
+    """Score every job's segments in place (one back-end call per instruction: one, unless coalesced calls
+    brought different instructions)."""
+    for instruction, part in _by_instruction(reranker, jobs):
+        pairs = _plan(reranker, part, instruction)
+        fingerprint = instructed_fingerprint(reranker.backend.fingerprint, instruction)
+        cached, missing = _lookup(reranker, fingerprint, pairs)
+        groups = _groups(part, missing)
+        told = instruction_kwargs(instruction)
+        fresh = _take_usage(reranker, part, reranker.backend.score_groups(groups, **told)) if missing else []
+        _store(reranker, part, fingerprint, pairs, cached, missing, fresh)
 
 
 @_backend_side
@@ -114,11 +119,15 @@ async def ascore(reranker: Reranker, jobs: list[Job]) -> None:
             stop.set()  # the caller stopped waiting (a timeout): local model work stops at its next batch
             raise
     else:
-        pairs = _plan(reranker, jobs)
-        cached, missing = _lookup(reranker, pairs)
-        groups = _groups(jobs, missing)
-        fresh = _take_usage(reranker, jobs, await backend.ascore_groups(groups)) if missing else []
-        _store(reranker, jobs, pairs, cached, missing, fresh)
+        for instruction, part in _by_instruction(reranker, jobs):
+            pairs = _plan(reranker, part, instruction)
+            fingerprint = instructed_fingerprint(backend.fingerprint, instruction)
+            cached, missing = _lookup(reranker, fingerprint, pairs)
+            groups = _groups(part, missing)
+            told = instruction_kwargs(instruction)
+            scored = await backend.ascore_groups(groups, **told) if missing else []
+            fresh = _take_usage(reranker, part, scored) if missing else []
+            _store(reranker, part, fingerprint, pairs, cached, missing, fresh)
 
 
 def _score_until_abandoned(reranker: Reranker, jobs: list[Job], stop: threading.Event) -> None:
@@ -127,9 +136,24 @@ def _score_until_abandoned(reranker: Reranker, jobs: list[Job], stop: threading.
         score(reranker, jobs)
 
 
-def _plan(reranker: Reranker, jobs: list[Job]) -> Pairs:
-    """Split each job's texts into segments (loads the tokenizer if the back end has one)."""
-    limit = reranker.backend.pair_limit() if any(job.candidates for job in jobs) else None
+def _by_instruction(reranker: Reranker, jobs: list[Job]) -> list[tuple[str | None, list[Job]]]:
+    """The jobs grouped by instruction, in first-seen order; each instruction checked by the back end
+    (``ConfigurationError`` naming ``instruction`` when it takes none) before any model work."""
+    parts: dict[str | None, list[Job]] = {}
+    for job in jobs:
+        parts.setdefault(job.instruction, []).append(job)
+    for instruction, part in parts.items():
+        if any(job.candidates for job in part):
+            reranker.backend.check_instruction(instruction)
+    return list(parts.items())
+
+
+def _plan(reranker: Reranker, jobs: list[Job], instruction: str | None = None) -> Pairs:
+    """Split each job's texts into segments (loads the tokenizer if the back end has one). The pair budget
+    is the back end's under ``instruction`` (a template's instruction takes room from the document)."""
+    backend = reranker.backend
+    told = instruction_kwargs(instruction)
+    limit = backend.pair_limit(**told) if any(job.candidates for job in jobs) else None
     pairs: Pairs = []
     for job in jobs:
         planned = plan(
@@ -149,11 +173,11 @@ def _plan(reranker: Reranker, jobs: list[Job]) -> Pairs:
     return pairs
 
 
-def _lookup(reranker: Reranker, pairs: Pairs) -> tuple[list[float | None], list[int]]:
+def _lookup(reranker: Reranker, fingerprint: str, pairs: Pairs) -> tuple[list[float | None], list[int]]:
     cache = reranker.options.cache
     if cache is None:
         return [None] * len(pairs), list(range(len(pairs)))
-    cached = cache.get_many(reranker.backend.fingerprint, pairs)  # type: ignore[union-attr]
+    cached = cache.get_many(fingerprint, pairs)  # type: ignore[union-attr]
     return cached, [i for i, v in enumerate(cached) if v is None]
 
 
@@ -190,12 +214,12 @@ def _take_usage(reranker: Reranker, jobs: list[Job], scored: Sequence[Any]) -> l
 def _store(
     reranker: Reranker,
     jobs: list[Job],
+    fingerprint: str,
     pairs: Pairs,
     cached: list[float | None],
     missing: list[int],
     fresh: Sequence[float],
 ) -> None:
-    fingerprint = reranker.backend.fingerprint
     if len(fresh) != len(missing):
         raise NonRetryableBackendError(
             f"returned {len(fresh)} scores for {len(missing)} pairs", backend=fingerprint

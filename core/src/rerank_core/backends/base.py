@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import functools
+import hashlib
 import os
 import re
 import threading
@@ -33,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from rerank_core.backends import _compat
-from rerank_core.errors import NonRetryableBackendError
+from rerank_core.errors import ConfigurationError, NonRetryableBackendError
 from rerank_core.types import ScoreKind
 
 __all__ = ["Backend", "GroupScores", "PairLimit", "PairwiseBackend", "TextTokenizer"]
@@ -103,6 +104,12 @@ class Backend(ABC):
     #: judge's rank scores), so a per-(query, text) score cache would mix scores from different candidate
     #: sets: ``Reranker(..., cache=...)`` then refuses the back end (``ConfigurationError`` naming cache).
     cacheable: bool = True
+    #: How this back end takes an instruction (``Reranker(instruction=...)``), in a few words for errors
+    #: and docs ("the recipe's template", "a query prefix", ...). ``None``: it takes none, and a Reranker
+    #: given one refuses it. A back end that takes one accepts ``instruction=`` (keyword, ``None``: its own
+    #: default) in ``score`` / ``ascore`` (``score_pairs`` / ``ascore_pairs`` for pairwise ones) and
+    #: ``pair_limit``; the Reranker passes it only when one is set, so back ends without it keep working.
+    instruction_support: str | None = None
 
     def __init__(self) -> None:
         self._executor: ThreadPoolExecutor | None = None
@@ -141,38 +148,56 @@ class Backend(ABC):
         """The token budget of one pair, or ``None`` if the back end handles length itself."""
         return None
 
+    def check_instruction(self, instruction: str | None) -> None:
+        """Refuse an instruction this back end cannot take (``ConfigurationError`` naming ``instruction``).
+
+        The default goes by :attr:`instruction_support`; a back end whose support depends on its model
+        (a cross-encoder with or without a prompt) overrides this, and may load the model to find out."""
+        if instruction is not None and self.instruction_support is None:
+            raise ConfigurationError(
+                "instruction",
+                f"{type(self).__name__} takes no instruction (back ends that do: a recipe model, an "
+                "LLM judge, a cross-encoder with a prompt, Voyage/Jina/vLLM/TEI/Cohere as a query "
+                "prefix); leave instruction unset",
+            )
+
     @abstractmethod
     def score(self, query: str, texts: Sequence[str]) -> GroupScores:
-        """One raw score per text of ``query``, in input order, and what producing them cost."""
+        """One raw score per text of ``query``, in input order, and what producing them cost. (A back end
+        that takes an instruction also accepts ``instruction=``.)"""
 
-    async def ascore(self, query: str, texts: Sequence[str]) -> GroupScores:
+    async def ascore(self, query: str, texts: Sequence[str], **told: Any) -> GroupScores:
         """Async :meth:`score`; the default runs it on the back end's bounded thread pool."""
-        return await self.run_blocking(self.score, query, texts)
+        return await self.run_blocking(functools.partial(self.score, query, texts, **told))
 
-    def score_groups(self, groups: Groups) -> list[GroupScores]:
+    def score_groups(self, groups: Groups, *, instruction: str | None = None) -> list[GroupScores]:
         """Score each (query, texts) group; what the Reranker calls, one group per query.
 
         The default calls :meth:`score` once per query (an empty group costs no call). Back ends that
         gain from seeing several queries at once (shared batches, concurrent requests) override it.
+        ``instruction`` is passed on only when given (see :attr:`instruction_support`).
         """
         if _compat.is_legacy(self) and hasattr(self, "score_pairs"):  # old contract: super().score_groups()
             return PairwiseBackend.score_groups(self, groups)  # type: ignore[arg-type]
+        told = _told(instruction)
         return [
-            self._checked(self.score(q, texts), texts) if texts else GroupScores([]) for q, texts in groups
+            self._checked(self.score(q, texts, **told), texts) if texts else GroupScores([])
+            for q, texts in groups
         ]
 
-    async def ascore_groups(self, groups: Groups) -> list[GroupScores]:
+    async def ascore_groups(self, groups: Groups, *, instruction: str | None = None) -> list[GroupScores]:
         """Async :meth:`score_groups`: the default runs :meth:`ascore` for every query at once, at most
         ``max_concurrency`` of them in flight."""
         if _compat.is_legacy(self):  # old contract: super().ascore_groups(), one call over all pairs
             return await PairwiseBackend.ascore_groups(self, groups)  # type: ignore[arg-type]
         slots = asyncio.Semaphore(self.max_concurrency)
+        told = _told(instruction)
 
         async def one(query: str, texts: Sequence[str]) -> GroupScores:
             if not texts:
                 return GroupScores([])
             async with slots:
-                return self._checked(await self.ascore(query, texts), texts)
+                return self._checked(await self.ascore(query, texts, **told), texts)
 
         return await gather_all(one(q, texts) for q, texts in groups)
 
@@ -267,6 +292,24 @@ class Backend(ABC):
 Backend.ascore = _compat.accept_pairs(Backend.ascore)  # type: ignore[method-assign]
 
 
+def _told(instruction: str | None) -> dict[str, Any]:
+    """The keyword that passes ``instruction`` on: none when it is ``None`` (back ends written without
+    instructions keep their signature)."""
+    return {} if instruction is None else {"instruction": instruction}
+
+
+instruction_kwargs = _told
+
+
+def instructed_fingerprint(fingerprint: str, instruction: str | None) -> str:
+    """A back end's fingerprint with the call's instruction in it (a hash of it: fingerprints stay short),
+    so that scores under different instructions never share a cache entry."""
+    if instruction is None:
+        return fingerprint
+    digest = hashlib.sha256(instruction.encode("utf-8")).hexdigest()[:16]
+    return f"{fingerprint}|instruction=sha256:{digest}"
+
+
 def _flatten(groups: Groups) -> list[tuple[str, str]]:
     return [(q, t) for q, texts in groups for t in texts]
 
@@ -291,26 +334,27 @@ class PairwiseBackend(Backend):
 
     @abstractmethod
     def score_pairs(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
-        """One raw score per (query, text) pair, in input order."""
+        """One raw score per (query, text) pair, in input order. (A back end that takes an instruction
+        also accepts ``instruction=``.)"""
 
-    async def ascore_pairs(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
+    async def ascore_pairs(self, pairs: Sequence[tuple[str, str]], **told: Any) -> list[float]:
         """Async :meth:`score_pairs` (default: on the back end's bounded thread pool)."""
-        return await self.run_blocking(self.score_pairs, pairs)
+        return await self.run_blocking(functools.partial(self.score_pairs, pairs, **told))
 
-    def score(self, query: str, texts: Sequence[str]) -> GroupScores:
-        return self.score_groups([(query, texts)])[0]
+    def score(self, query: str, texts: Sequence[str], **told: Any) -> GroupScores:
+        return self.score_groups([(query, texts)], **told)[0]
 
-    async def ascore(self, query: str, texts: Sequence[str]) -> GroupScores:
-        return (await self.ascore_groups([(query, texts)]))[0]
+    async def ascore(self, query: str, texts: Sequence[str], **told: Any) -> GroupScores:
+        return (await self.ascore_groups([(query, texts)], **told))[0]
 
     # These two are also lent to old-contract subclasses of Backend (see _compat): no zero-argument super().
-    def score_groups(self, groups: Groups) -> list[GroupScores]:
+    def score_groups(self, groups: Groups, *, instruction: str | None = None) -> list[GroupScores]:
         pairs = _flatten(groups)
-        return _split(self, groups, self.score_pairs(pairs) if pairs else [])
+        return _split(self, groups, self.score_pairs(pairs, **_told(instruction)) if pairs else [])
 
-    async def ascore_groups(self, groups: Groups) -> list[GroupScores]:
+    async def ascore_groups(self, groups: Groups, *, instruction: str | None = None) -> list[GroupScores]:
         pairs = _flatten(groups)
-        return _split(self, groups, await self.ascore_pairs(pairs) if pairs else [])
+        return _split(self, groups, await self.ascore_pairs(pairs, **_told(instruction)) if pairs else [])
 
 
 _SECRET_WORDS = frozenset(
