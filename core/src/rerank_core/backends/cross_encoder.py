@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rerank_core.backends._export import QUANTIZATIONS
+from rerank_core.backends._local import HFTokenizer, ModelSlots, batches, positive_int_or_none
 from rerank_core.backends._runners import RUNNERS, RunnerOptions, abandoned
 from rerank_core.backends.base import PairLimit, PairwiseBackend
 from rerank_core.errors import ConfigurationError, NonRetryableBackendError
@@ -50,58 +51,6 @@ __all__ = ["CrossEncoderBackend"]
 
 _ACTIVATIONS = ("auto", "sigmoid", "identity")
 _DTYPES = ("auto", "float32", "float16", "bfloat16")
-
-
-def _positive_int_or_none(argument: str, value: Any, minimum: int = 1) -> int | None:
-    if value is None:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ConfigurationError(argument, f"must be an integer >= {minimum} or None, got {value!r}")
-    return value
-
-
-def _batches(lengths: Sequence[int], batch_size: int, batch_tokens: int | None) -> list[list[int]]:
-    """Indices sorted by length (longest first), cut into batches.
-
-    With ``batch_tokens``, a batch grows while ``count * longest <= batch_tokens`` (the padded size of a
-    length-sorted batch) and ``count <= batch_size``; a single pair longer than the budget is its own batch.
-    """
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    if batch_tokens is None:
-        return [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
-    out: list[list[int]] = []
-    current: list[int] = []
-    for i in order:
-        longest = lengths[current[0]] if current else lengths[i]
-        if current and (len(current) + 1 > batch_size or (len(current) + 1) * longest > batch_tokens):
-            out.append(current)
-            current = []
-        current.append(i)
-    if current:
-        out.append(current)
-    return out
-
-
-class _HFTokenizer:
-    """Adapts a Hugging Face fast tokenizer to :class:`TextTokenizer`, under the back end's lock."""
-
-    def __init__(self, tokenizer: Any, lock: threading.Lock) -> None:
-        self._tokenizer = tokenizer
-        self._lock = lock
-
-    def offsets(self, texts: Sequence[str]) -> list[list[tuple[int, int]]]:
-        if not texts:
-            return []
-        with self._lock:
-            enc = self._tokenizer(
-                list(texts),
-                add_special_tokens=False,
-                return_offsets_mapping=True,
-                truncation=False,
-                padding=False,
-                verbose=False,
-            )
-        return [[(int(a), int(b)) for a, b in offs] for offs in enc["offset_mapping"]]
 
 
 class CrossEncoderBackend(PairwiseBackend):
@@ -193,8 +142,8 @@ class CrossEncoderBackend(PairwiseBackend):
             raise ConfigurationError("quantization", f"must be None or 'int8', got {quantization!r}")
         runner_cls = RUNNERS[runtime]
         runner_cls.check(dtype=dtype, device=device, quantization=quantization)
-        self._batch_tokens = _positive_int_or_none("batch_tokens", batch_tokens, minimum=8)
-        num_threads = _positive_int_or_none("num_threads", num_threads)
+        self._batch_tokens = positive_int_or_none("batch_tokens", batch_tokens, minimum=8)
+        num_threads = positive_int_or_none("num_threads", num_threads)
         calibration = (
             [(str(q), str(t)) for q, t in calibration_pairs] if calibration_pairs is not None else None
         )
@@ -205,8 +154,7 @@ class CrossEncoderBackend(PairwiseBackend):
         self._activation_arg = activation
         self._revision = revision
         self.max_concurrency = max_concurrency
-        self._model_slots = threading.BoundedSemaphore(max_concurrency)
-        self._model_slots_pid = os.getpid()
+        self._model_slots = ModelSlots(max_concurrency)
         self._tokenizer_lock = threading.Lock()
         self._runner = runner_cls(
             RunnerOptions(
@@ -305,7 +253,7 @@ class CrossEncoderBackend(PairwiseBackend):
         return PairLimit(
             max_length=self._runner.max_length(),
             special_tokens=int(tokenizer.num_special_tokens_to_add(pair=True)),
-            tokenizer=_HFTokenizer(tokenizer, self._tokenizer_lock),
+            tokenizer=HFTokenizer(tokenizer, self._tokenizer_lock),
         )
 
     # -- scoring -----------------------------------------------------------------------------------
@@ -317,12 +265,12 @@ class CrossEncoderBackend(PairwiseBackend):
         pairs = [(q, t) for q, t in pairs]
         runner = self._runner
         runner.load()
-        batches = _batches(runner.lengths(pairs), self.batch_size, self._batch_tokens)
+        planned = batches(runner.lengths(pairs), self.batch_size, self._batch_tokens)
         out = [0.0] * len(pairs)
-        with self._slots():  # one model call at a time (max_concurrency), whichever path called
+        with self._model_slots:  # one model call at a time (max_concurrency), whichever path called
             try:
                 with runner.inference():
-                    for idx in batches:
+                    for idx in planned:
                         if abandoned():  # the async caller timed out: free the model for the next one
                             raise NonRetryableBackendError(
                                 "scoring abandoned: the caller stopped waiting", backend=self.fingerprint
@@ -334,10 +282,3 @@ class CrossEncoderBackend(PairwiseBackend):
                     f"{runner.what} failed while scoring: {exc}", backend=self.fingerprint
                 ) from exc
         return out
-
-    def _slots(self) -> threading.BoundedSemaphore:
-        """The model slots (``max_concurrency`` of them); a forked child starts with all of them free."""
-        if self._model_slots_pid != os.getpid():
-            self._model_slots = threading.BoundedSemaphore(self.max_concurrency)
-            self._model_slots_pid = os.getpid()
-        return self._model_slots

@@ -1,0 +1,128 @@
+"""What the in-process model back ends share: length-sorted batching under a token budget, the fork-safe
+model slots that let one call at a time run a model, a tokenizer adapter for the core's windows, and the
+halving of a batch that ran out of accelerator memory."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from rerank_core.errors import ConfigurationError
+
+__all__ = ["HFTokenizer", "ModelSlots", "batches", "is_out_of_memory", "positive_int_or_none", "run_halving"]
+
+T = TypeVar("T")
+
+
+def positive_int_or_none(argument: str, value: Any, minimum: int = 1) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ConfigurationError(argument, f"must be an integer >= {minimum} or None, got {value!r}")
+    return value
+
+
+def batches(lengths: Sequence[int], batch_size: int, batch_tokens: int | None) -> list[list[int]]:
+    """Indices sorted by length (longest first), cut into batches.
+
+    With ``batch_tokens``, a batch grows while ``count * longest <= batch_tokens`` (the padded size of a
+    length-sorted batch) and ``count <= batch_size``; a single pair longer than the budget is its own batch.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    if batch_tokens is None:
+        return [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
+    out: list[list[int]] = []
+    current: list[int] = []
+    for i in order:
+        longest = lengths[current[0]] if current else lengths[i]
+        if current and (len(current) + 1 > batch_size or (len(current) + 1) * longest > batch_tokens):
+            out.append(current)
+            current = []
+        current.append(i)
+    if current:
+        out.append(current)
+    return out
+
+
+class ModelSlots:
+    """``with slots:`` takes one of ``count`` model slots (a semaphore); a forked child starts with all of
+    them free (the parent's holder does not exist there)."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self._semaphore = threading.BoundedSemaphore(count)
+        self._pid = os.getpid()
+
+    def _current(self) -> threading.BoundedSemaphore:
+        if self._pid != os.getpid():
+            self._semaphore = threading.BoundedSemaphore(self.count)
+            self._pid = os.getpid()
+        return self._semaphore
+
+    def __enter__(self) -> None:
+        self._current().acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self._current().release()
+
+
+class HFTokenizer:
+    """Adapts a Hugging Face fast tokenizer to :class:`~rerank_core.backends.base.TextTokenizer`, under
+    the back end's lock."""
+
+    def __init__(self, tokenizer: Any, lock: threading.Lock) -> None:
+        self._tokenizer = tokenizer
+        self._lock = lock
+
+    def offsets(self, texts: Sequence[str]) -> list[list[tuple[int, int]]]:
+        if not texts:
+            return []
+        with self._lock:
+            enc = self._tokenizer(
+                list(texts),
+                add_special_tokens=False,
+                return_offsets_mapping=True,
+                truncation=False,
+                padding=False,
+                verbose=False,
+            )
+        return [[(int(a), int(b)) for a, b in offs] for offs in enc["offset_mapping"]]
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is an accelerator out-of-memory error (torch's ``OutOfMemoryError``, or the
+    ``RuntimeError`` older torch builds and other devices raise with that message)."""
+    try:
+        import torch
+
+        if isinstance(exc, torch.OutOfMemoryError):
+            return True
+    except (ImportError, AttributeError):  # pragma: no cover - torch without OutOfMemoryError
+        pass
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+def run_halving(
+    batch: list[int], run: Callable[[list[int]], Sequence[T]], on_oom: Callable[[], None] | None = None
+) -> list[tuple[int, T]]:
+    """``run(batch)`` paired with the batch's indices; when it runs out of memory, the batch is halved and
+    each half run (recursively, down to one pair, whose failure is raised), so no pair is lost and none
+    is scored twice. ``on_oom`` runs after each failure (``torch.cuda.empty_cache``)."""
+    pending = [batch]
+    out: list[tuple[int, T]] = []
+    while pending:
+        current = pending.pop()
+        try:
+            values = run(current)
+        except Exception as exc:
+            if not is_out_of_memory(exc) or len(current) == 1:
+                raise
+            if on_oom is not None:
+                on_oom()
+            half = len(current) // 2
+            pending.extend([current[half:], current[:half]])  # the first half runs next
+            continue
+        out.extend(zip(current, values, strict=True))
+    return out
