@@ -144,8 +144,10 @@ class Backend(ABC):
         """``score_kind`` if it is known without loading anything, else ``None``."""
         return None
 
-    def pair_limit(self) -> PairLimit | None:
-        """The token budget of one pair, or ``None`` if the back end handles length itself."""
+    def pair_limit(self, *, instruction: str | None = None) -> PairLimit | None:
+        """The token budget of one pair, or ``None`` if the back end handles length itself. (The
+        Reranker passes ``instruction=`` only when one is set, to a back end that takes one: this default
+        accepts it, so such a back end need not override this.)"""
         return None
 
     def check_instruction(self, instruction: str | None) -> None:
