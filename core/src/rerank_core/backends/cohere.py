@@ -19,6 +19,15 @@ Choices, written down:
   ``user:***`` in the repr, the fingerprint, errors and httpx's log.
 - Infinity is not a ``/v2/rerank`` server by default (it serves ``POST /rerank``): use
   ``RerankAPIBackend(url, protocol="jina", path="/rerank")`` for it.
+- Instructions (``Reranker(backend, instruction=...)``) are taken, not refused: Cohere's ``/v2/rerank``
+  has no field for one (https://docs.cohere.com/reference/rerank: ``model``, ``query``, ``documents``,
+  ``top_n``, ``max_tokens_per_doc``), so the instruction is written into the query, before it,
+  ``f"{instruction}\n{query}"``, as for every remote back end
+  (:func:`~rerank_core.remote.base.instructed_query`). Refusing would have been the other choice; a
+  query prefix was chosen because it is what the instruction-following rerank APIs document (Voyage's
+  rerank-2.5 reads its instructions in the query) and what a ``/v2/rerank`` server in front of an
+  instruction-tuned model (vLLM) can use, while a model not trained on instructions reads them as part of
+  the query. Check the effect on your own labelled queries before relying on it with Cohere's models.
 - The API key comes from ``api_key`` or the ``COHERE_API_KEY`` (then ``CO_API_KEY``) environment
   variable and is kept in a :class:`~rerank_core.remote.http.Secret`: never in a repr, a fingerprint, a log
   line or an error message. A self-hosted server (``base_url`` given) may need no key.

@@ -13,6 +13,24 @@ Protocols:
   "relevance_score"}, ...]}``. ``top_n`` is sent as the number of documents (every score is needed).
   Infinity speaks the same shape at ``POST /rerank`` (no ``/v1`` by default; ``/v1/rerank`` and
   ``/v2/rerank`` are 404 there): ``RerankAPIBackend(url, protocol="jina", model=..., path="/rerank")``.
+- ``"voyage"``: Voyage AI (https://docs.voyageai.com/reference/reranker-api). ``POST {base_url}/v1/rerank``
+  (default ``base_url`` ``https://api.voyageai.com``) with ``{"query", "documents", "model", "top_k",
+  "return_documents": false, "truncation"}``; the answer is ``{"object": "list", "data": [{"index",
+  "relevance_score"}], "model", "usage": {"total_tokens"}}``. ``top_k`` is sent as the number of documents
+  (every score is needed). Voyage takes at most 1,000 documents per request (hence
+  ``max_documents_per_request=1000``) and at most 600K "total tokens" per request (query tokens x
+  documents + every document's tokens, for rerank-2.5, rerank-2.5-lite, rerank-2 and rerank-2-lite; 300K
+  for rerank-1 / rerank-lite-1): the core cannot count Voyage's tokens, so a request over it is the
+  server's 400 (non-retryable); lower ``max_documents_per_request`` for long documents. ``truncation``
+  (default ``True``, as Voyage's) lets the server cut a query or document over the model's context
+  (query: 8,000 tokens for rerank-2.5; query + document: 32,000); with ``False`` it refuses them. The
+  relevance scores are in [0, 1] (``score_kind="probability"``). The key is ``api_key`` or the
+  ``VOYAGE_API_KEY`` environment variable, sent as ``Authorization: Bearer``. The answer's
+  ``usage.total_tokens`` is reported as ``usage["api_total_tokens"]`` of the query's response.
+
+Instructions: no protocol here has a field for one; each writes it into the query,
+``f"{instruction}\n{query}"`` (:func:`~rerank_core.remote.base.instructed_query`, the same for every
+protocol; Voyage's rerank-2.5 models are trained to follow instructions given this way, in the query).
 
 For Cohere's own ``/v2/rerank`` shape use :class:`~rerank_core.backends.cohere.CohereBackend` with
 ``base_url``. Retries, limits, splitting and response checks are those of
@@ -21,6 +39,7 @@ For Cohere's own ``/v2/rerank`` shape use :class:`~rerank_core.backends.cohere.C
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -30,7 +49,7 @@ from rerank_core.errors import (
     InvalidResponseError,
     NonRetryableBackendError,
 )
-from rerank_core.remote.base import HttpClients, RemoteBackend
+from rerank_core.remote.base import Entries, HttpClients, RemoteBackend
 from rerank_core.remote.http import (
     DEFAULT_MAX_RESPONSE_BYTES,
     Secret,
@@ -51,7 +70,19 @@ _FEATURE = "The rerank-server back end"
 PROTOCOLS: dict[str, dict[str, Any]] = {
     "tei": {"path": "/rerank", "max_documents": 32, "index": "index", "score": "score"},
     "jina": {"path": "/v1/rerank", "max_documents": 1000, "index": "index", "score": "relevance_score"},
+    "voyage": {"path": "/v1/rerank", "max_documents": 1000, "index": "index", "score": "relevance_score"},
 }
+VOYAGE_BASE_URL = "https://api.voyageai.com"
+VOYAGE_DEFAULT_MODEL = "rerank-2.5"
+
+
+def _voyage_usage(usage: object) -> dict[str, int]:
+    """Voyage's ``usage.total_tokens`` as ``{"api_total_tokens": N}`` (nothing when absent or not a
+    non-negative integer: usage is reported, never checked)."""
+    tokens = usage.get("total_tokens") if isinstance(usage, Mapping) else None
+    if isinstance(tokens, int) and not isinstance(tokens, bool) and tokens >= 0:
+        return {"api_total_tokens": tokens}
+    return {}
 
 
 def _shown(url: object) -> object:
@@ -60,21 +91,27 @@ def _shown(url: object) -> object:
 
 
 class RerankAPIBackend(RemoteBackend):
-    """A rerank server speaking the TEI or the Jina/vLLM protocol.
+    """A rerank server speaking the TEI, the Jina/vLLM or the Voyage AI protocol.
 
     Args:
-        base_url: the server, e.g. ``"http://tei:8080"``.
-        protocol: ``"tei"`` or ``"jina"`` (see the module docstring).
-        model: sent in ``"jina"`` requests (vLLM and Infinity route on it); TEI serves one model.
-        api_key: sent as ``Authorization: Bearer``, if given (kept secret). Credentials written in the URL
-            (``http://user:KEY@host``) are sent as HTTP basic auth and shown as ``user:***``.
+        base_url: the server, e.g. ``"http://tei:8080"``; for ``"voyage"`` it may be left out (default
+            ``https://api.voyageai.com``).
+        protocol: ``"tei"``, ``"jina"`` or ``"voyage"`` (see the module docstring).
+        model: sent in ``"jina"`` requests (vLLM and Infinity route on it) and ``"voyage"`` ones (default
+            ``"rerank-2.5"``); TEI serves one model.
+        api_key: sent as ``Authorization: Bearer``, if given (kept secret). For ``"voyage"`` the default
+            is the ``VOYAGE_API_KEY`` environment variable, required for Voyage's own API (a server
+            given by ``base_url`` may need none), as ``CohereBackend`` does with ``COHERE_API_KEY``.
+            Credentials written in the URL (``http://user:KEY@host``) are sent as HTTP basic auth and
+            shown as ``user:***``.
         path: the endpoint path if the server mounts it elsewhere (default ``/rerank`` for TEI,
-            ``/v1/rerank`` for Jina; ``path="/rerank"`` for Infinity).
+            ``/v1/rerank`` for Jina and Voyage; ``path="/rerank"`` for Infinity).
         raw_scores: TEI only: ask for logits instead of sigmoid scores.
-        truncate: TEI only: let the server truncate texts longer than the model (default ``True``; with
-            ``False`` TEI refuses such texts, a non-retryable error).
+        truncate: TEI's ``truncate`` and Voyage's ``truncation``: let the server truncate texts longer
+            than the model (default ``True``; with ``False`` the server refuses such texts, a
+            non-retryable error).
         score_kind: what the scores are; default ``"probability"`` (``"logit"`` for TEI with raw_scores).
-        max_documents_per_request: default 32 for TEI, 1000 for Jina.
+        max_documents_per_request: default 32 for TEI, 1000 for Jina and Voyage.
         headers: extra HTTP headers (e.g. a gateway's routing header). They are part of the fingerprint
             (the cache key), since they may change the answer; the values of headers that may carry a
             credential (``Authorization``, ``api-key``, any name with ``key``, ``token``, ``secret``,
@@ -85,7 +122,7 @@ class RerankAPIBackend(RemoteBackend):
 
     def __init__(
         self,
-        base_url: str,
+        base_url: str | None = None,
         *,
         protocol: str = "tei",
         model: str | None = None,
@@ -117,6 +154,9 @@ class RerankAPIBackend(RemoteBackend):
             deadline=deadline,
             max_response_bytes=max_response_bytes,
         )
+        voyage_api = base_url is None and protocol == "voyage"
+        if voyage_api:
+            base_url = VOYAGE_BASE_URL
         if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
             raise ConfigurationError("base_url", f"must be an http(s) URL, got {_shown(base_url)!r}")
         url, shown_url, url_auth = split_url_credentials(base_url.rstrip("/"))
@@ -126,8 +166,18 @@ class RerankAPIBackend(RemoteBackend):
             raise ConfigurationError("model", f"must be a non-empty model name or None, got {model!r}")
         if protocol == "jina" and model is None:
             model = "default"
+        if protocol == "voyage" and model is None:
+            model = VOYAGE_DEFAULT_MODEL
         if api_key is not None and not isinstance(api_key, str):
             raise ConfigurationError("api_key", f"must be a string, got {type(api_key).__name__}")
+        if protocol == "voyage":
+            api_key = api_key or os.environ.get("VOYAGE_API_KEY")
+            if not api_key and voyage_api:
+                raise ConfigurationError(
+                    "api_key",
+                    "no Voyage AI API key: pass api_key=... or set VOYAGE_API_KEY (a Voyage-compatible "
+                    "server given by base_url may need none)",
+                )
         for name, value in (("raw_scores", raw_scores), ("truncate", truncate)):
             if not isinstance(value, bool):
                 raise ConfigurationError(name, f"must be True or False, got {value!r}")
@@ -187,6 +237,15 @@ class RerankAPIBackend(RemoteBackend):
                 "truncate": self.truncate,
                 "return_text": False,
             }
+        if self.protocol == "voyage":
+            return {
+                "query": query,
+                "documents": list(texts),
+                "model": self.model,
+                "top_k": len(texts),
+                "return_documents": False,
+                "truncation": self.truncate,
+            }
         return {
             "model": self.model,
             "query": query,
@@ -207,14 +266,19 @@ class RerankAPIBackend(RemoteBackend):
         data = parse_json(
             response.content, backend=self.fingerprint, status=response.status_code, secret=self._key
         )
-        if self.protocol == "jina":
-            if not isinstance(data, Mapping):
+        usage: dict[str, int] = {}
+        if self.protocol in ("jina", "voyage"):
+            field = "results" if self.protocol == "jina" else "data"
+            if not isinstance(data, Mapping) or field not in data:
                 raise InvalidResponseError(
-                    f"expected an object with 'results', got {excerpt(repr(data), self._key)}",
+                    f"expected an object with {field!r}, got {excerpt(repr(data), self._key)}",
                     backend=self.fingerprint,
                 )
-            data = data.get("results")
-        return entries_from_json(data, self._index_key, self._score_key, backend=self.fingerprint)
+            if self.protocol == "voyage":
+                usage = _voyage_usage(data.get("usage"))
+            data = data[field]
+        entries = entries_from_json(data, self._index_key, self._score_key, backend=self.fingerprint)
+        return Entries(entries, usage) if usage else entries
 
     def _transport_error(self, exc: Exception) -> BackendError:
         """A typed error for whatever sending failed with (never anything but a RerankError)."""

@@ -9,7 +9,18 @@ remote reranker are absolute per document (Cohere's relevance score, TEI's sigmo
 the scores of several requests for one query into one ranking is exact.
 
 A subclass only says how to send one request: ``_send(query, texts)`` / ``_asend(query, texts)`` return
-the server's ``(index, score)`` entries or raise a typed :class:`~rerank_core.errors.BackendError`.
+the server's ``(index, score)`` entries (an :class:`Entries` when the answer also reports ``usage``) or
+raise a typed :class:`~rerank_core.errors.BackendError`.
+
+Instructions (``Reranker(backend, instruction=...)``): none of the rerank APIs spoken here has a field for
+one (Cohere v2 ``/v2/rerank``, Jina / vLLM ``/v1/rerank``, TEI ``/rerank``, Infinity, Voyage
+``/v1/rerank`` all take a ``query`` and ``documents`` only), so every remote back end writes the
+instruction into the query, before it, in one format: :func:`instructed_query`
+(``f"{instruction}\n{query}"``). Voyage documents this for its instruction-following rerank-2.5 models
+(natural-language instructions given with the query); for the others it is the plain, model-agnostic
+form (a model not trained with instructions reads them as part of the query). It is done in one place,
+before the request is planned, so that what bounds a query (the lone-surrogate check) applies to the
+query sent.
 """
 
 from __future__ import annotations
@@ -17,12 +28,12 @@ from __future__ import annotations
 import os
 import threading
 from abc import abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from itertools import groupby
 from operator import itemgetter
 from typing import Any
 
-from rerank_core.backends.base import Backend, GroupScores, gather_all
+from rerank_core.backends.base import Backend, GroupScores, PairLimit, gather_all
 from rerank_core.errors import BackendError, InvalidResponseError
 from rerank_core.remote._fork import after_fork_in_child
 from rerank_core.remote._transport import make_async_client, make_sync_client
@@ -30,11 +41,42 @@ from rerank_core.remote.http import DEFAULT_MAX_RESPONSE_BYTES, check_encodable,
 from rerank_core.remote.limits import PerLoop, check_limit
 from rerank_core.remote.retry import Dispatcher, RetryPolicy
 
-__all__ = ["DEFAULT_DEADLINE", "HttpClients", "PerLoop", "RemoteBackend", "plan_requests", "request_slices"]
+__all__ = [
+    "DEFAULT_DEADLINE",
+    "INSTRUCTION_FORMAT",
+    "Entries",
+    "HttpClients",
+    "PerLoop",
+    "RemoteBackend",
+    "instructed_query",
+    "plan_requests",
+    "request_slices",
+]
 
 
 #: The default ``deadline`` of a remote call: none (a call is bounded by tries x ``timeout`` plus backoff).
 DEFAULT_DEADLINE: float | None = None
+
+
+#: How a remote back end sends an instruction: before the query, on its own line (see the module docstring).
+INSTRUCTION_FORMAT = "{instruction}\n{query}"
+
+
+def instructed_query(query: str, instruction: str | None) -> str:
+    """The query a remote rerank API receives under ``instruction``: ``query`` itself when there is none,
+    else :data:`INSTRUCTION_FORMAT` (``f"{instruction}\\n{query}"``), the same for every protocol."""
+    if instruction is None:
+        return query
+    return INSTRUCTION_FORMAT.format(instruction=instruction, query=query)
+
+
+class Entries(list[tuple[object, object]]):
+    """The ``(index, score)`` entries of one answer, with what the server says the request cost
+    (``usage``, e.g. Voyage's ``{"api_total_tokens": N}``), added to the query's ``RerankResponse.usage``."""
+
+    def __init__(self, entries: Sequence[tuple[object, object]] = (), usage: Mapping[str, int] | None = None):
+        super().__init__(entries)
+        self.usage: dict[str, int] = dict(usage or {})
 
 
 def request_slices(count: int, max_documents: int) -> list[tuple[int, int]]:
@@ -170,9 +212,15 @@ class RemoteBackend(Backend):
         max_response_bytes: the largest answer read, after decoding (default 8 MiB); a larger one (a huge
             body, a compression bomb) stops with :class:`~rerank_core.remote.http.ResponseTooLargeError`
             (an :class:`~rerank_core.errors.InvalidResponseError`, not retried).
+
+    Instructions: ``score`` / ``ascore`` / ``score_groups`` / ``ascore_groups`` take ``instruction=``
+    (``None``: none), sent as part of the query (:func:`instructed_query`), since no rerank API has a field
+    for one. The Reranker keys its cache and fingerprint with the instruction; the back end's own
+    fingerprint does not change.
     """
 
     blocking = False
+    instruction_support: str | None = "a query prefix (the instruction, a newline, then the query)"
 
     def __init__(
         self,
@@ -222,21 +270,25 @@ class RemoteBackend(Backend):
 
     # -- the shared part ---------------------------------------------------------------------------
 
-    def _attempt(self, query: str, texts: Sequence[str]) -> list[float]:
+    def _attempt(self, query: str, texts: Sequence[str]) -> GroupScores:
         self._count_try(texts)
         try:
-            return check_ranking(self._send(query, texts), len(texts), backend=self.fingerprint)
+            return self._checked_part(self._send(query, texts), texts)
         except Exception as exc:
             self._count_error(exc)
             raise
 
-    async def _aattempt(self, query: str, texts: Sequence[str]) -> list[float]:
+    async def _aattempt(self, query: str, texts: Sequence[str]) -> GroupScores:
         self._count_try(texts)
         try:
-            return check_ranking(await self._asend(query, texts), len(texts), backend=self.fingerprint)
+            return self._checked_part(await self._asend(query, texts), texts)
         except Exception as exc:
             self._count_error(exc)
             raise
+
+    def _checked_part(self, entries: list[tuple[object, object]], texts: Sequence[str]) -> GroupScores:
+        scores = check_ranking(entries, len(texts), backend=self.fingerprint)
+        return GroupScores(scores, getattr(entries, "usage", None) or {})
 
     def _count_try(self, texts: Sequence[str]) -> None:
         self.stats.add("requests")
@@ -255,23 +307,35 @@ class RemoteBackend(Backend):
             kind = type(exc).__name__
         self.stats.add(f"error:{kind}")
 
-    def _request(self, query: str, texts: Sequence[str], deadline: float | None = None) -> list[float]:
+    def _request(self, query: str, texts: Sequence[str], deadline: float | None = None) -> GroupScores:
         self._dispatch.backend = self.fingerprint
         return self._dispatch.call(lambda: self._attempt(query, texts), _what(texts), deadline=deadline)
 
-    async def _arequest(self, query: str, texts: Sequence[str], deadline: float | None = None) -> list[float]:
+    async def _arequest(self, query: str, texts: Sequence[str], deadline: float | None = None) -> GroupScores:
         self._dispatch.backend = self.fingerprint
         return await self._dispatch.acall(
             lambda: self._aattempt(query, texts), _what(texts), deadline=deadline
         )
 
-    def _plan(self, groups: Sequence[tuple[str, Sequence[str]]]) -> list[tuple[int, str, list[str]]]:
-        """``(group, query, texts)`` of every request: each query's texts cut at the server's limit.
-        Text that cannot be sent as UTF-8 (a lone surrogate) is refused here, naming the argument, before
-        any request (retrying could never help)."""
+    def pair_limit(self, *, instruction: str | None = None) -> PairLimit | None:
+        """``None``: the server truncates (the core has no tokenizer for it), with or without instruction."""
+        return None
+
+    @staticmethod
+    def _instructed_query(query: str, instruction: str | None) -> str:
+        """The query sent under ``instruction`` (:func:`instructed_query`, the same for every protocol)."""
+        return instructed_query(query, instruction)
+
+    def _plan(
+        self, groups: Sequence[tuple[str, Sequence[str]]], instruction: str | None = None
+    ) -> list[tuple[int, str, list[str]]]:
+        """``(group, query, texts)`` of every request: each query's texts cut at the server's limit, the
+        query as sent (with ``instruction`` written into it). Text that cannot be sent as UTF-8 (a lone
+        surrogate) is refused here, naming the argument, before any request (retrying could never help)."""
         plan = []
         for g, (query, texts) in enumerate(groups):
             texts = list(texts)
+            query = self._instructed_query(query, instruction)
             check_encodable(query, texts)
             for start, end in request_slices(len(texts), self.max_documents_per_request):
                 plan.append((g, query, texts[start:end]))
@@ -281,23 +345,31 @@ class RemoteBackend(Backend):
     def _merge(
         groups: Sequence[tuple[str, Sequence[str]]],
         plan: list[tuple[int, str, list[str]]],
-        parts: list[list[float]],
+        parts: list[GroupScores],
     ) -> list[GroupScores]:
         scores: list[list[float]] = [[] for _ in groups]
+        usage: list[dict[str, int]] = [{} for _ in groups]
         for (g, _, _), part in zip(plan, parts, strict=True):
-            scores[g].extend(part)
-        return [GroupScores(s) for s in scores]
+            scores[g].extend(part.scores)
+            for key, value in part.usage.items():
+                usage[g][key] = usage[g].get(key, 0) + value
+        return [GroupScores(s, u) for s, u in zip(scores, usage, strict=True)]
 
-    def score(self, query: str, texts: Sequence[str]) -> GroupScores:
-        return self.score_groups([(query, texts)])[0]
+    def score(self, query: str, texts: Sequence[str], *, instruction: str | None = None) -> GroupScores:
+        return self.score_groups([(query, texts)], instruction=instruction)[0]
 
-    async def ascore(self, query: str, texts: Sequence[str]) -> GroupScores:
-        return (await self.ascore_groups([(query, texts)]))[0]
+    async def ascore(
+        self, query: str, texts: Sequence[str], *, instruction: str | None = None
+    ) -> GroupScores:
+        return (await self.ascore_groups([(query, texts)], instruction=instruction))[0]
 
-    def score_groups(self, groups: Sequence[tuple[str, Sequence[str]]]) -> list[GroupScores]:
+    def score_groups(
+        self, groups: Sequence[tuple[str, Sequence[str]]], *, instruction: str | None = None
+    ) -> list[GroupScores]:
         """Every request of every query at once (one flat list, so none waits on another in the pool); the
-        concurrency limit still caps what is in flight across every caller. Any failure fails the call."""
-        plan = self._plan(groups)
+        concurrency limit still caps what is in flight across every caller. Any failure fails the call.
+        ``instruction`` is written into each query (:func:`instructed_query`)."""
+        plan = self._plan(groups, instruction)
         if not plan:
             return [GroupScores([]) for _ in groups]
         self.stats.add("calls")
@@ -313,8 +385,10 @@ class RemoteBackend(Backend):
                 future.cancel()
         return self._merge(groups, plan, parts)
 
-    async def ascore_groups(self, groups: Sequence[tuple[str, Sequence[str]]]) -> list[GroupScores]:
-        plan = self._plan(groups)
+    async def ascore_groups(
+        self, groups: Sequence[tuple[str, Sequence[str]]], *, instruction: str | None = None
+    ) -> list[GroupScores]:
+        plan = self._plan(groups, instruction)
         if not plan:
             return [GroupScores([]) for _ in groups]
         self.stats.add("calls")

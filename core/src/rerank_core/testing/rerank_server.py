@@ -1,4 +1,4 @@
-"""A real HTTP rerank server on loopback that speaks Cohere v2, TEI and Jina, and fails on demand.
+"""A real HTTP rerank server on loopback that speaks Cohere v2, TEI, Jina and Voyage, and fails on demand.
 
 For tests and load tests of remote back ends (this project's and yours): clients talk to it over real
 sockets, with keep-alive, so timeouts, dropped connections and connection reuse are the real thing.
@@ -12,6 +12,9 @@ Routes:
   With ``"documents"`` instead of ``"texts"`` it answers as Infinity does there: the Jina shape below.
 - ``POST /v1/rerank`` (Jina, vLLM): ``{"model", "query", "documents", "top_n"?}`` →
   ``{"model", "results": [{"index", "relevance_score"}], "usage": {"total_tokens"}}``.
+  With ``"top_k"`` or ``"truncation"`` in the body (what Voyage sends, never Jina) it answers as Voyage:
+  ``{"object": "list", "data": [{"index", "relevance_score"}], "model", "usage": {"total_tokens"}}``
+  (``top_k`` cuts like ``top_n``; ``total_tokens`` is the number of words of the query and documents).
 - ``POST /v1/chat/completions`` (OpenAI-compatible): any ``messages`` → the answer ``"yes"`` with
   log-probabilities, so an LLM client meets the same faults.
 
@@ -23,7 +26,8 @@ for TEI, 400 for the others), as real servers do.
 Faults (:data:`FAULT_KINDS`): queue them for the next requests with :meth:`RerankServer.inject`, or let
 each request fail at random with :meth:`RerankServer.random_faults` (seeded). Every request, fault,
 connection, batch size and the peak number of requests in flight is counted in ``counts`` / ``batch_sizes``
-/ ``max_in_flight``.
+/ ``max_in_flight``; the query of every rerank request, as received, is kept in ``queries`` (in arrival
+order), so a test can check what a client wrote into it (an instruction prefix).
 """
 
 from __future__ import annotations
@@ -119,6 +123,11 @@ def expected_order(query: str, texts: Sequence[str]) -> list[int]:
     return sorted(range(len(texts)), key=lambda i: -scores[i])
 
 
+def _voyage_body(body: Any) -> bool:
+    """Whether a ``/v1/rerank`` body is Voyage's (it asks ``top_k`` / ``truncation``; Jina's ``top_n``)."""
+    return isinstance(body, dict) and ("top_k" in body or "truncation" in body) and "top_n" not in body
+
+
 def _is(fault: Fault | None, kind: str) -> bool:
     return fault is not None and fault.kind == kind
 
@@ -191,11 +200,16 @@ class _Handler(BaseHTTPRequestHandler):
             query = body["query"]
             if route == "tei" and "texts" not in body and "documents" in body:
                 route = "jina"  # Infinity: the Jina body and answer at POST /rerank
+            if route == "jina" and self.path.split("?")[0] == "/v1/rerank" and _voyage_body(body):
+                route = "voyage"  # Voyage: the same path, top_k / truncation asked, the answer under "data"
             texts = body["texts"] if route == "tei" else body["documents"]
             if not isinstance(query, str) or not isinstance(texts, list):
                 raise TypeError
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, AttributeError):
             return self._json(400 if route != "tei" else 422, {"message": "invalid request body"})
+        owner._record_query(query)
+        if route == "voyage":
+            owner._count("requests:voyage")
         if owner.max_documents is not None and len(texts) > owner.max_documents:
             status = 413 if route == "tei" else 400
             message = f"batch size {len(texts)} > maximum allowed batch size {owner.max_documents}"
@@ -208,7 +222,7 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(owner.latency)
         scores = [relevance(query, str(t)) for t in texts]
         order = sorted(range(len(texts)), key=lambda i: -scores[i])
-        top_n = body.get("top_n") if route != "tei" else None
+        top_n = body.get("top_k" if route == "voyage" else "top_n") if route != "tei" else None
         if isinstance(top_n, int) and top_n > 0:
             order = order[:top_n]
         if route == "tei" and body.get("raw_scores"):
@@ -230,6 +244,14 @@ class _Handler(BaseHTTPRequestHandler):
             payload: Any = results
         elif route == "jina":
             payload = {"model": body.get("model"), "results": results, "usage": {"total_tokens": len(texts)}}
+        elif route == "voyage":
+            words = len(_WORD.findall(query)) + sum(len(_WORD.findall(str(t))) for t in texts)
+            payload = {
+                "object": "list",
+                "data": results,
+                "model": body.get("model"),
+                "usage": {"total_tokens": words},
+            }
         else:
             payload = {
                 "id": f"rerank-{owner.counts['requests']}",
@@ -385,6 +407,7 @@ class RerankServer:
         self.latency = latency
         self.counts: Counter[str] = Counter()
         self.batch_sizes: list[int] = []
+        self.queries: list[str] = []
         self.max_in_flight = 0
         self._in_flight = 0
         self._queue: deque[Fault] = deque()
@@ -441,6 +464,7 @@ class RerankServer:
             self._random = None
             self.counts.clear()
             self.batch_sizes.clear()
+            self.queries.clear()
             self.max_in_flight = 0
 
     @property
@@ -463,6 +487,10 @@ class RerankServer:
     def _count(self, key: str) -> None:
         with self._lock:
             self.counts[key] += 1
+
+    def _record_query(self, query: str) -> None:
+        with self._lock:
+            self.queries.append(query)
 
     def _record_batch(self, n: int) -> None:
         with self._lock:
