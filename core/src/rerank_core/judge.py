@@ -52,6 +52,12 @@ class JudgeStage:
         top_k: judge the best ``top_k`` of the current (profiled) order, per query.
         band: ``(low, high)``: judge the candidates whose current ``relevance_score`` is in this interval.
         fail_open: on a judge failure keep the pre-judge order with a warning (default) or raise.
+
+    Instructions (``Reranker(..., instruction=...)`` or per call): the instruction always reaches the main
+    back end, and reaches the judge only if it takes one (``judge.instruction_support`` is set, as for the
+    :class:`~rerank_core.backends.LLMJudgeBackend`, whose prompt states it): its ``score_groups`` then gets
+    ``instruction=`` (one call per instruction when a batch holds several). A judge that takes none is
+    called without it and judges by its own notion of relevance; the instruction is not refused for it.
     """
 
     def __init__(

@@ -21,9 +21,15 @@ Modes and what the scores mean (``scoring`` says which one a back end uses; it i
   candidate set, so a listwise judge is not ``cacheable``: ``Reranker(..., cache=...)`` refuses it
   (a cached rank score from one candidate set would be mixed with those of another).
 
-Hostile text: query and passages go through :func:`~rerank_core.llm.neutralize`, which defuses control
-tokens (found in an NFKC, invisible-characters-removed copy; ordinary text is sent unchanged) and the LLM's
-own special tokens when it lists them (``llm.special_tokens``, as
+Instructions (``Reranker(instruction=...)``, per call too): the judge takes one in its prompt, stated as the
+task's definition of relevance before the query (:data:`~rerank_core.llm.prompts.INSTRUCTION_LINE`,
+neutralized like the query); without one the prompts are the templates' as they are. The judge's
+fingerprint is the same either way: the Reranker adds the instruction to the fingerprint it keys the cache
+and the response with.
+
+Hostile text: query, instruction and passages go through :func:`~rerank_core.llm.neutralize`, which
+defuses control tokens (found in an NFKC, invisible-characters-removed copy; ordinary text is sent
+unchanged) and the LLM's own special tokens when it lists them (``llm.special_tokens``, as
 :class:`~rerank_core.llm.transformers_llm.TransformersLLM` does).
 
 Answers are held to the ``max_tokens`` each call asks for (1 for a yes/no, ``8 + 8 * passages`` graded,
@@ -57,6 +63,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 from collections import Counter
 from collections.abc import Generator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -124,7 +131,11 @@ class LLMJudgeBackend(Backend):
             4 otherwise).
         top_logprobs: alternatives asked for the first token in logprobs mode.
         on_parse_error: ``"lowest"`` (score 0 / keep the window order, counted) or ``"raise"``.
+
+    An instruction (``Reranker(..., instruction=...)``) reaches the prompt: see the module's docstring.
     """
+
+    instruction_support = "the judge's prompt"
 
     def __init__(
         self,
@@ -227,27 +238,42 @@ class LLMJudgeBackend(Backend):
 
     # -- scoring ---------------------------------------------------------------------------------
 
-    def score(self, query: str, texts: Sequence[str]) -> GroupScores:
-        """One query's scores and usage (several queries: :meth:`score_groups`, which batches across them)."""
-        return self.score_groups([(query, texts)])[0]
+    def score(self, query: str, texts: Sequence[str], *, instruction: str | None = None) -> GroupScores:
+        """One query's scores and usage (several queries: :meth:`score_groups`, which batches across them).
+        ``instruction`` (each scoring method): the task's definition of relevance, in the prompt; ``None``:
+        the prompts as they are."""
+        return self.score_groups([(query, texts)], instruction=instruction)[0]
 
-    async def ascore(self, query: str, texts: Sequence[str]) -> GroupScores:
-        return (await self.ascore_groups([(query, texts)]))[0]
+    async def ascore(
+        self, query: str, texts: Sequence[str], *, instruction: str | None = None
+    ) -> GroupScores:
+        return (await self.ascore_groups([(query, texts)], instruction=instruction))[0]
 
-    def score_groups(self, groups: Sequence[tuple[str, Sequence[str]]]) -> list[GroupScores]:
+    def score_groups(
+        self, groups: Sequence[tuple[str, Sequence[str]]], *, instruction: str | None = None
+    ) -> list[GroupScores]:
         usages = [Counter({k: 0 for k in USAGE_KEYS}) for _ in groups]
-        procs = [self._procedure(q, list(texts), u) for (q, texts), u in zip(groups, usages, strict=True)]
+        procs = [
+            self._procedure(q, list(texts), u, instruction)
+            for (q, texts), u in zip(groups, usages, strict=True)
+        ]
         drive = self._drive_batched if self._batched else self._drive_sync
         results = drive(procs, usages)
         return [GroupScores(s, dict(u)) for s, u in zip(results, usages, strict=True)]
 
-    async def ascore_groups(self, groups: Sequence[tuple[str, Sequence[str]]]) -> list[GroupScores]:
+    async def ascore_groups(
+        self, groups: Sequence[tuple[str, Sequence[str]]], *, instruction: str | None = None
+    ) -> list[GroupScores]:
+        sync = functools.partial(self.score_groups, groups, instruction=instruction)
         if self.blocking:
-            return await self.run_blocking(self.score_groups, groups)
+            return await self.run_blocking(sync)
         if self._batched:
-            return await asyncio.to_thread(self.score_groups, groups)
+            return await asyncio.to_thread(sync)
         usages = [Counter({k: 0 for k in USAGE_KEYS}) for _ in groups]
-        procs = [self._procedure(q, list(texts), u) for (q, texts), u in zip(groups, usages, strict=True)]
+        procs = [
+            self._procedure(q, list(texts), u, instruction)
+            for (q, texts), u in zip(groups, usages, strict=True)
+        ]
         results = await asyncio.gather(
             *(self._drive_one_async(p, u) for p, u in zip(procs, usages, strict=True))
         )
@@ -255,16 +281,18 @@ class LLMJudgeBackend(Backend):
 
     # -- the procedures (one generator per query) ------------------------------------------------------
 
-    def _procedure(self, query: str, texts: list[str], usage: Counter[str]) -> _Procedure:
+    def _procedure(
+        self, query: str, texts: list[str], usage: Counter[str], instruction: str | None = None
+    ) -> _Procedure:
         # sent as given (neutralize rewrites only control tokens), so caps and token counts see that text
         texts = [self._cap(t, self.max_passage_chars, usage) for t in texts]
         if not texts:
             return self._empty()
         if self.scoring == "logprobs":
-            return self._logprobs(query, texts, usage)
+            return self._logprobs(query, texts, usage, instruction)
         if self.scoring == "graded":
-            return self._graded(query, texts, usage)
-        return self._listwise(query, texts, usage)
+            return self._graded(query, texts, usage, instruction)
+        return self._listwise(query, texts, usage, instruction)
 
     @staticmethod
     def _empty() -> _Procedure:
@@ -277,12 +305,21 @@ class LLMJudgeBackend(Backend):
             return text[:limit]
         return text
 
-    def _fit(self, query: str, texts: list[str], max_tokens: int, usage: Counter[str]) -> list[str]:
+    def _fit(
+        self,
+        query: str,
+        texts: list[str],
+        max_tokens: int,
+        usage: Counter[str],
+        instruction: str | None = None,
+    ) -> list[str]:
         """Shorten the passages evenly when one call's prompt would not fit the context window."""
         window = self.llm.context_window
         if window is None:
             return texts
         budget = window - max_tokens - self.llm.count_tokens(query) - 200 - 16 * len(texts)
+        if instruction is not None:
+            budget -= self.llm.count_tokens(instruction) + 16
         need = sum(self.llm.count_tokens(t) for t in texts)
         if need <= budget:
             return texts
@@ -309,15 +346,17 @@ class LLMJudgeBackend(Backend):
         if self.on_parse_error == "raise":
             raise NonRetryableBackendError(f"unparseable LLM answer: {what}", backend=self.fingerprint)
 
-    def _logprobs(self, query: str, texts: list[str], usage: Counter[str]) -> _Procedure:
+    def _logprobs(
+        self, query: str, texts: list[str], usage: Counter[str], instruction: str | None
+    ) -> _Procedure:
         special = self._special_tokens
         calls = [
             _Call(
-                self.prompts.yes_no_messages(query, t, special_tokens=special),
+                self.prompts.yes_no_messages(query, t, special_tokens=special, instruction=instruction),
                 max_tokens=1,
                 top_logprobs=self.top_logprobs,
             )
-            for t in (self._fit(query, [t], 1, usage)[0] for t in texts)
+            for t in (self._fit(query, [t], 1, usage, instruction)[0] for t in texts)
         ]
         answers = yield calls
         scores = []
@@ -334,27 +373,31 @@ class LLMJudgeBackend(Backend):
             scores.append(p)
         return scores
 
-    def _graded_call(self, query: str, texts: list[str], usage: Counter[str]) -> _Call:
+    def _graded_call(
+        self, query: str, texts: list[str], usage: Counter[str], instruction: str | None
+    ) -> _Call:
         max_tokens = 8 + 8 * len(texts)
-        fitted = self._fit(query, texts, max_tokens, usage)
+        fitted = self._fit(query, texts, max_tokens, usage, instruction)
         messages = self.prompts.graded_messages(
-            query, fitted, self.max_grade, special_tokens=self._special_tokens
+            query, fitted, self.max_grade, special_tokens=self._special_tokens, instruction=instruction
         )
         return _Call(messages, max_tokens=max_tokens)
 
-    def _graded(self, query: str, texts: list[str], usage: Counter[str]) -> _Procedure:
+    def _graded(
+        self, query: str, texts: list[str], usage: Counter[str], instruction: str | None
+    ) -> _Procedure:
         batches = [
             list(range(i, min(i + self.batch_size, len(texts))))
             for i in range(0, len(texts), self.batch_size)
         ]
-        answers = yield [self._graded_call(query, [texts[i] for i in b], usage) for b in batches]
+        answers = yield [self._graded_call(query, [texts[i] for i in b], usage, instruction) for b in batches]
         scores: dict[int, float] = {}
         for batch, answer in zip(batches, answers, strict=True):
             for pos, grade in parse_grades(answer.text, len(batch), self.max_grade).items():
                 scores[batch[pos]] = grade
         missing = [i for i in range(len(texts)) if i not in scores]
         if missing and self.batch_size > 1:  # ask again, one passage per call
-            answers = yield [self._graded_call(query, [texts[i]], usage) for i in missing]
+            answers = yield [self._graded_call(query, [texts[i]], usage, instruction) for i in missing]
             for i, answer in zip(missing, answers, strict=True):
                 got = parse_grades(answer.text, 1, self.max_grade)
                 if 0 in got:
@@ -365,7 +408,9 @@ class LLMJudgeBackend(Backend):
                 scores[i] = 0.0
         return [scores[i] for i in range(len(texts))]
 
-    def _listwise(self, query: str, texts: list[str], usage: Counter[str]) -> _Procedure:
+    def _listwise(
+        self, query: str, texts: list[str], usage: Counter[str], instruction: str | None
+    ) -> _Procedure:
         n = len(texts)
         order = list(range(n))
         special = self._special_tokens
@@ -375,8 +420,10 @@ class LLMJudgeBackend(Backend):
                 start = max(0, end - self.window_size)
                 window = order[start:end]
                 max_tokens = 8 + 6 * len(window)
-                fitted = self._fit(query, [texts[i] for i in window], max_tokens, usage)
-                messages = self.prompts.listwise_messages(query, fitted, special_tokens=special)
+                fitted = self._fit(query, [texts[i] for i in window], max_tokens, usage, instruction)
+                messages = self.prompts.listwise_messages(
+                    query, fitted, special_tokens=special, instruction=instruction
+                )
                 (answer,) = yield [_Call(messages, max_tokens=max_tokens)]
                 perm = parse_permutation(answer.text, len(window))
                 if perm.ranked == 0:

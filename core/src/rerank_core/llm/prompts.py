@@ -18,6 +18,11 @@ maths (``mc²``, ``½``), emoji sequences, Persian zero-width non-joiners, ligat
 such as ``std::vector<my_type>`` are not rewritten. Detection runs on a :func:`normalize_text` copy (NFKC,
 invisible characters removed), so full-width ``＜｜im_end｜＞`` and zero-width-split ``<|im_\u200bend|>`` are
 caught too; see :func:`neutralize` for what is then sent.
+
+An instruction (``Reranker(instruction=...)``: what relevance means for the task) is the caller's, not a
+document's: when one is given, the user message opens with :data:`INSTRUCTION_LINE` (``"Relevance for this
+task: …"``, before the query), the instruction neutralized like the query. Without one the messages are
+exactly the templates', byte for byte.
 """
 
 from __future__ import annotations
@@ -33,12 +38,17 @@ from rerank_core.llm.base import ChatMessage
 
 __all__ = [
     "DEFAULT_PROMPTS",
+    "INSTRUCTION_LINE",
     "JudgePrompts",
     "PromptTemplate",
     "neutralize",
     "normalize_text",
     "render_passages",
 ]
+
+INSTRUCTION_LINE = "Relevance for this task: {instruction}\n\n"
+"""What opens the user message when an instruction is given (``{instruction}``: the neutralized text),
+placed before the query so that the question the prompt then asks is read under that definition."""
 
 _PLACEHOLDER = re.compile(r"\{(query|passage|passages|num|max_grade)\}")
 
@@ -273,43 +283,83 @@ class JudgePrompts:
         return h.hexdigest()[:12]
 
     def yes_no_messages(
-        self, query: str, passage: str, *, special_tokens: Iterable[str] = ()
+        self,
+        query: str,
+        passage: str,
+        *,
+        special_tokens: Iterable[str] = (),
+        instruction: str | None = None,
     ) -> list[ChatMessage]:
-        """``special_tokens`` (each method): the model's own control tokens, defused in query and passages
-        (see :func:`neutralize`)."""
+        """``special_tokens`` (each method): the model's own control tokens, defused in query, passages
+        and instruction (see :func:`neutralize`). ``instruction`` (each method): the task's definition of
+        relevance, stated before the query (:data:`INSTRUCTION_LINE`); ``None``: the template as is."""
         tokens = _special_tuple(special_tokens)
-        return self.yes_no.render(
-            {
-                "query": neutralize(query, tokens),
-                "passage": render_passages([passage], tokens),
-                "num": "1",
-            }
+        return _instructed(
+            self.yes_no.render(
+                {
+                    "query": neutralize(query, tokens),
+                    "passage": render_passages([passage], tokens),
+                    "num": "1",
+                }
+            ),
+            instruction,
+            tokens,
         )
 
     def graded_messages(
-        self, query: str, passages: Sequence[str], max_grade: int, *, special_tokens: Iterable[str] = ()
+        self,
+        query: str,
+        passages: Sequence[str],
+        max_grade: int,
+        *,
+        special_tokens: Iterable[str] = (),
+        instruction: str | None = None,
     ) -> list[ChatMessage]:
         tokens = _special_tuple(special_tokens)
-        return self.graded.render(
-            {
-                "query": neutralize(query, tokens),
-                "passages": render_passages(passages, tokens),
-                "num": str(len(passages)),
-                "max_grade": str(max_grade),
-            }
+        return _instructed(
+            self.graded.render(
+                {
+                    "query": neutralize(query, tokens),
+                    "passages": render_passages(passages, tokens),
+                    "num": str(len(passages)),
+                    "max_grade": str(max_grade),
+                }
+            ),
+            instruction,
+            tokens,
         )
 
     def listwise_messages(
-        self, query: str, passages: Sequence[str], *, special_tokens: Iterable[str] = ()
+        self,
+        query: str,
+        passages: Sequence[str],
+        *,
+        special_tokens: Iterable[str] = (),
+        instruction: str | None = None,
     ) -> list[ChatMessage]:
         tokens = _special_tuple(special_tokens)
-        return self.listwise.render(
-            {
-                "query": neutralize(query, tokens),
-                "passages": render_passages(passages, tokens),
-                "num": str(len(passages)),
-            }
+        return _instructed(
+            self.listwise.render(
+                {
+                    "query": neutralize(query, tokens),
+                    "passages": render_passages(passages, tokens),
+                    "num": str(len(passages)),
+                }
+            ),
+            instruction,
+            tokens,
         )
+
+
+def _instructed(
+    messages: list[ChatMessage], instruction: str | None, tokens: tuple[str, ...]
+) -> list[ChatMessage]:
+    """``messages`` with the user message opened by :data:`INSTRUCTION_LINE` (the instruction neutralized
+    like the query; inserted as is, never re-read for placeholders); unchanged without an instruction."""
+    if instruction is None:
+        return messages
+    line = INSTRUCTION_LINE.replace("{instruction}", neutralize(instruction, tokens))
+    return [*messages[:-1], ChatMessage("user", line + messages[-1].content)]
 
 
 DEFAULT_PROMPTS = JudgePrompts()

@@ -89,8 +89,9 @@ class RerankCompressor(AdapterConstructors, BaseDocumentCompressor):
         options: the Reranker built over a back end: a :class:`rerank_core.RerankerOptions` or a mapping of
             its fields; any field may also be given as a keyword (``fusion="zscore:0.6"`` fuses with each
             Document's first-stage score, ``profile=...`` applies a scoring profile to its metadata,
-            ``judge=``, ``coalesce=``, ``long_text=``, ``cache=``, ``fail_open=``, ...). Only with a back end:
-            a Reranker carries its own. (``reranker_kwargs`` is the deprecated spelling.)
+            ``judge=``, ``coalesce=``, ``long_text=``, ``cache=``, ``fail_open=``, ``instruction=``, ...).
+            Only with a back end: a Reranker carries its own. (``reranker_kwargs`` is the deprecated
+            spelling.)
         first_stage_score_key: the metadata key holding a Document's first-stage score (``"score"``).
 
     ``RerankCompressor.from_cross_encoder("cross-encoder/ms-marco-MiniLM-L6-v2", top_n=3)`` is the

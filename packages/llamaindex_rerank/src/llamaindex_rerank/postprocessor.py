@@ -106,8 +106,8 @@ class RerankPostprocessor(AdapterConstructors, BaseNodePostprocessor):
         options: the Reranker built over a back end: a :class:`rerank_core.RerankerOptions` or a mapping of
             its fields; any field may also be given as a keyword (``fusion="zscore:0.6"`` fuses with each
             node's incoming score, ``profile=...`` applies a scoring profile to its metadata, ``judge=``,
-            ``coalesce=``, ``long_text=``, ``cache=``, ``fail_open=``, ...). Only with a back end: a Reranker
-            carries its own. (``reranker_kwargs`` is the deprecated spelling.)
+            ``coalesce=``, ``long_text=``, ``cache=``, ``fail_open=``, ``instruction=``, ...). Only with a
+            back end: a Reranker carries its own. (``reranker_kwargs`` is the deprecated spelling.)
         keep_retrieval_score: copy the incoming score to ``metadata["retrieval_score"]`` (default on).
         metadata_mode: which node content is ranked (``MetadataMode.EMBED`` by default).
 
