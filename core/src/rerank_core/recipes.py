@@ -121,6 +121,76 @@ RECIPES: dict[str, Recipe] = {
             servers="vLLM (/rerank, /score with the Qwen3 score template); sentence-transformers >= 6 "
             "for converted checkpoints",
         ),
+        # https://huggingface.co/BAAI/bge-reranker-v2-gemma (card, get_inputs; FlagEmbedding
+        # inference/reranker/decoder_only/base.py): [BOS] "A: {q}" "\n" "B: {d}" "\n" prompt, each tokenized
+        # apart; the raw logit of 'Yes' at the last position. The prompt is the instruction (FlagEmbedding's
+        # prompt= argument).
+        Recipe(
+            name="bge-gemma",
+            family="bge-reranker-v2-gemma",
+            kind="causal",
+            parts=("A: {query}", "\n", "B: {document}", "\n", "{instruction}"),
+            score="logit_true",
+            true_token="Yes",
+            default_instruction=(
+                "Given a query A and a passage B, determine whether the passage contains an answer to the "
+                "query by providing a prediction of either 'Yes' or 'No'."
+            ),
+            add_bos=True,
+            max_length=1024,
+            names=(r"bge-reranker-v2-gemma",),
+            source="https://huggingface.co/BAAI/bge-reranker-v2-gemma",
+            servers="vLLM (/rerank with its bge-gemma score template)",
+        ),
+        # https://github.com/mixedbread-ai/mxbai-rerank (mxbai_rerank/mxbai_rerank_v2.py): chat prefix,
+        # ["instruction: {i}\n"] "query: {q}", "\n", "document: {d}", "\n", task prompt, chat suffix;
+        # logit("1") - logit("0") at the last position, left padding.
+        Recipe(
+            name="mxbai-v2",
+            family="mxbai-rerank-v2 (base / large)",
+            kind="causal",
+            parts=(
+                "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant."
+                "<|im_end|>\n<|im_start|>user\n",
+                "{instruction}query: {query}",
+                "\n",
+                "document: {document}",
+                "\n",
+                "You are a search relevance expert who evaluates how well documents match search queries. "
+                "For each query-document pair, carefully analyze the semantic relationship between them, "
+                "then provide your binary relevance judgment (0 for not relevant, 1 for relevant)."
+                "\nRelevance:",
+                "<|im_end|>\n<|im_start|>assistant\n",
+            ),
+            score="logit_diff",
+            true_token="1",
+            false_token="0",
+            instruction_format="instruction: {instruction}\n",
+            max_length=8192,
+            names=(r"mxbai-rerank-(base|large|xsmall)-v2",),
+            source="https://github.com/mixedbread-ai/mxbai-rerank/blob/main/mxbai_rerank/mxbai_rerank_v2.py",
+            servers="vLLM (/rerank with its mxbai score template)",
+        ),
+        # https://huggingface.co/ContextualAI/ctxl-rerank-v2-instruct-multilingual-1b (card code): one prompt,
+        # the document before the query, an optional instruction after the query; the logit at vocabulary
+        # index 0 at the last position (the card rounds it to bfloat16; we keep float32), left padding.
+        Recipe(
+            name="contextual-v2",
+            family="Contextual AI reranker v2 (1B / 2B / 6B)",
+            kind="causal",
+            parts=(
+                "Check whether a given document contains information helpful to answer the query.\n"
+                "<Document> {document}\n<Query> {query}{instruction} ??",
+            ),
+            score="logit_true",
+            true_token=None,
+            true_index=0,
+            instruction_format=" {instruction}",
+            max_length=32768,
+            names=(r"ctxl-rerank", r"contextual.*rerank"),
+            source="https://huggingface.co/ContextualAI/ctxl-rerank-v2-instruct-multilingual-1b",
+            servers="vLLM (the card's logits processor)",
+        ),
         # https://github.com/castorini/pygaggle (pygaggle/rerank/transformer.py MonoT5): "Query: {q} Document:
         # {d} Relevant:", softmax over [false, true] at the first decoder step.
         Recipe(
@@ -139,6 +209,46 @@ RECIPES: dict[str, Recipe] = {
             max_length=512,
             names=(r"monot5", r"mt5.*msmarco"),
             source="https://github.com/castorini/pygaggle/blob/master/pygaggle/rerank/transformer.py",
+            servers="local only",
+        ),
+        # https://huggingface.co/unicamp-dl/InRanker-base: monoT5's input and P(true).
+        (
+            Recipe(
+                name="inranker",
+                family="InRanker (unicamp-dl/InRanker-*)",
+                kind="seq2seq",
+                parts=("Query: {query} Document: {document} Relevant:",),
+                score="p_true",
+                true_token="true",
+                false_token="false",
+                takes_instruction=False,
+                published_ids={"true": 1176, "false": 6136},
+                published_vocab_size=32100,
+                add_eos=True,
+                padding_side="right",
+                max_length=512,
+                names=(r"inranker",),
+                source="https://huggingface.co/unicamp-dl/InRanker-base",
+                servers="local only",
+            )
+        ),
+        # RankT5 (Zhuang et al., SIGIR 2023; the T5X input pipeline): "Query: {q} Document: {d}", the raw
+        # logit of <extra_id_10> at the first decoder step.
+        Recipe(
+            name="rankt5",
+            family="RankT5 (encoder-decoder)",
+            kind="seq2seq",
+            parts=("Query: {query} Document: {document}",),
+            score="logit_true",
+            true_token="<extra_id_10>",
+            takes_instruction=False,
+            published_ids={"<extra_id_10>": 32089},
+            published_vocab_size=32100,
+            add_eos=True,
+            padding_side="right",
+            max_length=512,
+            names=(r"rankt5",),
+            source="https://arxiv.org/abs/2210.10634",
             servers="local only",
         ),
     )

@@ -1,5 +1,6 @@
-"""Decoder-LLM and seq2seq rerankers run by their family's recipe (:mod:`rerank_core.recipes`): Qwen3-Reranker,
-bge-reranker-v2-gemma, mxbai-rerank-v2, Contextual AI's reranker v2, zerank-2, monoT5, RankT5, InRanker.
+"""Decoder-LLM and seq2seq rerankers run by their family's recipe (:mod:`rerank_core.recipes`):
+Qwen3-Reranker, bge-reranker-v2-gemma, mxbai-rerank-v2, Contextual AI's reranker v2, monoT5, RankT5,
+InRanker.
 
 The back end tokenizes each (query, document) through the recipe's template (each part as the card's code
 tokenizes it; only the document is ever cut), runs the model once per batch and reads the recipe's
