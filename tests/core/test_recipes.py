@@ -307,3 +307,58 @@ def test_fingerprint_is_stable_across_loading(qwen3_dir: Path) -> None:
     before = backend.fingerprint
     backend.load()
     assert backend.fingerprint == before and "recipe:qwen3:" in before
+
+
+# -- rerank rank ---------------------------------------------------------------------------------------
+
+
+def _rank(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], stdin: str, *argv: str):
+    import io
+    import json
+
+    from rerank_core.cli import main
+
+    monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+    code = main(["rank", *argv])
+    captured = capsys.readouterr()
+    return code, [json.loads(line) for line in captured.out.splitlines()], captured.err
+
+
+def test_rank_command_with_a_recipe_model_and_an_instruction(
+    qwen3_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stdin = '{"text": "A cat is a small animal.", "id": "d1"}\nplain line about Paris\n\n{"text": "cats"}\n'
+    code, rows, _ = _rank(
+        monkeypatch,
+        capsys,
+        stdin,
+        "--model",
+        str(qwen3_dir),
+        "--query",
+        "what is a cat?",
+        "--instruction",
+        "x",
+    )
+    assert code == 0 and sorted(r["index"] for r in rows) == [0, 1, 2]
+    assert [r["relevance_score"] for r in rows] == sorted((r["relevance_score"] for r in rows), reverse=True)
+    want = RecipeBackend(qwen3_dir, dtype="float32").score_pairs(
+        [("what is a cat?", t) for t in ("A cat is a small animal.", "plain line about Paris", "cats")],
+        instruction="x",
+    )
+    assert {r["index"]: r["raw_score"] for r in rows} == pytest.approx(dict(enumerate(want)), abs=1e-6)
+    assert next(r for r in rows if r["index"] == 0)["id"] == "d1"
+
+
+def test_rank_command_with_a_cross_encoder_and_bad_input(
+    tiny_ce_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, rows, _ = _rank(
+        monkeypatch, capsys, "a\nb\nc\n", "--model", str(tiny_ce_path), "--query", "q", "--top-n", "2"
+    )
+    assert code == 0 and len(rows) == 2 and {"index", "raw_score", "relevance_score", "text"} <= set(rows[0])
+    code, _, err = _rank(monkeypatch, capsys, '{"txt": 1}\n', "--model", str(tiny_ce_path), "--query", "q")
+    assert code == 2 and 'line 1: a JSON candidate needs a string "text"' in err
+    code, _, err = _rank(
+        monkeypatch, capsys, "a\n", "--model", str(tiny_ce_path), "--query", "q", "--instruction", "x"
+    )
+    assert code == 2 and "instruction" in err

@@ -1,0 +1,43 @@
+"""One entry point for a local model of any family: :func:`local_backend` picks the back end.
+
+- a folder converted for sentence-transformers (``modules.json``), or any model with no recipe (BERT-style
+  classifiers): :class:`~rerank_core.backends.cross_encoder.CrossEncoderBackend`, so sentence-transformers'
+  own scores are ours;
+- a decoder-LLM or seq2seq reranker whose recipe is named (``recipe=``) or detected from the name:
+  :class:`~rerank_core.backends.recipe_model.RecipeBackend`.
+
+Used by ``rerank rank``; a model named nowhere and without a recipe goes to the cross-encoder, whose loader
+reads its config.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from rerank_core import recipes as _recipes
+from rerank_core.backends.base import Backend
+from rerank_core.recipes import Recipe
+
+__all__ = ["local_backend"]
+
+
+def local_backend(
+    model: str | os.PathLike[str], *, recipe: str | Recipe | None = None, **kwargs: Any
+) -> Backend:
+    """The back end for a local model (a Hugging Face id or a folder); ``kwargs`` go to its constructor."""
+    if recipe is None:
+        folder = Path(model).expanduser()
+        if (folder / "modules.json").is_file():  # a sentence-transformers checkpoint: its own pipeline
+            from rerank_core.backends.cross_encoder import CrossEncoderBackend
+
+            return CrossEncoderBackend(model, **kwargs)
+        name = str(folder.resolve()) if folder.exists() else str(model)
+        if _recipes.detect(name) is None:
+            from rerank_core.backends.cross_encoder import CrossEncoderBackend
+
+            return CrossEncoderBackend(model, **kwargs)
+    from rerank_core.backends.recipe_model import RecipeBackend
+
+    return RecipeBackend(model, recipe=recipe, **kwargs)
