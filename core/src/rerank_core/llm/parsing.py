@@ -32,8 +32,9 @@ __all__ = [
 # where a digit run starts (the look-behinds), and no two unbounded repeats can take the same characters
 # (a 16,000-digit answer took 14-21 s when "\d+" could start inside a run and backtrack through it; a run of
 # blank lines took hours when "^\s*...\s*...\s*" could split it every way).
-_BRACKET_ID = re.compile(r"\[\s*(\d{1,6})\s*\]")
-_BARE_INT = re.compile(r"(?<![\d.])(\d{1,6})(?![\d.])")
+# ASCII digits only: an identifier is written [0-9] (an Ahom or Devanagari digit in prose is not one).
+_BRACKET_ID = re.compile(r"\[\s*(\d{1,6})\s*\]", re.ASCII)
+_BARE_INT = re.compile(r"(?<![\d.])(\d{1,6})(?![\d.])", re.ASCII)
 _NUMBER = r"(\d+(?:\.\d+)?)"
 _FRACTION = re.compile(r"(?<!\d)" + _NUMBER + r"\s*(?:/|out\s+of|of)\s*" + _NUMBER, re.IGNORECASE)
 _KEYED = re.compile(r"(?:score|grade|rating|relevance|relevant)\b[^\d\n]{0,20}?" + _NUMBER, re.IGNORECASE)
