@@ -362,3 +362,13 @@ def test_rank_command_with_a_cross_encoder_and_bad_input(
         monkeypatch, capsys, "a\n", "--model", str(tiny_ce_path), "--query", "q", "--instruction", "x"
     )
     assert code == 2 and "instruction" in err
+
+
+def test_a_custom_recipe_object_is_fingerprinted_by_its_content(qwen3_dir: Path) -> None:
+    import dataclasses
+
+    custom = dataclasses.replace(R.RECIPES["qwen3"], name="my-qwen3", default_instruction="Find proofs")
+    backend = RecipeBackend(qwen3_dir, recipe=custom, dtype="float32")
+    other = RecipeBackend(qwen3_dir, recipe=dataclasses.replace(custom, default_instruction="Other"))
+    assert backend.fingerprint.startswith("recipe:my-qwen3:") and backend.fingerprint != other.fingerprint
+    assert "<Instruct>: Find proofs\n" in backend.tokenizer.decode(backend.render("q", "d"))

@@ -26,9 +26,8 @@ Detection (:func:`detect`): the model's name (a Hugging Face id or folder name) 
 
 from __future__ import annotations
 
-import dataclasses
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -414,24 +413,3 @@ def template_length(recipe: Recipe, tokenizer: Any, instruction: str | None) -> 
     """Tokens the template and instruction take around an empty query and document (what the core's
     windows leave room for)."""
     return len(render(recipe, tokenizer, "", "", instruction, 1 << 30).ids)
-
-
-def replace(recipe: Recipe, **changes: Any) -> Recipe:
-    """A copy of ``recipe`` with ``changes`` (a new name is advised: the name is in the fingerprint)."""
-    return dataclasses.replace(recipe, **changes)
-
-
-def recipe_table(recipes: Sequence[Recipe] | None = None) -> list[dict[str, str]]:
-    """One row per recipe (family, formula, detection, source): the docs' table is built from this."""
-    rows = []
-    for r in recipes or list(RECIPES.values()):
-        rows.append(
-            {
-                "recipe": r.name,
-                "family": r.family,
-                "score": r.score,
-                "names": ", ".join(r.names),
-                "source": r.source,
-            }
-        )
-    return rows

@@ -23,6 +23,7 @@ by sentence-transformers itself: :func:`rerank_core.backends.local_backend` send
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import os
 import threading
@@ -170,7 +171,8 @@ class RecipeBackend(PairwiseBackend):
         # and after loading.
         recipe = self._recipe_arg if isinstance(self._recipe_arg, str) else None
         if isinstance(self._recipe_arg, Recipe):
-            recipe = f"{self._recipe_arg.name}:{hash(self._recipe_arg) & 0xFFFFFFFF:08x}"
+            digest = hashlib.sha256(repr(self._recipe_arg).encode("utf-8")).hexdigest()[:12]
+            recipe = f"{self._recipe_arg.name}:{digest}"  # a custom recipe: its whole content
         elif recipe is None:
             recipe = self._recipe.name if self._recipe is not None and self._recipe_arg is None else "auto"
         return (
