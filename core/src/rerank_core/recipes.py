@@ -26,6 +26,7 @@ Detection (:func:`detect`): the model's name (a Hugging Face id or folder name) 
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -92,6 +93,28 @@ _QWEN3_SYSTEM = (
     "Judge whether the Document meets the requirements based on the Query and the Instruct provided. "
     'Note that the answer can only be "yes" or "no".'
 )
+
+# https://github.com/castorini/pygaggle (pygaggle/rerank/transformer.py MonoT5): "Query: {q} Document:
+# {d} Relevant:", softmax over [false, true] at the first decoder step.
+_MONOT5 = Recipe(
+    name="monot5",
+    family="monoT5 (castorini/monot5-*)",
+    kind="seq2seq",
+    parts=("Query: {query} Document: {document} Relevant:",),
+    score="p_true",
+    true_token="true",
+    false_token="false",
+    takes_instruction=False,
+    published_ids={"true": 1176, "false": 6136},
+    published_vocab_size=32100,
+    add_eos=True,
+    padding_side="right",
+    max_length=512,
+    names=(r"monot5", r"mt5.*msmarco"),
+    source="https://github.com/castorini/pygaggle/blob/master/pygaggle/rerank/transformer.py",
+    servers="local only",
+)
+
 
 RECIPES: dict[str, Recipe] = {
     r.name: r
@@ -190,46 +213,14 @@ RECIPES: dict[str, Recipe] = {
             source="https://huggingface.co/ContextualAI/ctxl-rerank-v2-instruct-multilingual-1b",
             servers="vLLM (the card's logits processor)",
         ),
-        # https://github.com/castorini/pygaggle (pygaggle/rerank/transformer.py MonoT5): "Query: {q} Document:
-        # {d} Relevant:", softmax over [false, true] at the first decoder step.
-        Recipe(
-            name="monot5",
-            family="monoT5 (castorini/monot5-*)",
-            kind="seq2seq",
-            parts=("Query: {query} Document: {document} Relevant:",),
-            score="p_true",
-            true_token="true",
-            false_token="false",
-            takes_instruction=False,
-            published_ids={"true": 1176, "false": 6136},
-            published_vocab_size=32100,
-            add_eos=True,
-            padding_side="right",
-            max_length=512,
-            names=(r"monot5", r"mt5.*msmarco"),
-            source="https://github.com/castorini/pygaggle/blob/master/pygaggle/rerank/transformer.py",
-            servers="local only",
-        ),
-        # https://huggingface.co/unicamp-dl/InRanker-base: monoT5's input and P(true).
-        (
-            Recipe(
-                name="inranker",
-                family="InRanker (unicamp-dl/InRanker-*)",
-                kind="seq2seq",
-                parts=("Query: {query} Document: {document} Relevant:",),
-                score="p_true",
-                true_token="true",
-                false_token="false",
-                takes_instruction=False,
-                published_ids={"true": 1176, "false": 6136},
-                published_vocab_size=32100,
-                add_eos=True,
-                padding_side="right",
-                max_length=512,
-                names=(r"inranker",),
-                source="https://huggingface.co/unicamp-dl/InRanker-base",
-                servers="local only",
-            )
+        _MONOT5,
+        # https://huggingface.co/unicamp-dl/InRanker-base: monoT5's input, tokens and P(true).
+        dataclasses.replace(
+            _MONOT5,
+            name="inranker",
+            family="InRanker (unicamp-dl/InRanker-*)",
+            names=(r"inranker",),
+            source="https://huggingface.co/unicamp-dl/InRanker-base",
         ),
         # RankT5 (Zhuang et al., SIGIR 2023; the T5X input pipeline): "Query: {q} Document: {d}", the raw
         # logit of <extra_id_10> at the first decoder step.
