@@ -152,6 +152,30 @@ def monot5_reference(folder: Path, pairs: list[tuple[str, str]]) -> list[float]:
     return out
 
 
+def zerank_reference(folder: Path, pairs: list[tuple[str, str]]) -> list[float]:
+    """The zerank card's modeling_zeranker.py: the stripped query as the system turn, the stripped document
+    as the user turn, apply_chat_template with the generation prompt, right padding, the "Yes" logit at the
+    last real position (the raw logit, as the card returns it since May 2026)."""
+    tokenizer = tf.AutoTokenizer.from_pretrained(str(folder), padding_side="right")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = tf.AutoModelForCausalLM.from_pretrained(str(folder)).eval()
+    yes = tokenizer.encode("Yes", add_special_tokens=False)[0]
+    texts = [
+        tokenizer.apply_chat_template(
+            [{"role": "system", "content": q.strip()}, {"role": "user", "content": d.strip()}],
+            tokenize=False,
+            add_generation_prompt=True,
+        )
+        for q, d in pairs
+    ]
+    batch = tokenizer(texts, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        logits = model(**batch, use_cache=False).logits
+    last = batch["attention_mask"].sum(dim=1) - 1
+    return logits[torch.arange(len(pairs)), last][:, yes].tolist()
+
+
 # -- equivalence -----------------------------------------------------------------------------------------
 
 
@@ -192,6 +216,17 @@ def test_a_long_document_never_loses_the_suffix_or_the_query(qwen3_dir: Path) ->
     # Through the Reranker, the core windows the document with room for the template: every window fits
     response = Reranker(backend).rerank("the query words", ["long document " * 500, "short"])
     assert len(response.results) == 2 and all(r.window is not None or r.index == 1 for r in response.results)
+
+
+def test_zerank_equals_the_card_code(tmp_path: Path, smol_tokenizer: Path) -> None:
+    folder = _causal(tmp_path, "tiny-zerank-2", smol_tokenizer)
+    backend = RecipeBackend(folder, dtype="float32")
+    assert backend.recipe.name == "zerank" and backend.score_kind == "logit"
+    pairs = [*PAIRS, ("  padded query \n", "\t a document with spaces around  ")]
+    assert backend.score_pairs(pairs) == pytest.approx(zerank_reference(folder, pairs), abs=1e-5)
+    # an instruction is a line before the query in the system turn
+    text = backend.tokenizer.decode(backend.render("q", "d", instruction="Prefer reviews"))
+    assert text.startswith("<|im_start|>system\nPrefer reviews\nq<|im_end|>\n<|im_start|>user\nd<|im_end|>")
 
 
 def test_monot5_equals_pygaggle_and_refuses_an_instruction(t5_dir: Path) -> None:
@@ -256,6 +291,8 @@ def test_detection_and_unknown_recipes() -> None:
     assert R.detect("BAAI/bge-reranker-v2-gemma").name == "bge-gemma"
     assert R.detect("mixedbread-ai/mxbai-rerank-large-v2").name == "mxbai-v2"
     assert R.detect("ContextualAI/ctxl-rerank-v2-instruct-multilingual-2b").name == "contextual-v2"
+    assert R.detect("zeroentropy/zerank-2").name == "zerank"
+    assert R.detect("zeroentropy/zerank-1-small").name == "zerank"
     assert R.detect("castorini/monot5-base-msmarco").name == "monot5"
     assert R.detect("unicamp-dl/InRanker-base").name == "inranker"
     assert R.detect("Soyoung97/RankT5-base").name == "rankt5"

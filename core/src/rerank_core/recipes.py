@@ -61,6 +61,7 @@ class Recipe:
     published_vocab_size: int | None = None
     add_bos: bool = False
     add_eos: bool = False
+    strip_text: bool = False  # the query and the document are stripped of surrounding whitespace first
     padding_side: Literal["left", "right"] = "left"
     max_length: int = 512
     names: tuple[str, ...] = ()  # lower-case patterns of model names (regular expressions, searched)
@@ -213,6 +214,33 @@ RECIPES: dict[str, Recipe] = {
             source="https://huggingface.co/ContextualAI/ctxl-rerank-v2-instruct-multilingual-1b",
             servers="vLLM (the card's logits processor)",
         ),
+        # https://huggingface.co/zeroentropy/zerank-2 (card) and the card's earlier modeling_zeranker.py
+        # (format_pointwise_datapoints, predict): the stripped query as the system turn, the stripped document
+        # as the user turn, the chat template's generation prompt (no think block), the raw logit of "Yes"
+        # at the last position. The card returns that logit since May 2026 (sentence-transformers'
+        # LogitScore); its earlier 0-1 score is sigmoid(logit / 5). The card shows no instruction; the
+        # ZeroEntropy API documents instructions as text the query carries, so a given one is written as a
+        # line before the query.
+        Recipe(
+            name="zerank",
+            family="zerank-2 / zerank-1 / zerank-1-small (ZeroEntropy)",
+            kind="causal",
+            parts=(
+                "<|im_start|>system\n{instruction}{query}<|im_end|>\n<|im_start|>user\n{document}<|im_end|>\n"
+                "<|im_start|>assistant\n",
+            ),
+            score="logit_true",
+            true_token="Yes",
+            instruction_format="{instruction}\n",
+            published_ids={"Yes": 9454},
+            published_vocab_size=151669,
+            strip_text=True,
+            max_length=32768,
+            names=(r"zerank",),
+            source="https://huggingface.co/zeroentropy/zerank-2",
+            servers="sentence-transformers >= 6 (CrossEncoder with LogitScore, the card's own path); the "
+            "ZeroEntropy API",
+        ),
         _MONOT5,
         # https://huggingface.co/unicamp-dl/InRanker-base: monoT5's input, tokens and P(true).
         dataclasses.replace(
@@ -349,6 +377,8 @@ def render(
     (``InvalidInputError`` naming ``query``: the core's long-query policy cuts queries before this)."""
     # Placeholders are filled in one pass per part, the document last, so a query that contains the text
     # "{document}" is never expanded.
+    if recipe.strip_text:
+        query, document = query.strip(), document.strip()
     values = {"instruction": recipe.instruction_text(instruction), "query": query}
     ids: list[int] = []
     if recipe.add_bos:
