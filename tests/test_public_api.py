@@ -61,6 +61,7 @@ PUBLIC_API = {
         "TextTokenizer",
     ],
     "langchain_rerank": [
+        "BAND_KEY",
         "DEFAULT_FIRST_STAGE_SCORE_KEY",
         "FIRST_STAGE_SCORE_KEY",
         "FUSION_SOURCES_KEY",
@@ -105,6 +106,7 @@ PUBLIC_API = {
         "check_nodes",
     ],
     "llamaindex_rerank": [
+        "BAND_KEY",
         "FIRST_STAGE_SCORE_KEY",
         "FUSION_SOURCES_KEY",
         "FusionRetriever",

@@ -13,12 +13,14 @@ the Reranker, which knows the back end.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from rerank_core._validation import check_instruction, check_score_threshold, check_top_n
+from rerank_core._validation import check_instruction, check_score_threshold, check_top_n, finite_float
 from rerank_core.cache import ScoreCache
+from rerank_core.calibration import DEFAULT_BANDS, Bands, Calibration, load_calibration
 from rerank_core.chunking import LongTextPolicy
 from rerank_core.coalescing import Coalescing
 from rerank_core.errors import ConfigurationError
@@ -68,6 +70,18 @@ class RerankerOptions:
             back end that takes no instruction refuses one (``ConfigurationError`` naming it). Part of
             the cache key and of the response's ``backend`` fingerprint. Per call too:
             ``rerank(..., instruction=...)``.
+        calibration: a fitted :class:`~rerank_core.calibration.Calibration`, the path of one saved as JSON
+            (a file, or a folder holding ``calibration.json``), or ``"model"``: the ``calibration.json`` in
+            the back end's model folder. The relevance score becomes P(relevant) (replacing
+            ``normalization``, which must stay ``"none"``); it is applied to each candidate's raw score
+            (after windows are aggregated), before the fusion and the profile. See docs/calibration.md.
+        bands: names for ranges of the calibrated score on each result (``result.band``): ``True``
+            (default: :data:`~rerank_core.calibration.DEFAULT_BANDS`, the seed's three, given only when the
+            score is a probability: a calibration, a probability back end, or ``normalization="sigmoid"``),
+            a :class:`~rerank_core.calibration.Bands` or a mapping of its fields, or ``False``/``None``.
+        no_answer_floor: a probability in (0, 1): when even the best candidate's calibrated score is below
+            it, the response has no results and says why in ``RerankResponse.no_answer`` (so an
+            application can answer "I don't know"). Needs a probability score, as ``bands`` does.
     """
 
     top_n: int | None = None
@@ -82,6 +96,9 @@ class RerankerOptions:
     coalesce: Coalescing | bool | None = None
     judge: JudgeStage | None = None
     instruction: str | None = None
+    calibration: Calibration | str | os.PathLike[str] | None = None
+    bands: Bands | Mapping[str, Any] | bool | None = True
+    no_answer_floor: float | None = None
 
     def __post_init__(self) -> None:
         def put(name: str, value: Any) -> None:
@@ -108,6 +125,20 @@ class RerankerOptions:
         put("coalesce", Coalescing.parse(self.coalesce))
         put("judge", check_judge(self.judge))
         check_instruction(self.instruction, "instruction", ConfigurationError)
+        put("calibration", _calibration(self.calibration))
+        if self.calibration is not None and self.normalization != "none":
+            raise ConfigurationError(
+                "calibration",
+                f"a calibration replaces the normalization: leave normalization at 'none' (got "
+                f"{self.normalization!r})",
+            )
+        put("bands", _bands(self.bands))
+        floor = finite_float(self.no_answer_floor)
+        if self.no_answer_floor is not None and (floor is None or not 0 < floor < 1):
+            raise ConfigurationError(
+                "no_answer_floor", f"must be a probability in (0, 1), got {self.no_answer_floor!r}"
+            )
+        put("no_answer_floor", floor)
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
@@ -176,3 +207,35 @@ def _cache(cache: object) -> ScoreCache | None:
     if isinstance(cache, int):
         return ScoreCache(cache)
     raise ConfigurationError("cache", f"must be a bool, a size or a ScoreCache, got {type(cache).__name__}")
+
+
+def _calibration(calibration: object) -> Calibration | str | None:
+    """A Calibration, ``"model"`` (resolved by the Reranker, which knows the back end) or ``None``."""
+    if calibration is None or isinstance(calibration, Calibration) or calibration == "model":
+        return calibration  # type: ignore[return-value]
+    if isinstance(calibration, str | os.PathLike) and str(calibration).strip():
+        return load_calibration(calibration)
+    raise ConfigurationError(
+        "calibration",
+        f"must be a Calibration, the path of a saved one, or 'model', got {type(calibration).__name__}",
+    )
+
+
+def _bands(bands: object) -> Bands | None:
+    if bands is True:
+        return DEFAULT_BANDS
+    if bands is False or bands is None:
+        return None
+    if isinstance(bands, Bands):
+        return bands
+    if isinstance(bands, Mapping):
+        unknown = set(bands) - {"edges", "names"}
+        if unknown:
+            raise ConfigurationError(
+                "bands", f"unknown key(s) {sorted(unknown)}; a mapping takes edges and names"
+            )
+        return Bands(**bands)
+    raise ConfigurationError(
+        "bands",
+        f"must be True, False, None, a Bands or a mapping of edges and names, got {type(bands).__name__}",
+    )

@@ -19,10 +19,11 @@ from typing import Any
 
 from rerank_core import _pipeline
 from rerank_core._pipeline import UNSET as _UNSET
+from rerank_core._pipeline.ranking import check_scoring
 from rerank_core.backends.base import Backend
+from rerank_core.calibration import CALIBRATION_FILE, Calibration, load_calibration
 from rerank_core.coalescing import Coalescer
 from rerank_core.errors import ConfigurationError
-from rerank_core.normalization import check_normalization
 from rerank_core.options import LONG_TEXT_FIELDS, RerankerOptions
 from rerank_core.types import Candidate, RerankResponse
 
@@ -60,7 +61,7 @@ class Reranker:
             )
         self.backend = backend
         self.options = RerankerOptions.build(options, **values)
-        check_normalization(self.options.normalization, self.options.temperature, backend.peek_score_kind())
+        check_scoring(self.options, backend.peek_score_kind())
         coalesce = self.options.coalesce
         self.coalescer: Coalescer | None = (
             None
@@ -82,6 +83,8 @@ class Reranker:
         # reranker.top_n = 3 replaces that option, checked like the constructor's.
         if name in RerankerOptions.names():
             name, value = "options", self.options.replace(**{name: value})
+        if name == "options" and value.calibration == "model":  # constructor too
+            value = value.replace(calibration=_stored_calibration(self.backend))
         if name == "options" and value.instruction is not None and self.backend.instruction_support is None:
             self.backend.check_instruction(value.instruction)  # refused now, not at the first call
         if name == "options" and value.cache is not None and not self.backend.cacheable:  # constructor too
@@ -203,3 +206,15 @@ def _signature() -> inspect.Signature:
 
 
 Reranker.__init__.__signature__ = _signature()  # type: ignore[attr-defined]
+
+
+def _stored_calibration(backend: Backend) -> Calibration:
+    """The calibration saved in the back end's model folder (``Reranker(calibration="model")``)."""
+    folder = backend.model_folder
+    if folder is None:
+        raise ConfigurationError(
+            "calibration",
+            f"'model' reads {CALIBRATION_FILE} in the back end's local model folder, and "
+            f"{type(backend).__name__} has none here: pass the path of a saved calibration instead",
+        )
+    return load_calibration(folder)

@@ -84,6 +84,9 @@ class RerankResult:
     - ``profile_effects``: the profile rules that fired for this candidate, in rule order.
     - ``judge_score``: with a judge stage (``Reranker(judge=JudgeStage(...))``), the judge's raw score for
       a candidate it re-ordered; ``None`` for the others. ``relevance_score`` stays the pre-judge score.
+    - ``band``: the name of the relevance band ``rerank_score`` falls in (``Reranker(bands=...)``), when
+      that score is a probability (a fitted calibration, a probability back end, the sigmoid); ``None``
+      otherwise.
     """
 
     index: int
@@ -100,6 +103,7 @@ class RerankResult:
     pre_profile_score: float | None = None
     profile_effects: tuple[RuleEffect, ...] = ()
     judge_score: float | None = None
+    band: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +116,9 @@ class RerankResponse:
     every result then has ``reranked=False``. ``profile`` and ``judge`` name the scoring profile and the
     judge stage, when the reranker has them. ``query_truncated``: the query was too long for the model's
     pair budget and was cut to fit (``LongTextPolicy.long_query``; the end is kept by default); ``query``
-    is still the whole query and ``usage["query_truncated"]`` is 1.
+    is still the whole query and ``usage["query_truncated"]`` is 1. ``calibration`` names the fitted
+    calibration that produced the scores (``None``: none). ``no_answer`` is set (why, with the best score
+    and the floor) when ``no_answer_floor`` dropped every candidate: ``results`` is then empty.
     """
 
     query: str
@@ -127,6 +133,8 @@ class RerankResponse:
     profile: str | None = None
     judge: str | None = None
     query_truncated: bool = False
+    calibration: str | None = None
+    no_answer: str | None = None
 
     def __iter__(self) -> Iterator[RerankResult]:
         return iter(self.results)

@@ -1,6 +1,14 @@
-"""Stage 3, rank: windows -> one raw score per candidate -> normalize -> fuse -> profile -> threshold.
+"""Stage 3, rank: windows -> one raw score per candidate -> calibrate (or normalize) -> fuse -> profile
+-> threshold / no answer.
 
 Pure arithmetic over one job's scores (no model, no I/O), the same for sync and async calls.
+
+Calibration sits right after the windows are aggregated: it is fitted on the back end's raw scores of whole
+candidates, so it reads exactly those, and everything after it (fusion, profile, thresholds, bands, the
+no-answer floor, the judge stage) sees P(relevant). The bands and the no-answer floor read the calibrated
+score itself, not the fused or profiled one: those re-order candidates, but only the calibrated score is a
+probability. The no-answer floor is decided before the judge stage, so an unanswerable query costs no judge
+call.
 """
 
 from __future__ import annotations
@@ -12,13 +20,15 @@ import numpy as np
 
 from rerank_core._pipeline.jobs import Job
 from rerank_core.chunking import aggregate_scores
+from rerank_core.errors import ConfigurationError
 from rerank_core.fusion import fuse_scores
 from rerank_core.normalization import check_normalization, normalize_scores
+from rerank_core.types import ScoreKind
 
 if TYPE_CHECKING:
     from rerank_core.reranker import Reranker
 
-__all__ = ["Ranked", "rank"]
+__all__ = ["Ranked", "check_scoring", "gives_probabilities", "rank"]
 
 
 @dataclass
@@ -35,6 +45,38 @@ class Ranked:
     order: list[int]
     judge_scores: dict[int, float] | None = None
     judge_usage: dict[str, int] | None = None
+    no_answer: str | None = None
+
+
+def gives_probabilities(options: Any, score_kind: ScoreKind | None) -> bool:
+    """Whether the calibrated score is a probability: a fitted calibration, a probability back end with no
+    normalization, or the sigmoid."""
+    return (
+        options.calibration is not None
+        or options.normalization == "sigmoid"
+        or (score_kind == "probability" and options.normalization == "none")
+    )
+
+
+def check_scoring(options: Any, score_kind: ScoreKind | None) -> None:
+    """The checks of the scoring options that need the back end's ``score_kind`` (``None``: not known
+    yet, checked again at the first call)."""
+    check_normalization(options.normalization, options.temperature, score_kind)
+    if score_kind is None:
+        return
+    calibration = options.calibration
+    if calibration is not None and calibration.score_kind != score_kind:
+        raise ConfigurationError(
+            "calibration",
+            f"was fitted on {calibration.score_kind} scores, and this back end gives {score_kind} scores: "
+            "fit one on this back end",
+        )
+    if options.no_answer_floor is not None and not gives_probabilities(options, score_kind):
+        raise ConfigurationError(
+            "no_answer_floor",
+            f"needs scores that are probabilities; this back end gives {score_kind} scores: fit a "
+            "calibration (docs/calibration.md) or use normalization='sigmoid'",
+        )
 
 
 def rank(reranker: Reranker, job: Job) -> Ranked | None:
@@ -44,14 +86,17 @@ def rank(reranker: Reranker, job: Job) -> Ranked | None:
         return None
     assert job.segments is not None and job.segment_scores is not None
     options = reranker.options
-    check_normalization(options.normalization, options.temperature, reranker.backend.score_kind)
+    check_scoring(options, reranker.backend.score_kind)
     raw, windows, truncated = aggregate_scores(
         job.segments,
         job.segment_scores,
         n,
         options.long_text.aggregate,  # type: ignore[union-attr]
     )
-    calibrated = normalize_scores(raw, options.normalization, temperature=options.temperature)
+    if options.calibration is not None:
+        calibrated = options.calibration.apply(raw)  # type: ignore[union-attr]
+    else:
+        calibrated = normalize_scores(raw, options.normalization, temperature=options.temperature)
     relevance = calibrated
     if options.fusion is not None:
         first = job.first_stage
@@ -63,7 +108,18 @@ def rank(reranker: Reranker, job: Job) -> Ranked | None:
         pre_profile = relevance
         relevance = options.profile.combine(relevance, job.profile_effects)  # type: ignore[union-attr]
     keep = np.arange(n)
+    no_answer = None
+    floor = options.no_answer_floor
+    if floor is not None and float(calibrated.max()) < floor:
+        no_answer = (
+            f"no candidate reaches the no-answer floor: the best calibrated score is "
+            f"{float(calibrated.max()):.4f}, below {floor:g}"
+        )
+        keep = keep[:0]
     if job.score_threshold is not None:
         keep = keep[relevance[keep] >= job.score_threshold]
     keep = keep[np.argsort(-relevance[keep], kind="stable")]  # stable: equal scores keep input order
-    return Ranked(job, raw, windows, truncated, calibrated, relevance, pre_profile, [int(i) for i in keep])
+    order = [int(i) for i in keep]
+    return Ranked(
+        job, raw, windows, truncated, calibrated, relevance, pre_profile, order, no_answer=no_answer
+    )

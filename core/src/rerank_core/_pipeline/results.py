@@ -8,7 +8,7 @@ import warnings
 from typing import TYPE_CHECKING, Any
 
 from rerank_core._pipeline.jobs import Job
-from rerank_core._pipeline.ranking import Ranked
+from rerank_core._pipeline.ranking import Ranked, gives_probabilities
 from rerank_core.backends.base import instructed_fingerprint
 from rerank_core.errors import BackendError, FailOpenWarning
 from rerank_core.judge import merge_usage
@@ -40,6 +40,7 @@ def _response(
         len(job.candidates),
         usage,
         None if options.fusion is None else options.fusion.describe(),  # type: ignore[union-attr]
+        calibration=None if options.calibration is None else options.calibration.describe(),  # type: ignore[union-attr]
         **extra,
     )
 
@@ -57,6 +58,7 @@ def respond(reranker: Reranker, job: Job, r: Ranked | None) -> RerankResponse:
     keep = r.order if job.top_n is None else r.order[: job.top_n]
     effects = job.profile_effects
     judged = r.judge_scores or {}
+    bands = options.bands if gives_probabilities(options, reranker.backend.score_kind) else None
     results = tuple(
         RerankResult(
             index=int(i),
@@ -72,6 +74,7 @@ def respond(reranker: Reranker, job: Job, r: Ranked | None) -> RerankResponse:
             pre_profile_score=None if r.pre_profile is None else float(r.pre_profile[i]),
             profile_effects=() if effects is None else effects[i],
             judge_score=judged.get(int(i)),
+            band=None if bands is None else bands.band(float(r.calibrated[i])),  # type: ignore[union-attr]
         )
         for i in keep
     )
@@ -95,6 +98,7 @@ def respond(reranker: Reranker, job: Job, r: Ranked | None) -> RerankResponse:
         usage,
         kind=reranker.backend.score_kind,
         query_truncated=job.query_truncated,
+        no_answer=r.no_answer,
         **names,
     )
 

@@ -144,6 +144,12 @@ class Backend(ABC):
         """``score_kind`` if it is known without loading anything, else ``None``."""
         return None
 
+    @property
+    def model_folder(self) -> str | None:
+        """The local folder of this back end's model (where ``Reranker(calibration="model")`` reads
+        ``calibration.json``), or ``None`` (a hub id not yet downloaded, a remote API)."""
+        return None
+
     def pair_limit(self, *, instruction: str | None = None) -> PairLimit | None:
         """The token budget of one pair, or ``None`` if the back end handles length itself. (The
         Reranker passes ``instruction=`` only when one is set, to a back end that takes one: this default

@@ -26,6 +26,7 @@ from typing import Any
 
 from rerank_core.backends.base import Backend
 from rerank_core.cache import ScoreCache
+from rerank_core.calibration import Bands, Calibration
 from rerank_core.chunking import LongTextPolicy
 from rerank_core.coalescing import Coalescing
 from rerank_core.errors import ConfigurationError
@@ -97,6 +98,10 @@ def _option(name: str, value: Any) -> Any:
         return value.maxsize
     if isinstance(value, LongTextPolicy | Fusion | Coalescing):
         return dataclasses.asdict(value)
+    if isinstance(value, Bands):
+        return {"edges": list(value.edges), "names": list(value.names)}
+    if isinstance(value, Calibration):
+        return value.to_dict()
     if isinstance(value, ScoringProfile):
         data = value.to_dict()
         if ScoringProfile.from_dict(data).to_dict() != data:
@@ -133,7 +138,12 @@ def reranker_config(reranker: Reranker) -> dict[str, Any] | None:
 
 
 _DEFAULTS = RerankerOptions()
-_DECODE = {"long_text": LongTextPolicy, "fusion": Fusion, "coalesce": Coalescing}
+_DECODE: dict[str, Any] = {
+    "long_text": lambda data: LongTextPolicy(**data),
+    "fusion": lambda data: Fusion(**data),
+    "coalesce": lambda data: Coalescing(**data),
+    "calibration": Calibration.from_dict,
+}
 
 
 def reranker_from_config(config: object, argument: str = "reranker") -> Reranker:
@@ -167,5 +177,5 @@ def reranker_from_config(config: object, argument: str = "reranker") -> Reranker
     options = dict(config.get("options") or {})
     for key, decode in _DECODE.items():
         if isinstance(options.get(key), Mapping):
-            options[key] = decode(**options[key])
+            options[key] = decode(options[key])
     return Reranker(backend, RerankerOptions(**options))

@@ -22,6 +22,7 @@ from rerank_core.profiles import json_value
 from rerank_core.types import RerankResult
 
 __all__ = [
+    "BAND_KEY",
     "FIRST_STAGE_SCORE_KEY",
     "FUSION_SOURCES_KEY",
     "JUDGE_SCORE_KEY",
@@ -64,6 +65,10 @@ a profile (an empty list when no rule fired)."""
 JUDGE_SCORE_KEY = "judge_score"
 """The judge's raw score, added to the objects a judge stage (``Reranker(judge=JudgeStage(...))``)
 re-ordered."""
+BAND_KEY = "rerank_band"
+"""The relevance band of the reranker's calibrated score (``Reranker(bands=...)``; the seed's three by
+default), added when that score is a probability (a fitted calibration, a probability back end, the
+sigmoid)."""
 
 METADATA_KEYS = (
     RELEVANCE_SCORE_KEY,
@@ -76,6 +81,7 @@ METADATA_KEYS = (
     PRE_PROFILE_SCORE_KEY,
     PROFILE_EFFECTS_KEY,
     JUDGE_SCORE_KEY,
+    BAND_KEY,
 )
 """Every key a rerank pass may write (``FUSION_SOURCES_KEY`` is the fusion retrievers')."""
 
@@ -117,6 +123,8 @@ def result_metadata(result: RerankResult, *, fused: bool = False) -> dict[str, A
         ]
     if result.judge_score is not None:
         added[JUDGE_SCORE_KEY] = result.judge_score
+    if result.band is not None:
+        added[BAND_KEY] = result.band
     return added
 
 

@@ -244,6 +244,8 @@ class RerankCompressor(AdapterConstructors, BaseDocumentCompressor):
             "score_kind": response.score_kind,
             "fusion": response.fusion,
             "profile": response.profile,
+            "calibration": response.calibration,
+            "no_answer": response.no_answer,
             "first_stage": _first_stage_source(first_stage, fused, len(docs), self.first_stage_score_key),
             "seconds": time.perf_counter() - started,
             "usage": dict(response.usage),

@@ -250,7 +250,10 @@ class RerankPostprocessor(AdapterConstructors, BaseNodePostprocessor):
         """Map the results back to new nodes, end the callback event and emit ``ReRankEndEvent``."""
         fused = response.fusion is not None
         out = [self._node(items[r.index], r, fused) for r in response.results]
-        event.on_end(payload={EventPayload.NODES: out})
+        payload: dict[str, Any] = {EventPayload.NODES: out}
+        if response.no_answer is not None:  # no_answer_floor dropped every node: say why
+            payload["no_answer"] = response.no_answer
+        event.on_end(payload=payload)
         dispatcher.event(ReRankEndEvent(nodes=out))
         return out
 

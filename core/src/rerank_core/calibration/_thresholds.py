@@ -15,7 +15,7 @@ import numpy as np
 
 from rerank_core.errors import InvalidInputError
 
-__all__ = ["ThresholdFit", "fit_threshold", "threshold_curve"]
+__all__ = ["ThresholdFit", "check_labels", "fit_threshold", "threshold_curve"]
 
 
 class ThresholdFit(float):
@@ -37,7 +37,7 @@ class ThresholdFit(float):
         )
 
 
-def _validate(scores: Sequence[float], labels: Sequence[int | bool]) -> tuple[np.ndarray, np.ndarray]:
+def check_labels(scores: Sequence[float], labels: Sequence[int | bool]) -> tuple[np.ndarray, np.ndarray]:
     s = np.asarray(scores, dtype=np.float64)
     if s.ndim != 1 or s.size == 0:
         raise InvalidInputError("scores", "must be a non-empty 1-D sequence of numbers")
@@ -56,7 +56,7 @@ def _validate(scores: Sequence[float], labels: Sequence[int | bool]) -> tuple[np
 
 def threshold_curve(scores: Sequence[float], labels: Sequence[int | bool]) -> dict[str, np.ndarray]:
     """Precision, recall and F1 at every distinct score used as a threshold (descending)."""
-    s, y = _validate(scores, labels)
+    s, y = check_labels(scores, labels)
     order = np.argsort(-s, kind="stable")
     s_sorted, y_sorted = s[order], y[order]
     tp = np.cumsum(y_sorted)
