@@ -11,6 +11,12 @@ Every runner answers the same questions: ``load()`` (once, under a lock), ``runt
 ``score_kind()``, ``device``, ``tokenizer()`` and ``max_length()`` (for windowing), ``lengths(pairs)`` (token
 counts, to sort pairs into batches) and ``predict(pairs)`` (the final scores of one batch), with the
 errors of a forward pass (``scoring_errors``) and how to name the model in them (``what``).
+
+Prompts: ``lengths`` and ``predict`` take ``prompt=`` (a sentence-transformers prompt, the back end's
+instruction), put into the input as ``CrossEncoder.predict(pairs, prompt=...)`` does: the torch runner hands
+it to the model's own ``preprocess`` (text pairs: prepended to the query, the pair's first text, with no
+separator; chat-template models: a system message); the exported runners prepend it to the query before
+tokenizing (their models are plain text-pair classifiers). Without a prompt both are called exactly as before.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ __all__ = [
     "TorchRunner",
     "abandonable",
     "abandoned",
+    "prompted",
 ]
 
 _LOCAL = {"extra": "local", "feature": "The local cross-encoder back end"}
@@ -83,6 +90,14 @@ class RunnerOptions:
     calibration_pairs: Sequence[tuple[str, str]] | None
     tokenizer_lock: threading.Lock  # shared with the back end's windowing tokenizer
     fingerprint: Callable[[], str]  # the back end's, for errors
+
+
+def prompted(pairs: Sequence[tuple[str, str]], prompt: str | None) -> list[tuple[str, str]]:
+    """``pairs`` with ``prompt`` prepended to each query, as sentence-transformers puts a prompt into a text
+    pair (``prompt + query``, no separator); the pairs unchanged without one (``None`` or ``""``)."""
+    if not prompt:
+        return list(pairs)
+    return [(prompt + q, t) for q, t in pairs]
 
 
 def resolve_device(device: str | None) -> str:
@@ -197,16 +212,16 @@ class Runner(ABC):
         """Tokens per pair (loads)."""
 
     @abstractmethod
-    def lengths(self, pairs: Sequence[tuple[str, str]]) -> list[int]:
-        """Token count of each pair, truncated to the limit (loaded runner)."""
+    def lengths(self, pairs: Sequence[tuple[str, str]], prompt: str | None = None) -> list[int]:
+        """Token count of each pair (with ``prompt`` in it), truncated to the limit (loaded runner)."""
 
     def inference(self) -> contextlib.AbstractContextManager[Any]:
         """The context a run of batches needs."""
         return contextlib.nullcontext()
 
     @abstractmethod
-    def predict(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
-        """The scores of one batch (loaded runner)."""
+    def predict(self, pairs: Sequence[tuple[str, str]], prompt: str | None = None) -> list[float]:
+        """The scores of one batch (loaded runner), with ``prompt`` put into each pair's input."""
 
 
 class TorchRunner(Runner):
@@ -306,22 +321,30 @@ class TorchRunner(Runner):
         model = self.torch_model()
         return int(model.max_seq_length or getattr(model.tokenizer, "model_max_length", None) or 512)
 
-    def lengths(self, pairs: Sequence[tuple[str, str]]) -> list[int]:
+    def lengths(self, pairs: Sequence[tuple[str, str]], prompt: str | None = None) -> list[int]:
         model = self._model
         with self.o.tokenizer_lock:
             ids = model.tokenizer(
-                list(pairs), truncation=True, max_length=model.max_seq_length, padding=False, verbose=False
+                prompted(pairs, prompt),
+                truncation=True,
+                max_length=model.max_seq_length,
+                padding=False,
+                verbose=False,
             )["input_ids"]
         return [len(i) for i in ids]
 
     def inference(self) -> contextlib.AbstractContextManager[Any]:
         return require("torch", **_LOCAL).inference_mode()
 
-    def predict(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
+    def predict(self, pairs: Sequence[tuple[str, str]], prompt: str | None = None) -> list[float]:
         torch = require("torch", **_LOCAL)
         model = self._model
         with self.o.tokenizer_lock:
-            features = model.preprocess(list(pairs))
+            # The model's own preprocess puts the prompt where CrossEncoder.predict(prompt=...) does.
+            if prompt:
+                features = model.preprocess(list(pairs), prompt=prompt)
+            else:
+                features = model.preprocess(list(pairs))
         features = self._st_util.batch_to_device(features, model.device)
         scores = model(features)["scores"]
         if torch.is_floating_point(scores) and torch.finfo(scores.dtype).bits < 32:
@@ -462,7 +485,8 @@ class _ExportedRunner(Runner):
                 backend=self.o.fingerprint(),
             ) from exc
 
-    def lengths(self, pairs: Sequence[tuple[str, str]]) -> list[int]:
+    def lengths(self, pairs: Sequence[tuple[str, str]], prompt: str | None = None) -> list[int]:
+        pairs = prompted(pairs, prompt)
         with self.o.tokenizer_lock:
             ids = self._tokenizer(
                 [q for q, _ in pairs],
@@ -474,8 +498,9 @@ class _ExportedRunner(Runner):
             )["input_ids"]
         return [len(i) for i in ids]
 
-    def predict(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
+    def predict(self, pairs: Sequence[tuple[str, str]], prompt: str | None = None) -> list[float]:
         assert self._session is not None
+        pairs = prompted(pairs, prompt)
         with self.o.tokenizer_lock:
             features = self._tokenizer(
                 [q for q, _ in pairs],

@@ -27,16 +27,31 @@ with ``intra_op_num_threads=num_threads`` and ``inter_op_num_threads=1``, OpenVI
 ``INFERENCE_NUM_THREADS=num_threads``. Concurrent requests thus queue for the cores instead of
 oversubscribing them. An async call whose caller stops waiting (a timeout, a cancellation) stops at its
 next batch, so it keeps the model from the next caller for one batch at most.
+
+Instructions (sentence-transformers prompts): a model saved with prompts (``prompts`` in its
+``config_sentence_transformers.json``, as ``CrossEncoder(..., prompts=...).save_pretrained`` writes them), or
+given ``prompts=`` here, takes ``Reranker(backend, instruction=...)``: the instruction is the prompt text, and
+the scores are exactly ``CrossEncoder.predict(pairs, prompt=instruction)``'s (a text pair gets
+``instruction + query`` as its first text, no separator added), on every runtime (torch through the model's
+own ``preprocess``; onnx/openvino prepend it to the query before tokenizing). Without an instruction the
+model's ``default_prompt_name`` applies, as in ``CrossEncoder.predict``; a model without one is run exactly
+as before. A model without prompts refuses an instruction (``ConfigurationError`` naming ``instruction``):
+it was not trained to read one. Whether a model has prompts is read from that small JSON file (or the
+caller's ``CrossEncoder``), never by loading the weights.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rerank_core._optional import require
 from rerank_core.backends._export import QUANTIZATIONS
 from rerank_core.backends._local import HFTokenizer, ModelSlots, batches, positive_int_or_none
 from rerank_core.backends._runners import RUNNERS, RunnerOptions, abandoned
@@ -51,6 +66,61 @@ __all__ = ["CrossEncoderBackend"]
 
 _ACTIVATIONS = ("auto", "sigmoid", "identity")
 _DTYPES = ("auto", "float32", "float16", "bfloat16")
+_PROMPT_SUPPORT = "a sentence-transformers prompt (prepended to the query)"
+_PROMPT_MARGIN = 2
+"""Tokens left spare beside the prompt in ``pair_limit``: the prompt tokenized alone may take a token less
+than glued to the query (a merge at the seam); truncation covers the rest."""
+
+
+@dataclass(frozen=True)
+class _Prompts:
+    """The model's sentence-transformers prompts (name -> text) and the name of its default one."""
+
+    prompts: Mapping[str, str]
+    default_prompt_name: str | None
+
+    @property
+    def takes_instruction(self) -> bool:
+        return any(self.prompts.values())
+
+    @property
+    def default(self) -> str | None:
+        """The prompt ``CrossEncoder.predict`` applies when given none (``None``: no default)."""
+        if self.default_prompt_name is None:
+            return None
+        return self.prompts.get(self.default_prompt_name) or None
+
+
+def _saved_prompts(source: str, load_kwargs: Mapping[str, Any]) -> _Prompts:
+    """The prompts sentence-transformers would load with ``CrossEncoder(source)``, read from the small
+    ``config_sentence_transformers.json`` only (no weights): a saved sentence-transformers model
+    (``modules.json``) whose config says ``"model_type": "CrossEncoder"``; none otherwise (its loader ignores
+    the prompts of other model types and of plain Hugging Face checkpoints)."""
+    util = require(
+        "sentence_transformers.util",
+        package="sentence-transformers",
+        extra="local",
+        feature="The local cross-encoder back end",
+    )
+    where = {k: load_kwargs.get(k) for k in ("token", "cache_folder", "revision")}
+    where["local_files_only"] = bool(load_kwargs.get("local_files_only"))
+    if util.load_file_path(source, "modules.json", **where) is None:
+        return _Prompts({}, None)
+    path = util.load_file_path(source, "config_sentence_transformers.json", **where)
+    if path is None:
+        return _Prompts({}, None)
+    try:
+        config = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigurationError("model", f"could not read {path}: {exc}") from exc
+    if not isinstance(config, dict) or config.get("model_type", "SentenceTransformer") != "CrossEncoder":
+        return _Prompts({}, None)
+    prompts = config.get("prompts") or {}
+    default = config.get("default_prompt_name")
+    return _Prompts(
+        {str(k): "" if v is None else str(v) for k, v in dict(prompts).items()},
+        None if default is None else str(default),
+    )
 
 
 class CrossEncoderBackend(PairwiseBackend):
@@ -81,6 +151,17 @@ class CrossEncoderBackend(PairwiseBackend):
         batch_tokens: cut length-sorted batches at this many padded tokens (``batch_size`` stays the cap).
         calibration_pairs: (query, text) pairs for OpenVINO static int8; default a small built-in set.
         num_threads: threads for one model call (default: the cores this process may use).
+        prompts: sentence-transformers prompts (name -> text) over the model's saved ones, as
+            ``CrossEncoder(prompts=...)`` takes them. A model with at least one non-empty prompt takes an
+            instruction (``instruction_support`` is set); one without refuses it.
+        default_prompt_name: the prompt applied when no instruction is given, over the model's saved
+            ``default_prompt_name`` (``CrossEncoder(default_prompt_name=...)``).
+
+    An instruction (``Reranker(backend, instruction=...)``) is a sentence-transformers prompt: the scores are
+    ``CrossEncoder.predict(pairs, prompt=instruction)``'s, on every runtime. Without one, the model's default
+    prompt (``default_prompt_name``) applies as in ``CrossEncoder.predict``; ``backend.prompts`` lists the
+    saved ones (pass ``instruction=backend.prompts["name"]`` to use one by name). A model saved without
+    prompts takes no instruction (``ConfigurationError`` naming ``instruction``).
     """
 
     def __init__(
@@ -107,6 +188,8 @@ class CrossEncoderBackend(PairwiseBackend):
         batch_tokens: int | None = None,
         calibration_pairs: Sequence[tuple[str, str]] | None = None,
         num_threads: int | None = None,
+        prompts: Mapping[str, str] | None = None,
+        default_prompt_name: str | None = None,
     ) -> None:
         super().__init__()
         if isinstance(model, str | os.PathLike):
@@ -149,6 +232,22 @@ class CrossEncoderBackend(PairwiseBackend):
         )
         if calibration is not None and not calibration:
             raise ConfigurationError("calibration_pairs", "must hold at least one (query, text) pair")
+        if prompts is not None and (
+            not isinstance(prompts, Mapping)
+            or not all(isinstance(k, str) and isinstance(v, str) for k, v in prompts.items())
+        ):
+            raise ConfigurationError("prompts", "must map prompt names to prompt texts (str -> str)")
+        if default_prompt_name is not None and not isinstance(default_prompt_name, str):
+            raise ConfigurationError(
+                "default_prompt_name",
+                f"must be a prompt name or None, got {type(default_prompt_name).__name__}",
+            )
+        self._prompts_arg = dict(prompts) if prompts is not None else None
+        self._default_prompt_name_arg = default_prompt_name
+        self._prompt_config: _Prompts | None = None
+        self._prompt_lock = threading.Lock()
+        self._source = model
+        self._given = given
         self._max_length = max_length
         self.batch_size = batch_size
         self._activation_arg = activation
@@ -156,6 +255,12 @@ class CrossEncoderBackend(PairwiseBackend):
         self.max_concurrency = max_concurrency
         self._model_slots = ModelSlots(max_concurrency)
         self._tokenizer_lock = threading.Lock()
+        self._load_kwargs = {
+            "revision": revision,
+            "cache_folder": cache_folder,
+            "local_files_only": local_files_only,
+            "token": token,
+        }
         self._runner = runner_cls(
             RunnerOptions(
                 source=model,
@@ -220,13 +325,21 @@ class CrossEncoderBackend(PairwiseBackend):
     def fingerprint(self) -> str:
         # The activation as given ("auto": the model's saved one, fixed by the model and revision), never
         # what loading resolved it to: the fingerprint is the same before and after the model loads.
+        # Likewise the model's saved prompts and default prompt (fixed by the model and revision); only
+        # prompts given here are added (a hash of them): a back end built without them keeps its fingerprint.
         runtime = self.runtime
-        return (
+        fingerprint = (
             f"cross-encoder:{self._name}|revision={self._revision}|"
             f"max_length={self._max_length}|activation={self._activation_arg}|"
             f"dtype={runtime.split('-', 1)[1]}|"
             f"runtime={runtime}"
         )
+        if self._prompts_arg is not None:
+            given = json.dumps(self._prompts_arg, sort_keys=True, ensure_ascii=False)
+            fingerprint += f"|prompts=sha256:{hashlib.sha256(given.encode('utf-8')).hexdigest()[:16]}"
+        if self._default_prompt_name_arg is not None:
+            fingerprint += f"|default_prompt_name={self._default_prompt_name_arg}"
+        return fingerprint
 
     def peek_score_kind(self) -> ScoreKind | None:
         if self._activation_arg == "sigmoid":
@@ -248,24 +361,107 @@ class CrossEncoderBackend(PairwiseBackend):
     def device(self) -> str:
         return self._runner.device
 
-    def pair_limit(self) -> PairLimit:
+    def pair_limit(self, *, instruction: str | None = None) -> PairLimit:
+        """The pair's token budget; the prompt (``instruction``, else the model's default prompt) is counted
+        with the model's special tokens, so the query and the text share what it leaves."""
         tokenizer = self._runner.tokenizer()
+        max_length = self._runner.max_length()
+        special = int(tokenizer.num_special_tokens_to_add(pair=True))
+        prompt = self._prompt(instruction)
+        if prompt:
+            with self._tokenizer_lock:
+                prompt_tokens = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+            special = min(special + prompt_tokens + _PROMPT_MARGIN, max_length - 1)
         return PairLimit(
-            max_length=self._runner.max_length(),
-            special_tokens=int(tokenizer.num_special_tokens_to_add(pair=True)),
+            max_length=max_length,
+            special_tokens=special,
             tokenizer=HFTokenizer(tokenizer, self._tokenizer_lock),
         )
 
+    # -- prompts (instructions) ----------------------------------------------------------------------
+
+    def _prompts(self) -> _Prompts:
+        """The model's prompts (saved, then ``prompts=`` over them), read once from its small JSON config (or
+        the caller's ``CrossEncoder``), never from the weights."""
+        config = self._prompt_config
+        if config is not None:
+            return config
+        with self._prompt_lock:
+            if self._prompt_config is None:
+                if self._given is not None:
+                    saved = _Prompts(
+                        {
+                            str(k): "" if v is None else str(v)
+                            for k, v in dict(getattr(self._given, "prompts", None) or {}).items()
+                        },
+                        getattr(self._given, "default_prompt_name", None),
+                    )
+                else:
+                    saved = _saved_prompts(str(self._source), self._load_kwargs)
+                prompts = {**saved.prompts, **(self._prompts_arg or {})}
+                default = self._default_prompt_name_arg or saved.default_prompt_name
+                if default is not None and default not in prompts:
+                    raise ConfigurationError(
+                        "default_prompt_name",
+                        f"{default!r} is not one of the model's prompts ({sorted(prompts)})",
+                    )
+                self._prompt_config = _Prompts(prompts, default)
+            return self._prompt_config
+
+    @property
+    def prompts(self) -> dict[str, str]:
+        """The model's sentence-transformers prompts (name -> text; reads its small JSON config)."""
+        return dict(self._prompts().prompts)
+
+    @property
+    def default_prompt_name(self) -> str | None:
+        """The prompt applied when no instruction is given (``None``: none)."""
+        return self._prompts().default_prompt_name
+
+    @property
+    def instruction_support(self) -> str | None:  # type: ignore[override]
+        """``"a sentence-transformers prompt ..."`` for a model with prompts, ``None`` for one without (or
+        whose config cannot be read now: :meth:`check_instruction` then gives the reason)."""
+        try:
+            takes = self._prompts().takes_instruction
+        except Exception:  # an unreadable config: check_instruction raises the reason
+            return None
+        return _PROMPT_SUPPORT if takes else None
+
+    def check_instruction(self, instruction: str | None) -> None:
+        if instruction is None:
+            return
+        if not self._prompts().takes_instruction:
+            raise ConfigurationError(
+                "instruction",
+                f"this cross-encoder ({self._name}) takes no instruction: it was saved without "
+                'sentence-transformers prompts (no "prompts" in config_sentence_transformers.json), so it '
+                "was not trained to read one; leave instruction unset (or pass prompts= to "
+                "CrossEncoderBackend if the model does read a prompt)",
+            )
+
+    def _prompt(self, instruction: str | None) -> str | None:
+        """The prompt put into each pair: the instruction, else the model's default prompt, else none."""
+        if instruction is not None:
+            self.check_instruction(instruction)
+            return instruction
+        return self._prompts().default
+
     # -- scoring -----------------------------------------------------------------------------------
 
-    def score_pairs(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
-        """Scores of (query, text) pairs: sorted by token length into batches, input order restored."""
+    def score_pairs(self, pairs: Sequence[tuple[str, str]], *, instruction: str | None = None) -> list[float]:
+        """Scores of (query, text) pairs: sorted by token length into batches, input order restored.
+        ``instruction``: the sentence-transformers prompt (``None``: the model's default prompt, if any)."""
+        if instruction is not None:
+            self.check_instruction(instruction)  # before any model work
         if not pairs:
             return []
         pairs = [(q, t) for q, t in pairs]
         runner = self._runner
         runner.load()
-        planned = batches(runner.lengths(pairs), self.batch_size, self._batch_tokens)
+        prompt = self._prompt(instruction)
+        told = {"prompt": prompt} if prompt else {}  # no prompt: the runner is called as it always was
+        planned = batches(runner.lengths(pairs, **told), self.batch_size, self._batch_tokens)
         out = [0.0] * len(pairs)
         with self._model_slots:  # one model call at a time (max_concurrency), whichever path called
             try:
@@ -275,7 +471,8 @@ class CrossEncoderBackend(PairwiseBackend):
                             raise NonRetryableBackendError(
                                 "scoring abandoned: the caller stopped waiting", backend=self.fingerprint
                             )
-                        for i, v in zip(idx, runner.predict([pairs[i] for i in idx]), strict=True):
+                        scores = runner.predict([pairs[i] for i in idx], **told)
+                        for i, v in zip(idx, scores, strict=True):
                             out[i] = v
             except runner.scoring_errors as exc:  # out of memory, device errors: retrying will not help
                 raise NonRetryableBackendError(
