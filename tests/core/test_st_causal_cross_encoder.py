@@ -256,13 +256,6 @@ def test_truncation_keeps_the_template_suffix_and_equals_the_recipes_cut(case: t
     assert backend.score_pairs(pairs) == pytest.approx(recipe.score_pairs(pairs), abs=1e-4)
 
 
-@pytest.mark.xfail(
-    reason="pair_limit() counts num_special_tokens_to_add(pair=True), 0 here, not the chat template around "
-    "the pair: windows as long as max_length are cut at their end by sentence-transformers (fix held back: "
-    "cross_encoder.py/_runners.py carry another helper's uncommitted work)",
-    raises=AssertionError,
-    strict=True,
-)
 def test_a_long_document_is_windowed_with_room_for_the_template(
     case: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -285,13 +278,6 @@ def test_a_long_document_is_windowed_with_room_for_the_template(
     assert max(len(_rendered(backend.model, q, t)) for q, t in seen) <= 128
 
 
-@pytest.mark.xfail(
-    reason="runtime='onnx' exports the causal LM as a text-pair classifier and reads logits[..., 0] at the "
-    "first position: silently wrong scores (refusal held back: _runners.py carries another helper's "
-    "uncommitted work)",
-    raises=pytest.fail.Exception,
-    strict=True,
-)
 def test_an_exported_runtime_refuses_a_causal_reranker(zerank_st: Path, tmp_path: Path) -> None:
     pytest.importorskip("onnxruntime")
     from rerank_core.errors import ConfigurationError

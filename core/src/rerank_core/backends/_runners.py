@@ -211,6 +211,12 @@ class Runner(ABC):
     def max_length(self) -> int:
         """Tokens per pair (loads)."""
 
+    def template_tokens(self, prompt: str | None = None) -> int | None:
+        """For a model that renders a pair through its chat template (sentence-transformers' ``message``
+        modality: causal-LM rerankers with ``LogitScore``), the tokens that template (with ``prompt``) takes
+        around an empty pair; ``None`` for a model that reads the plain text pair (loads)."""
+        return None
+
     @abstractmethod
     def lengths(self, pairs: Sequence[tuple[str, str]], prompt: str | None = None) -> list[int]:
         """Token count of each pair (with ``prompt`` in it), truncated to the limit (loaded runner)."""
@@ -332,6 +338,14 @@ class TorchRunner(Runner):
                 verbose=False,
             )["input_ids"]
         return [len(i) for i in ids]
+
+    def template_tokens(self, prompt: str | None = None) -> int | None:
+        model = self.torch_model()
+        if "message" not in (getattr(model[0], "modality_config", None) or {}):
+            return None
+        with self.o.tokenizer_lock:
+            features = model.preprocess([("", "")], prompt=prompt) if prompt else model.preprocess([("", "")])
+        return int(features["input_ids"].shape[-1])
 
     def inference(self) -> contextlib.AbstractContextManager[Any]:
         return require("torch", **_LOCAL).inference_mode()
@@ -455,6 +469,21 @@ class _ExportedRunner(Runner):
             if self._given is not None
             else load_cross_encoder(self.o, device="cpu", dtype="float32", eager=True)
         )
+        first = ce[0] if len(ce) else None
+        task = getattr(first, "transformer_task", "sequence-classification")
+        if (
+            len(ce) != 1
+            or task != "sequence-classification"
+            or "message" in (getattr(first, "modality_config", None) or {})
+        ):
+            # A causal-LM reranker (Transformer(text-generation) -> LogitScore) or a chat-template model: the
+            # export reads logits of a plain text pair, which would be silently wrong scores.
+            raise ConfigurationError(
+                "runtime",
+                f"runtime={self.kind!r} exports cross-encoders that classify a plain text pair; this "
+                f"model is {task} with {len(ce)} module(s) (a chat template or a LogitScore head): use "
+                "runtime='torch'",
+            )
         torch_model = _export.hf_model(ce)
         if self._given is not None:  # the caller's model: export a float32 copy, never change theirs
             torch_model = copy.deepcopy(torch_model)

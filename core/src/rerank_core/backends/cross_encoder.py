@@ -67,6 +67,9 @@ __all__ = ["CrossEncoderBackend"]
 _ACTIVATIONS = ("auto", "sigmoid", "identity")
 _DTYPES = ("auto", "float32", "float16", "bfloat16")
 _PROMPT_SUPPORT = "a sentence-transformers prompt (prepended to the query)"
+_TEMPLATE_MARGIN = 2
+"""Tokens left spare beside a chat template in ``pair_limit``: a query and a text rendered inside the template
+may take a token more than counted apart (merges at the seams); truncation covers the rest."""
 _PROMPT_MARGIN = 2
 """Tokens left spare beside the prompt in ``pair_limit``: the prompt tokenized alone may take a token less
 than glued to the query (a merge at the seam); truncation covers the rest."""
@@ -368,7 +371,10 @@ class CrossEncoderBackend(PairwiseBackend):
         max_length = self._runner.max_length()
         special = int(tokenizer.num_special_tokens_to_add(pair=True))
         prompt = self._prompt(instruction)
-        if prompt:
+        template = self._runner.template_tokens(prompt)
+        if template is not None:  # a chat-template model: the rendered template (and prompt) around the pair
+            special = min(max(special, template + _TEMPLATE_MARGIN), max_length - 1)
+        elif prompt:
             with self._tokenizer_lock:
                 prompt_tokens = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
             special = min(special + prompt_tokens + _PROMPT_MARGIN, max_length - 1)
