@@ -213,6 +213,7 @@ def test_eval_with_reranker_writes_both_stages(
         "fusion": None,
         "runtime": "torch",
         "quantization": None,
+        "calibration": None,
     }
     data = json.loads(out_json.read_text())
     assert data["model"] == "some/model"

@@ -344,6 +344,11 @@ class CrossEncoderBackend(PairwiseBackend):
             fingerprint += f"|default_prompt_name={self._default_prompt_name_arg}"
         return fingerprint
 
+    @property
+    def model_folder(self) -> str | None:
+        """The model's local folder (``None`` for a hub id or a caller's loaded model)."""
+        return self._name if os.path.isdir(self._name) else None
+
     def peek_score_kind(self) -> ScoreKind | None:
         if self._activation_arg == "sigmoid":
             return "probability"

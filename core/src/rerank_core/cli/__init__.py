@@ -2,6 +2,7 @@
 
 ```
 rerank eval DATA_DIR --model PATH_OR_ID|none [...]     # rerank_core.cli.eval
+rerank calibrate DATA_DIR --model PATH --split dev     # rerank_core.cli.calibrate
 rerank finetune [DATA_DIR ...] --base-model ... [...]  # rerank_core.cli.finetune
 rerank pick DATA_DIR --model PATH [...]                # rerank_core.cli.pick
 rerank rank --model PATH_OR_ID --query TEXT < lines    # rerank_core.cli.rank
@@ -23,6 +24,7 @@ import sys
 from collections.abc import Sequence
 
 from rerank_core.cli import bench as _bench
+from rerank_core.cli import calibrate as _calibrate
 from rerank_core.cli import eval as _eval
 from rerank_core.cli import finetune as _finetune
 from rerank_core.cli import pick as _pick
@@ -40,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``rerank`` parser with every subcommand."""
     parser = Parser(prog="rerank", description="rerank-core command line tools.")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
-    for module in (_eval, _finetune, _pick, _rank, _bench):
+    for module in (_eval, _calibrate, _finetune, _pick, _rank, _bench):
         module.add_parser(subparsers)
     parser.set_defaults(subcommands=subparsers.choices)
     return parser

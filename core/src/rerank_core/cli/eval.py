@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from rerank_core.cli._common import EXIT_OK, UsageError, check_output_file, one_line, positive_int
-from rerank_core.errors import MissingDependencyError, RerankError
+from rerank_core.errors import ConfigurationError, MissingDependencyError, RerankError
 
 __all__ = ["add_parser", "load_dense_model", "run"]
 
@@ -121,6 +121,12 @@ def add_parser(subparsers: Any) -> None:
         metavar="DIR",
         help="keep the dense corpus embeddings in DIR (keyed on model weights and corpus) and reuse them",
     )
+    p.add_argument(
+        "--calibration",
+        help="apply a fitted calibration to the reranker's scores: a calibration.json (or its folder), or "
+        "'model' for the one stored in the model's folder by 'rerank calibrate'; the JSON then reports ECE "
+        "and Brier of the calibrated scores",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed for python, numpy and torch (default: 0)")
     p.add_argument(
         "--queries-per-call", type=positive_int, default=8, help="queries per rerank_many call (default: 8)"
@@ -181,6 +187,8 @@ def run(args: argparse.Namespace) -> int:
     loading.seed_everything(args.seed, torch_too=use_model)
     if args.fusion is not None and not use_model:
         raise UsageError("--fusion needs a --model")
+    if args.calibration is not None and not use_model:
+        raise UsageError("--calibration needs a --model")
     tune_split = _tune_split(args.fusion, args.split)
     if args.tune_queries is not None:
         if tune_split is None:
@@ -217,9 +225,14 @@ def run(args: argparse.Namespace) -> int:
                 fusion=fusion,
                 runtime=args.runtime,
                 quantization=None if args.quantization == "none" else args.quantization,
+                calibration=args.calibration,
             )
         except MissingDependencyError:
             raise
+        except ConfigurationError as exc:
+            if exc.argument != "calibration":
+                raise UsageError(f"--model {args.model}: could not load it ({one_line(exc)})") from exc
+            raise UsageError(f"--{one_line(exc)}") from exc
         except (RerankError, OSError, ValueError, RuntimeError, AssertionError) as exc:
             # AssertionError/RuntimeError: torch refusing a --device it cannot use.
             raise UsageError(f"--model {args.model}: could not load it ({one_line(exc)})") from exc

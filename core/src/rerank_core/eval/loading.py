@@ -46,8 +46,10 @@ def load_cross_encoder_reranker(
     fusion: Any = None,
     runtime: str = "torch",
     quantization: str | None = None,
+    calibration: Any = None,
 ) -> Any:
-    """A :class:`rerank_core.Reranker` (keeping every candidate) over the local cross-encoder ``model``,
+    """A :class:`rerank_core.Reranker` (keeping every candidate) over the local cross-encoder ``model``
+    (with ``fusion`` and ``calibration``, a Calibration, a path or ``"model"``, when given),
     loaded now: the back end loads lazily and onnx/openvino export once, so a bad ``model``, ``device`` or
     runtime fails here rather than after a first stage."""
     from rerank_core import Reranker
@@ -63,7 +65,7 @@ def load_cross_encoder_reranker(
         quantization=quantization,
     )
     backend.load()
-    return Reranker(backend, fusion=fusion)
+    return Reranker(backend, fusion=fusion, calibration=calibration)
 
 
 def load_bi_encoder(model: str, *, device: str | None = None, dtype: str = "float32") -> Any:

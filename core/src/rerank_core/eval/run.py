@@ -32,6 +32,7 @@ from rerank_core._validation import check_positive_int
 from rerank_core.errors import ConfigurationError
 from rerank_core.eval.beir import BeirDataset, corpus_texts
 from rerank_core.eval.bm25 import BM25Retriever
+from rerank_core.eval.calibration import calibration_summary
 from rerank_core.eval.hybrid import describe_hybrid_fusion, fuse_first_stages, hybrid_fusion_config
 from rerank_core.eval.metrics import evaluate
 from rerank_core.fusion import RetrieverFusionConfig
@@ -95,6 +96,8 @@ class EvalReport:
     source_runs: dict[str, dict[str, list[str]]] | None = field(default=None, repr=False)
     first_stage_scores: dict[str, list[float]] = field(default_factory=dict, repr=False)
     rerank_scores: dict[str, list[float]] | None = field(default=None, repr=False)
+    calibrated_scores: dict[str, list[float]] | None = field(default=None, repr=False)
+    calibration: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """``first_stage``, ``reranked`` (``None`` without a model), ``queries``, ``seconds``, context.
@@ -120,6 +123,7 @@ class EvalReport:
             "corpus_size": self.corpus_size,
             "first_stage_config": dict(self.first_stage_config),
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
+            "calibration": None if self.calibration is None else dict(self.calibration),
         }
 
 
@@ -177,6 +181,7 @@ def rerank_run(
     progress: bool = True,
     first_stage_scores: Mapping[str, Sequence[float]] | None = None,
     raw_scores: dict[str, list[float]] | None = None,
+    calibrated_scores: dict[str, list[float]] | None = None,
 ) -> tuple[dict[str, list[str]], dict[str, list[str]] | None]:
     """Rerank each query's candidate doc ids; returns the new order (best first) per query id.
 
@@ -184,7 +189,9 @@ def rerank_run(
     without candidates is not sent and keeps an empty ranking. With ``first_stage_scores`` (for a
     reranker with a fusion) they are passed on; the first returned run is then the fused order, and the
     second the order by the reranker's own raw score. Without, the second is ``None``. A ``raw_scores``
-    dict is filled with each query's raw reranker scores in candidate (first-stage) order.
+    dict is filled with each query's raw reranker scores in candidate (first-stage) order, and a
+    ``calibrated_scores`` dict with its calibrated scores (``rerank_score``: after a calibration or
+    normalization, before any fusion), in the same order.
     """
     from tqdm.auto import tqdm
 
@@ -226,6 +233,12 @@ def rerank_run(
                     for result in response.results:
                         by_position[result.index] = float(result.raw_score)
                     raw_scores[qid] = by_position
+                if calibrated_scores is not None:
+                    calibrated = [float("nan")] * len(ids)
+                    for result in response.results:
+                        score = result.rerank_score  # None from a reranker that only ranks
+                        calibrated[result.index] = float(result.relevance_score if score is None else score)
+                    calibrated_scores[qid] = calibrated
                 if raw_out is not None:
                     by_raw = sorted(response.results, key=lambda r: (-r.raw_score, r.index))
                     raw_out[qid] = [ids[r.index] for r in by_raw]
@@ -339,6 +352,7 @@ def run_eval(
 
     all_first_scores = {qid: [float(score) for _, score in h] for qid, h in hits.items()}
     rerank_scores: dict[str, list[float]] | None = None
+    calibrated_scores = None
     reranked_run: dict[str, list[str]] | None = None
     reranked_metrics: dict[str, float] | None = None
     fusion = getattr(reranker, "fusion", None)
@@ -347,6 +361,7 @@ def run_eval(
         t = time.perf_counter()
         first_scores = all_first_scores if fusion else None
         rerank_scores = {}
+        calibrated_scores: dict[str, list[float]] | None = {}
         reranked_run, raw_run = rerank_run(
             reranker,
             queries,
@@ -356,6 +371,7 @@ def run_eval(
             progress=progress,
             first_stage_scores=first_scores,
             raw_scores=rerank_scores,
+            calibrated_scores=calibrated_scores,
         )
         if raw_run is not None:  # the reranker fused: its own order is the raw one
             fused_run, reranked_run = reranked_run, raw_run
@@ -384,6 +400,10 @@ def run_eval(
         source_runs=source_runs,
         first_stage_scores=all_first_scores,
         rerank_scores=rerank_scores,
+        calibrated_scores=calibrated_scores if reranker is not None else None,
+        calibration=None
+        if reranker is None
+        else calibration_summary(reranker, calibrated_scores, first_run, dataset.qrels),
     )
 
 

@@ -1,0 +1,216 @@
+"""``rerank calibrate``: fit a calibration of a cross-encoder's scores on a BEIR split and store it.
+
+```
+rerank calibrate DATA_DIR --model PATH_OR_ID --split dev [--eval-split test] [--methods platt,isotonic]
+                 [--store platt] [--output PATH] [--top-k 100] [--max-queries N] [--json OUT.json]
+```
+
+The first stage (BM25) retrieves the top-k of every query of ``--split``; the model scores them; each method
+is fitted on those labelled pairs (grade >= 1 is relevant) and reported with its ECE and Brier score there
+and, with ``--eval-split``, on that split's pairs (held out: never fit on the split you report), beside the
+uncalibrated scores (the sigmoid of a logit model's scores). The F1-optimal threshold of the calibrated
+scores is fitted on ``--split`` and, with ``--eval-split``, applied there beside the best threshold chosen
+on that split itself. The ``--store`` method's calibration is written to ``--output`` (default: the model's
+folder, as ``calibration.json``, where ``Reranker(calibration="model")`` and ``rerank eval --calibration
+model`` find it). Argument handling only: the work is :mod:`rerank_core.eval.calibration`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from rerank_core.cli._common import EXIT_OK, UsageError, check_output_file, one_line, positive_int
+from rerank_core.errors import MissingDependencyError, RerankError
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(subparsers: Any) -> None:
+    """Add ``calibrate`` to the ``rerank`` subcommands."""
+    p = subparsers.add_parser(
+        "calibrate",
+        help="fit a calibration (Platt, temperature, isotonic) of a cross-encoder on a BEIR split",
+        description=(
+            "Fit P(relevant) calibrations of a cross-encoder's scores on the BM25 top-k of a BEIR split's "
+            "queries, report ECE/Brier (and F1 thresholds) there and on a held-out split, and store one "
+            "beside the model."
+        ),
+    )
+    p.add_argument("data_dir", type=Path, help="a BEIR-layout folder (corpus.jsonl, queries, qrels/)")
+    p.add_argument("--model", required=True, help="cross-encoder path or Hugging Face id")
+    p.add_argument("--split", required=True, help="the qrels split to fit on (train or dev; not test)")
+    p.add_argument("--eval-split", help="a held-out split to measure the fits on (e.g. test)")
+    p.add_argument(
+        "--methods",
+        default="platt,temperature,isotonic",
+        help="comma-separated methods to fit and report (default: platt,temperature,isotonic)",
+    )
+    p.add_argument(
+        "--store", default="platt", help="the method whose calibration is written (default: platt)"
+    )
+    p.add_argument(
+        "--output",
+        type=Path,
+        help="file or folder to write the calibration to (default: the model folder's calibration.json)",
+    )
+    p.add_argument("--top-k", type=positive_int, default=100, help="BM25 candidates per query (default: 100)")
+    p.add_argument("--max-queries", type=positive_int, help="fit on the first N queries of --split")
+    p.add_argument("--eval-max-queries", type=positive_int, help="measure on the first N of --eval-split")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="pairs per model batch (default: 32)")
+    p.add_argument("--device", help="torch device (default: automatic)")
+    p.add_argument("--json", type=Path, help="also write every figure as JSON here")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.set_defaults(handler=run)
+
+
+def _methods(spec: str, store: str) -> list[str]:
+    from rerank_core.calibration import CALIBRATION_METHODS
+
+    methods = [m.strip() for m in spec.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in CALIBRATION_METHODS]
+    if not methods or unknown:
+        raise UsageError(f"--methods: choose from {', '.join(CALIBRATION_METHODS)}, got {spec!r}")
+    if store not in methods:
+        raise UsageError(f"--store {store!r}: not among --methods ({', '.join(methods)})")
+    return list(dict.fromkeys(methods))
+
+
+def _output(args: argparse.Namespace) -> Path:
+    if args.output is not None:
+        target = args.output.expanduser()
+        if target.is_dir() or target.suffix != ".json":
+            if not target.is_dir():
+                raise UsageError(f"--output {target}: give an existing folder or a .json file")
+            return target / "calibration.json"
+        check_output_file(target, "--output")
+        return target
+    folder = Path(args.model).expanduser()
+    if not folder.is_dir():
+        raise UsageError(
+            f"--model {args.model} is not a local folder: give --output to store the calibration"
+        )
+    return folder / "calibration.json"
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``rerank calibrate`` with parsed ``args``; returns the exit code (a usage error raises)."""
+    import numpy as np
+
+    from rerank_core.eval import loading
+    from rerank_core.eval.beir import load_beir
+    from rerank_core.eval.calibration import fit_on_report, format_fits, labelled_scores, reliability
+    from rerank_core.eval.run import run_eval
+
+    started = time.perf_counter()
+    methods = _methods(args.methods, args.store)
+    if args.eval_split is not None and args.eval_split == args.split:
+        raise UsageError(
+            f"--eval-split {args.eval_split}: that is the split being fitted on; hold out another"
+        )
+    output = _output(args)
+    check_output_file(args.json, "--json")
+    try:
+        fit_data = load_beir(args.data_dir, split=args.split)
+        held_data = None if args.eval_split is None else load_beir(args.data_dir, split=args.eval_split)
+    except RerankError as exc:
+        raise UsageError(str(exc)) from exc
+    loading.seed_everything(0, torch_too=True)
+    try:
+        reranker = loading.load_cross_encoder_reranker(
+            args.model, device=args.device, batch_size=args.batch_size
+        )
+    except MissingDependencyError:
+        raise
+    except (RerankError, OSError, ValueError, RuntimeError, AssertionError) as exc:
+        raise UsageError(f"--model {args.model}: could not load it ({one_line(exc)})") from exc
+    kind = reranker.backend.score_kind
+
+    def pairs(data: Any, max_queries: int | None) -> tuple[Any, np.ndarray, np.ndarray]:
+        report = run_eval(
+            data, reranker=reranker, top_k=args.top_k, max_queries=max_queries, progress=not args.no_progress
+        )
+        scores, labels = labelled_scores(report.rerank_scores or {}, report.first_stage_run, data.qrels)
+        return report, scores, labels
+
+    fit_report, scores, labels = pairs(fit_data, args.max_queries)
+    held = None
+    if held_data is not None:
+        _, held_scores, held_labels = pairs(held_data, args.eval_max_queries)
+        held = (held_scores, held_labels)
+    fitted_on = {
+        "data": fit_data.name,
+        "split": args.split,
+        "queries": fit_report.queries,
+        "first_stage": f"bm25 top-{args.top_k}",
+        "model": args.model,
+        "backend": reranker.backend.fingerprint,
+    }
+    try:
+        fits = fit_on_report(
+            scores, labels, score_kind=kind, methods=methods, held_out=held, fitted_on=fitted_on
+        )
+    except RerankError as exc:
+        raise UsageError(f"cannot fit on {args.split}: {exc}") from exc
+    if args.store not in fits:
+        raise UsageError(
+            f"--store {args.store}: it could not be fitted on these scores; store another method"
+        )
+
+    before: dict[str, Any] = {}
+    if kind in ("logit", "probability"):
+
+        def uncalibrated(x: np.ndarray) -> np.ndarray:
+            return 1 / (1 + np.exp(-x)) if kind == "logit" else x
+
+        before = {
+            "label": "before: sigmoid of the raw score"
+            if kind == "logit"
+            else "before: the model's probability",
+            "fit": reliability(uncalibrated(scores), labels),
+            "held_out": None if held is None else reliability(uncalibrated(held[0]), held[1]),
+        }
+    print(
+        f"{fit_data.name}: fit on {args.split} ({fit_report.queries} queries, {scores.size} pairs, "
+        f"{int(labels.sum())} relevant)"
+        + (
+            ""
+            if held is None
+            else f"; held out {args.eval_split} ({held[0].size} pairs, {int(held[1].sum())} relevant)"
+        )
+    )
+    print(format_fits(fits, before))
+
+    chosen = fits[args.store]
+    calibration = type(chosen.calibration)(
+        chosen.calibration.method,
+        chosen.calibration.score_kind,
+        chosen.calibration.params,
+        chosen.calibration.knots,
+        {**chosen.calibration.fitted_on, "threshold_f1": chosen.threshold},
+    )
+    written = calibration.save(output)
+    print(f"wrote {written} ({calibration.describe()})")
+    if args.json is not None:
+        payload = {
+            "data": fit_data.name,
+            "split": args.split,
+            "eval_split": args.eval_split,
+            "top_k": args.top_k,
+            "model": args.model,
+            "score_kind": kind,
+            "pairs": int(scores.size),
+            "positives": int(labels.sum()),
+            "held_out_pairs": None if held is None else int(held[0].size),
+            "before": before or None,
+            "methods": {name: fit.to_dict() for name, fit in fits.items()},
+            "stored": str(written),
+            "seconds": round(time.perf_counter() - started, 3),
+        }
+        args.json.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {args.json}", file=sys.stderr)
+    return EXIT_OK
