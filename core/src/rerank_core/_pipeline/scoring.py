@@ -138,13 +138,13 @@ def _score_until_abandoned(reranker: Reranker, jobs: list[Job], stop: threading.
 
 def _by_instruction(reranker: Reranker, jobs: list[Job]) -> list[tuple[str | None, list[Job]]]:
     """The jobs grouped by instruction, in first-seen order; each instruction checked by the back end
-    (``ConfigurationError`` naming ``instruction`` when it takes none) before any model work."""
+    (``ConfigurationError`` naming ``instruction`` when it takes none) before any model work, calls
+    without candidates included (they would otherwise answer where every other call refuses)."""
     parts: dict[str | None, list[Job]] = {}
     for job in jobs:
         parts.setdefault(job.instruction, []).append(job)
-    for instruction, part in parts.items():
-        if any(job.candidates for job in part):
-            reranker.backend.check_instruction(instruction)
+    for instruction in parts:
+        reranker.backend.check_instruction(instruction)
     return list(parts.items())
 
 

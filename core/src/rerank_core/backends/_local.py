@@ -5,7 +5,9 @@ halving of a batch that ran out of accelerator memory."""
 from __future__ import annotations
 
 import os
+import sys
 import threading
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -46,9 +48,36 @@ def batches(lengths: Sequence[int], batch_size: int, batch_tokens: int | None) -
     return out
 
 
+_ran_in: int | None = None
+"""The process where a model last ran under a :class:`ModelSlots` (torch's CPU thread pool may have
+started there)."""
+
+
+def _fit_torch_threads_to_fork() -> None:
+    """torch's CPU thread pool (OpenMP) does not survive ``os.fork``: in a child of a process where a model
+    ran on several threads, the child's first multi-threaded op waits forever on threads that do not exist
+    there (gunicorn ``--preload`` workers, multiprocessing's fork start method). Such a child runs torch on
+    one thread, and says so once."""
+    global _ran_in
+    pid = os.getpid()
+    if _ran_in is not None and _ran_in != pid:
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.get_num_threads() > 1:
+            torch.set_num_threads(1)
+            warnings.warn(
+                "a model ran in this process's parent before os.fork, and torch's CPU thread pool does not "
+                "survive a fork: this process runs torch on one thread (load and run models after the fork, "
+                "or use the spawn start method, to keep several)",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+    _ran_in = pid
+
+
 class ModelSlots:
     """``with slots:`` takes one of ``count`` model slots (a semaphore); a forked child starts with all of
-    them free (the parent's holder does not exist there)."""
+    them free (the parent's holder does not exist there), and with torch on one thread if a model ran in
+    its parent (see :func:`_fit_torch_threads_to_fork`)."""
 
     def __init__(self, count: int) -> None:
         self.count = count
@@ -63,6 +92,7 @@ class ModelSlots:
 
     def __enter__(self) -> None:
         self._current().acquire()
+        _fit_torch_threads_to_fork()
 
     def __exit__(self, *exc: object) -> None:
         self._current().release()

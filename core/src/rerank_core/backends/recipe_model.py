@@ -16,6 +16,10 @@ each half retried, down to one input, so no pair is lost.
 Dtypes (``dtype="auto"``): float16 on CUDA, bfloat16 on a CPU with native bf16 (AVX512-BF16 / AMX; oneDNN
 says so), float32 otherwise.
 
+After ``os.fork`` a child starts with free locks (a parent thread may have held one at the fork) and, if a
+model ran in the parent, with torch on one CPU thread (its thread pool does not survive a fork; see
+:mod:`._local`).
+
 Checkpoints converted for sentence-transformers (a ``modules.json`` with a ``LogitScore`` module) are run
 by sentence-transformers itself: :func:`rerank_core.backends.local_backend` sends them to
 :class:`~rerank_core.backends.cross_encoder.CrossEncoderBackend`, so our scores are its scores.
@@ -23,11 +27,12 @@ by sentence-transformers itself: :func:`rerank_core.backends.local_backend` send
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +47,7 @@ from rerank_core.backends._local import (
 )
 from rerank_core.backends._runners import abandoned, resolve_device
 from rerank_core.backends.base import PairLimit, PairwiseBackend
-from rerank_core.errors import ConfigurationError, NonRetryableBackendError
+from rerank_core.errors import ConfigurationError, NonRetryableBackendError, RerankError
 from rerank_core.recipes import Recipe
 from rerank_core.types import ScoreKind
 
@@ -146,6 +151,16 @@ class RecipeBackend(PairwiseBackend):
         }
         self._model_kwargs = dict(model_kwargs or {})
         self._tokenizer_kwargs = dict(tokenizer_kwargs or {})
+        ours = {*self._load_kwargs, "gguf_file"}
+        for argument, given, taken in (
+            ("model_kwargs", self._model_kwargs, ours | {"dtype", "torch_dtype"}),
+            ("tokenizer_kwargs", self._tokenizer_kwargs, ours),
+        ):
+            clash = sorted(taken.intersection(given))
+            if clash:  # from_pretrained would get them twice (a TypeError at the first call)
+                raise ConfigurationError(
+                    argument, f"sets {', '.join(clash)}: pass them as the back end's own arguments"
+                )
         self._model_slots = ModelSlots(self.max_concurrency)
         self._load_lock = threading.Lock()
         self._tokenizer_lock = threading.Lock()
@@ -218,6 +233,13 @@ class RecipeBackend(PairwiseBackend):
             tokenizer=HFTokenizer(self._tokenizer, self._tokenizer_lock),
         )
 
+    def _after_fork(self) -> None:
+        """In a forked child: another thread of the parent may have held a lock at the fork (tokenizing,
+        loading); it does not exist here, so the child starts with free locks."""
+        super()._after_fork()
+        self._load_lock = threading.Lock()
+        self._tokenizer_lock = threading.Lock()
+
     # -- loading -------------------------------------------------------------------------------------
 
     def load(self) -> None:
@@ -226,7 +248,8 @@ class RecipeBackend(PairwiseBackend):
             return
         with self._load_lock:
             if self._model is None:
-                self._load()
+                with _load_errors(self._name):
+                    self._load()
 
     def _load(self) -> None:
         require("transformers", extra="local", feature="The recipe back end")
@@ -235,6 +258,10 @@ class RecipeBackend(PairwiseBackend):
         import torch
         import transformers as tf
 
+        try:
+            torch.device(self.device)
+        except RuntimeError as exc:  # checked before anything is read or downloaded
+            raise ConfigurationError("device", f"{self._device_arg!r} is not a torch device: {exc}") from exc
         config = tf.AutoConfig.from_pretrained(self._source, **self._load_kwargs)
         recipe = self._recipe or _recipes.detect(self._name, config)
         if recipe is None:
@@ -244,6 +271,14 @@ class RecipeBackend(PairwiseBackend):
                 f"({getattr(config, 'architectures', None)}); name one: "
                 f"{', '.join(sorted(_recipes.RECIPES))}",
             )
+        limit = recipe.max_length if self._max_length_arg is None else self._max_length_arg
+        positions = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+        if recipe.kind == "causal" and isinstance(positions, int) and positions > 0:
+            if limit > positions and self._max_length_arg is not None:
+                raise ConfigurationError(
+                    "max_length", f"{limit} is more than {self._name} takes ({positions} positions)"
+                )
+            limit = min(limit, positions)
         tokenizer = tf.AutoTokenizer.from_pretrained(
             self._source, **self._load_kwargs, **self._tokenizer_kwargs
         )
@@ -259,10 +294,6 @@ class RecipeBackend(PairwiseBackend):
         )
         model.to(device)
         model.eval()
-        limit = recipe.max_length if self._max_length_arg is None else self._max_length_arg
-        positions = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
-        if recipe.kind == "causal" and isinstance(positions, int) and positions > 0:
-            limit = min(limit, positions)
         self._keeps_logits = "logits_to_keep" in inspect.signature(model.forward).parameters
         self._recipe, self._tokenizer, self._tokens, self._max_length = recipe, tokenizer, tokens, limit
         self._model = model
@@ -367,6 +398,18 @@ class RecipeBackend(PairwiseBackend):
             else:
                 score = true * recipe.scale
         return [float(v) for v in score.cpu()]
+
+
+@contextlib.contextmanager
+def _load_errors(name: str) -> Iterator[None]:
+    """A model that cannot be loaded (a wrong path or id, a folder without a config, bad load arguments)
+    is a ``ConfigurationError`` naming ``model``: not a scoring failure that ``fail_open`` would hide."""
+    try:
+        yield
+    except RerankError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise ConfigurationError("model", f"could not load {name!r}: {exc}") from exc
 
 
 def _empty_cache() -> None:
