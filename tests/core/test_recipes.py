@@ -4,6 +4,7 @@ for seq2seq ones)."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -344,6 +345,25 @@ def test_fingerprint_is_stable_across_loading(qwen3_dir: Path) -> None:
     before = backend.fingerprint
     backend.load()
     assert backend.fingerprint == before and "recipe:qwen3:" in before
+
+
+def test_a_calibration_stored_in_the_model_folder_applies(qwen3_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from rerank_core.calibration import Calibration
+
+    folder = tmp_path / qwen3_dir.name
+    shutil.copytree(qwen3_dir, folder)
+    backend = RecipeBackend(folder, dtype="float32")
+    assert (
+        backend.model_folder == str(folder) and RecipeBackend("Qwen/Qwen3-Reranker-0.6B").model_folder is None
+    )
+    Calibration("platt", "probability", params=(2.0, -1.0)).save(folder)
+    response = Reranker(backend, calibration="model").rerank(PAIRS[0][0], [PAIRS[0][1]])
+    raw = backend.score_pairs([PAIRS[0]])[0]
+    z = math.log(raw) - math.log1p(-raw)
+    assert response.results[0].relevance_score == pytest.approx(1 / (1 + math.exp(-(2 * z - 1))), abs=1e-9)
+    assert response.results[0].band is not None
 
 
 # -- rerank rank ---------------------------------------------------------------------------------------

@@ -208,6 +208,11 @@ class RecipeBackend(PairwiseBackend):
     def score_kind(self) -> ScoreKind:
         return self.recipe.score_kind  # type: ignore[return-value]
 
+    @property
+    def model_folder(self) -> str | None:
+        """The model's local folder (``None`` for a hub id)."""
+        return self._source if os.path.isdir(self._source) else None
+
     def peek_score_kind(self) -> ScoreKind | None:
         return None if self._recipe is None else self._recipe.score_kind  # type: ignore[return-value]
 
