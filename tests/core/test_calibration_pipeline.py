@@ -122,3 +122,18 @@ def test_calibration_and_bands_survive_the_adapters_config_round_trip() -> None:
     assert rebuilt.no_answer_floor == 0.2
     off = reranker_from_config(reranker_config(Reranker(FakeBackend(SCORES, name="x"), bands=False)))
     assert off.bands is None
+
+
+def test_the_judge_stage_band_reads_probabilities_and_no_answer_skips_the_judge() -> None:
+    from rerank_core import JudgeStage
+
+    judge = FakeBackend({"a": 9.0, "b": 0.0, "c": 0.0, "d": 0.0}, name="judge")
+    platt = Calibration("platt", "logit", params=(1.0, -1.5))  # a .62, b .08, c .27, d .82
+    reranker = Reranker(FakeBackend(SCORES), calibration=platt, judge=JudgeStage(judge, band=(0.4, 0.7)))
+    response = reranker.rerank("q", list(SCORES))
+    assert judge.calls == [[("q", "a")]]  # only the "possibly relevant" band is judged
+    assert response.results[0].band == "highly relevant"
+    floored = Reranker(
+        FakeBackend(SCORES), calibration=platt, judge=JudgeStage(judge, top_k=2), no_answer_floor=0.9
+    ).rerank("q", list(SCORES))
+    assert floored.results == () and floored.no_answer and len(judge.calls) == 1  # no judge call
