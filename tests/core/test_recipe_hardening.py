@@ -23,12 +23,13 @@ import pytest
 torch = pytest.importorskip("torch")
 tf = pytest.importorskip("transformers")
 
+from tiny_models import smol_tokenizer_dir, tiny_causal  # noqa: E402
+
 from rerank_core import LongTextPolicy, Reranker  # noqa: E402
 from rerank_core.backends.cross_encoder import CrossEncoderBackend  # noqa: E402
 from rerank_core.backends.recipe_model import RecipeBackend  # noqa: E402
 from rerank_core.errors import ConfigurationError, InvalidInputError  # noqa: E402
 
-SMOL = Path(__file__).resolve().parents[3] / "shared" / "models" / "SmolLM2-135M-Instruct-Q4_1-GGUF"
 QUERY = "what is a cat?"
 DOCS = [
     "A cat is a small domesticated carnivorous mammal.",
@@ -42,34 +43,13 @@ FORK = multiprocessing.get_context("fork") if hasattr(os, "fork") else None
 
 @pytest.fixture(scope="module")
 def smol_tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if not SMOL.is_dir():
-        pytest.skip(f"needs ../shared/models/{SMOL.name} (the SmolLM2 tokenizer) beside the project")
-    pytest.importorskip("gguf")
-    folder = tmp_path_factory.mktemp("smol-tokenizer")
-    tok = tf.AutoTokenizer.from_pretrained(str(SMOL), gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
-    tok.save_pretrained(folder)
-    return folder
+    return smol_tokenizer_dir(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
 def qwen3_dir(tmp_path_factory: pytest.TempPathFactory, smol_tokenizer: Path) -> Path:
-    """A 2-layer, 32-wide random Qwen3 with the SmolLM2 tokenizer (test_recipes.py's ``_causal``)."""
-    tok = tf.AutoTokenizer.from_pretrained(str(smol_tokenizer))
-    torch.manual_seed(0)
-    config = tf.Qwen3Config(
-        vocab_size=len(tok),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=1024,
-        head_dim=8,
-    )
-    folder = tmp_path_factory.mktemp("q3") / "tiny-Qwen3-Reranker"
-    tf.Qwen3ForCausalLM(config).save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return folder
+    """A 2-layer, 32-wide random Qwen3 with the SmolLM2 tokenizer."""
+    return tiny_causal(tmp_path_factory.mktemp("q3") / "tiny-Qwen3-Reranker", smol_tokenizer)
 
 
 @pytest.fixture(scope="module")

@@ -12,13 +12,14 @@ import pytest
 torch = pytest.importorskip("torch")
 tf = pytest.importorskip("transformers")
 
+from tiny_models import smol_tokenizer_dir, tiny_causal  # noqa: E402
+
 from rerank_core import Reranker  # noqa: E402
 from rerank_core import recipes as R  # noqa: E402
 from rerank_core.backends._local import run_halving  # noqa: E402
 from rerank_core.backends.recipe_model import RecipeBackend  # noqa: E402
 from rerank_core.errors import ConfigurationError  # noqa: E402
 
-SMOL = Path(__file__).resolve().parents[3] / "shared" / "models" / "SmolLM2-135M-Instruct-Q4_1-GGUF"
 PAIRS = [
     ("what is a cat?", "A cat is a small domesticated carnivorous mammal."),
     ("what is a cat?", "Paris is the capital of France. " * 12),
@@ -28,37 +29,11 @@ PAIRS = [
 
 @pytest.fixture(scope="module")
 def smol_tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if not SMOL.is_dir():
-        pytest.skip(f"needs ../shared/models/{SMOL.name} (the SmolLM2 tokenizer) beside the project")
-    pytest.importorskip("gguf")
-    folder = tmp_path_factory.mktemp("smol-tokenizer")
-    tok = tf.AutoTokenizer.from_pretrained(str(SMOL), gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
-    tok.save_pretrained(folder)
-    return folder
+    return smol_tokenizer_dir(tmp_path_factory)
 
 
 def _causal(tmp: Path, name: str, tokenizer_dir: Path, arch: str = "qwen3") -> Path:
-    tok = tf.AutoTokenizer.from_pretrained(str(tokenizer_dir))
-    torch.manual_seed(0)
-    common = dict(
-        vocab_size=len(tok),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=1024,
-    )
-    if arch == "qwen3":
-        model = tf.Qwen3ForCausalLM(tf.Qwen3Config(head_dim=8, **common))
-    elif arch == "qwen2":
-        model = tf.Qwen2ForCausalLM(tf.Qwen2Config(**common))
-    else:
-        model = tf.GemmaForCausalLM(tf.GemmaConfig(head_dim=8, **common))
-    folder = tmp / name
-    model.save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return folder
+    return tiny_causal(tmp / name, tokenizer_dir, arch)
 
 
 @pytest.fixture(scope="module")

@@ -32,6 +32,7 @@ pytest.importorskip("sentence_transformers.cross_encoder.modules")
 
 from sentence_transformers.base.modules import Transformer  # noqa: E402
 from sentence_transformers.cross_encoder.modules import LogitScore  # noqa: E402
+from tiny_models import smol_tokenizer_dir, tiny_causal  # noqa: E402
 
 from rerank_core import Reranker  # noqa: E402
 from rerank_core import recipes as R  # noqa: E402
@@ -39,7 +40,6 @@ from rerank_core.backends.cross_encoder import CrossEncoderBackend  # noqa: E402
 from rerank_core.backends.local import local_backend  # noqa: E402
 from rerank_core.backends.recipe_model import RecipeBackend  # noqa: E402
 
-SMOL = Path(__file__).resolve().parents[3] / "shared" / "models" / "SmolLM2-135M-Instruct-Q4_1-GGUF"
 PAIRS = [
     ("what is a cat?", "A cat is a small domesticated carnivorous mammal."),
     ("what is a cat?", "Paris is the capital of France. " * 12),
@@ -107,13 +107,7 @@ def _qwen3_template() -> str:
 
 @pytest.fixture(scope="module")
 def smol_tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if not SMOL.is_dir():
-        pytest.skip(f"needs ../shared/models/{SMOL.name} (the SmolLM2 tokenizer) beside the project")
-    pytest.importorskip("gguf")
-    folder = tmp_path_factory.mktemp("smol-tokenizer")
-    tok = tf.AutoTokenizer.from_pretrained(str(SMOL), gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
-    tok.save_pretrained(folder)
-    return folder
+    return smol_tokenizer_dir(tmp_path_factory)
 
 
 def _st_causal(
@@ -121,22 +115,9 @@ def _st_causal(
 ) -> Path:
     """A tiny random Qwen3ForCausalLM saved as a sentence-transformers CrossEncoder (Transformer ->
     LogitScore, ``template`` as its chat template), the way zerank-2's repository is laid out."""
+    # initializer_range: scores that differ between pairs by more than the tolerances below
+    weights = tiny_causal(tmp / f"{name}-weights", tokenizer_dir, initializer_range=0.2)
     tok = tf.AutoTokenizer.from_pretrained(str(tokenizer_dir))
-    torch.manual_seed(0)
-    config = tf.Qwen3Config(
-        vocab_size=len(tok),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=8,
-        intermediate_size=64,
-        max_position_embeddings=1024,
-        initializer_range=0.2,  # scores that differ between pairs by more than the tolerances below
-    )
-    weights = tmp / f"{name}-weights"
-    tf.Qwen3ForCausalLM(config).save_pretrained(weights)
-    tok.save_pretrained(weights)
     transformer = Transformer(
         str(weights),
         transformer_task="text-generation",
