@@ -18,6 +18,7 @@ model`` find it). Argument handling only: the work is :mod:`rerank_core.eval.cal
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -99,12 +100,9 @@ def _output(args: argparse.Namespace) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``rerank calibrate`` with parsed ``args``; returns the exit code (a usage error raises)."""
-    import numpy as np
-
     from rerank_core.eval import loading
     from rerank_core.eval.beir import load_beir
-    from rerank_core.eval.calibration import fit_on_report, format_fits, labelled_scores, reliability
-    from rerank_core.eval.run import run_eval
+    from rerank_core.eval.calibration import calibrate_on_beir, format_fits
 
     started = time.perf_counter()
     methods = _methods(args.methods, args.store)
@@ -128,70 +126,38 @@ def run(args: argparse.Namespace) -> int:
         raise
     except (RerankError, OSError, ValueError, RuntimeError, AssertionError) as exc:
         raise UsageError(f"--model {args.model}: could not load it ({one_line(exc)})") from exc
-    kind = reranker.backend.score_kind
-
-    def pairs(data: Any, max_queries: int | None) -> tuple[Any, np.ndarray, np.ndarray]:
-        report = run_eval(
-            data, reranker=reranker, top_k=args.top_k, max_queries=max_queries, progress=not args.no_progress
-        )
-        scores, labels = labelled_scores(report.rerank_scores or {}, report.first_stage_run, data.qrels)
-        return report, scores, labels
-
-    fit_report, scores, labels = pairs(fit_data, args.max_queries)
-    held = None
-    if held_data is not None:
-        _, held_scores, held_labels = pairs(held_data, args.eval_max_queries)
-        held = (held_scores, held_labels)
-    fitted_on = {
-        "data": fit_data.name,
-        "split": args.split,
-        "queries": fit_report.queries,
-        "first_stage": f"bm25 top-{args.top_k}",
-        "model": args.model,
-        "backend": reranker.backend.fingerprint,
-    }
     try:
-        fits = fit_on_report(
-            scores, labels, score_kind=kind, methods=methods, held_out=held, fitted_on=fitted_on
+        result = calibrate_on_beir(
+            reranker,
+            fit_data,
+            held_data,
+            top_k=args.top_k,
+            methods=methods,
+            max_queries=args.max_queries,
+            held_out_max_queries=args.eval_max_queries,
+            fitted_on={"model": args.model},
+            progress=not args.no_progress,
         )
     except RerankError as exc:
         raise UsageError(f"cannot fit on {args.split}: {exc}") from exc
-    if args.store not in fits:
+    if args.store not in result.fits:
         raise UsageError(
             f"--store {args.store}: it could not be fitted on these scores; store another method"
         )
-
-    before: dict[str, Any] = {}
-    if kind in ("logit", "probability"):
-
-        def uncalibrated(x: np.ndarray) -> np.ndarray:
-            return 1 / (1 + np.exp(-x)) if kind == "logit" else x
-
-        before = {
-            "label": "before: sigmoid of the raw score"
-            if kind == "logit"
-            else "before: the model's probability",
-            "fit": reliability(uncalibrated(scores), labels),
-            "held_out": None if held is None else reliability(uncalibrated(held[0]), held[1]),
-        }
-    print(
-        f"{fit_data.name}: fit on {args.split} ({fit_report.queries} queries, {scores.size} pairs, "
-        f"{int(labels.sum())} relevant)"
-        + (
-            ""
-            if held is None
-            else f"; held out {args.eval_split} ({held[0].size} pairs, {int(held[1].sum())} relevant)"
-        )
+    held = (
+        ""
+        if result.held_out_pairs is None
+        else f"; held out {args.eval_split} ({result.held_out_pairs} pairs, "
+        f"{result.held_out_positives} relevant)"
     )
-    print(format_fits(fits, before))
-
-    chosen = fits[args.store]
-    calibration = type(chosen.calibration)(
-        chosen.calibration.method,
-        chosen.calibration.score_kind,
-        chosen.calibration.params,
-        chosen.calibration.knots,
-        {**chosen.calibration.fitted_on, "threshold_f1": chosen.threshold},
+    print(
+        f"{fit_data.name}: fit on {args.split} ({result.fit_queries} queries, {result.fit_pairs} pairs, "
+        f"{result.fit_positives} relevant){held}"
+    )
+    print(format_fits(result.fits, result.before))
+    chosen = result.fits[args.store]
+    calibration = dataclasses.replace(
+        chosen.calibration, fitted_on={**chosen.calibration.fitted_on, "threshold_f1": chosen.threshold}
     )
     written = calibration.save(output)
     print(f"wrote {written} ({calibration.describe()})")
@@ -202,12 +168,7 @@ def run(args: argparse.Namespace) -> int:
             "eval_split": args.eval_split,
             "top_k": args.top_k,
             "model": args.model,
-            "score_kind": kind,
-            "pairs": int(scores.size),
-            "positives": int(labels.sum()),
-            "held_out_pairs": None if held is None else int(held[0].size),
-            "before": before or None,
-            "methods": {name: fit.to_dict() for name, fit in fits.items()},
+            **result.to_dict(),
             "stored": str(written),
             "seconds": round(time.perf_counter() - started, 3),
         }

@@ -29,7 +29,9 @@ from rerank_core.calibration import (
 from rerank_core.errors import InvalidInputError
 
 __all__ = [
+    "CalibrationRun",
     "MethodFit",
+    "calibrate_on_beir",
     "calibration_summary",
     "fit_on_report",
     "format_fits",
@@ -212,3 +214,101 @@ def format_fits(fits: Mapping[str, MethodFit], before: Mapping[str, Any]) -> str
             f"{cell(transfer.get('best_f1'), 12)}"
         )
     return "\n".join(lines)
+
+
+@dataclass
+class CalibrationRun:
+    """What :func:`calibrate_on_beir` measured: each method's fit, the uncalibrated scores' reliability
+    (``before``: the sigmoid of a logit back end's score, or its probabilities; empty for rank scores), the
+    pair counts and the scoring time."""
+
+    fits: dict[str, MethodFit]
+    before: dict[str, Any]
+    score_kind: str
+    fit_pairs: int
+    fit_positives: int
+    fit_queries: int
+    held_out_pairs: int | None
+    held_out_positives: int | None
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "score_kind": self.score_kind,
+            "pairs": self.fit_pairs,
+            "positives": self.fit_positives,
+            "queries": self.fit_queries,
+            "held_out_pairs": self.held_out_pairs,
+            "held_out_positives": self.held_out_positives,
+            "before": self.before or None,
+            "methods": {name: fit.to_dict() for name, fit in self.fits.items()},
+            "scoring_seconds": round(self.seconds, 3),
+        }
+
+
+def calibrate_on_beir(
+    reranker: Any,
+    fit_data: Any,
+    held_out_data: Any = None,
+    *,
+    top_k: int = 100,
+    methods: Sequence[str] = ("platt", "temperature", "isotonic"),
+    max_queries: int | None = None,
+    held_out_max_queries: int | None = None,
+    fitted_on: Mapping[str, Any] | None = None,
+    progress: bool = False,
+) -> CalibrationRun:
+    """Score the BM25 top-``top_k`` of ``fit_data``'s queries (and ``held_out_data``'s) with ``reranker``
+    (its back end's raw scores, whatever its options) and fit ``methods`` on the labelled pairs: see the
+    module docstring. The datasets are :class:`~rerank_core.eval.beir.BeirDataset` splits (restrict their
+    ``queries`` to fit on a subset)."""
+    import time
+
+    from rerank_core.eval.run import run_eval
+
+    started = time.perf_counter()
+    kind = reranker.backend.score_kind
+
+    def pairs(data: Any, limit: int | None) -> tuple[Any, np.ndarray, np.ndarray]:
+        report = run_eval(data, reranker=reranker, top_k=top_k, max_queries=limit, progress=progress)
+        scores, labels = labelled_scores(report.rerank_scores or {}, report.first_stage_run, data.qrels)
+        return report, scores, labels
+
+    fit_report, scores, labels = pairs(fit_data, max_queries)
+    held = None
+    if held_out_data is not None:
+        _, held_scores, held_labels = pairs(held_out_data, held_out_max_queries)
+        held = (held_scores, held_labels)
+    info = {
+        "data": fit_data.name,
+        "split": fit_data.split,
+        "queries": fit_report.queries,
+        "first_stage": f"bm25 top-{top_k}",
+        "backend": reranker.backend.fingerprint,
+        **dict(fitted_on or {}),
+    }
+    fits = fit_on_report(scores, labels, score_kind=kind, methods=methods, held_out=held, fitted_on=info)
+    before: dict[str, Any] = {}
+    if kind in ("logit", "probability"):
+
+        def uncalibrated(x: np.ndarray) -> np.ndarray:
+            return 1 / (1 + np.exp(-x)) if kind == "logit" else x
+
+        before = {
+            "label": "before: sigmoid of the raw score"
+            if kind == "logit"
+            else "before: the model's probability",
+            "fit": reliability(uncalibrated(scores), labels),
+            "held_out": None if held is None else reliability(uncalibrated(held[0]), held[1]),
+        }
+    return CalibrationRun(
+        fits=fits,
+        before=before,
+        score_kind=kind,
+        fit_pairs=int(scores.size),
+        fit_positives=int(labels.sum()),
+        fit_queries=fit_report.queries,
+        held_out_pairs=None if held is None else int(held[0].size),
+        held_out_positives=None if held is None else int(held[1].sum()),
+        seconds=time.perf_counter() - started,
+    )
