@@ -166,6 +166,7 @@ PUBLIC_MODULES = {
     "rerank_core.eval.hybrid",
     "rerank_core.eval.loading",
     "rerank_core.eval.metrics",
+    "rerank_core.eval.report",
     "rerank_core.eval.run",
     "rerank_core.eval.speed",
     "rerank_core.eval.speed.ceiling",

@@ -2,6 +2,7 @@
 
 ```
 rerank eval DATA_DIR [--model PATH_OR_ID | --model none] [--top-k 100] [--split test] [--json OUT.json]
+            [--report REPORT.html]
             [--fusion METHOD:WEIGHT|model|tune:SPLIT [--tune-queries N]]
             [--first-stage bm25|dense|hybrid --dense-model PATH_OR_ID [--hybrid-fusion rrf|zscore:W|minmax:W]]
 ```
@@ -53,6 +54,14 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--split", default="test", help="qrels split to evaluate (default: test)")
     p.add_argument(
         "--json", type=Path, metavar="OUT.json", help="also write the results as JSON to this file"
+    )
+    p.add_argument(
+        "--report",
+        type=Path,
+        metavar="REPORT.html",
+        help="also write a self-contained HTML report (needs --model): every query's first-stage and "
+        "reranked top 10 side by side, score distributions per grade, reliability before and after "
+        "calibration, precision/recall against the threshold, nDCG@10 per query, timings",
     )
     p.add_argument(
         "--max-queries", type=positive_int, metavar="N", help="only the first N queries (file order)"
@@ -184,11 +193,14 @@ def run(args: argparse.Namespace) -> int:
     if not args.model.strip():
         raise UsageError("--model: give a model path or id, or 'none'")
     check_output_file(args.json, "--json")
+    check_output_file(args.report, "--report")
     loading.seed_everything(args.seed, torch_too=use_model)
     if args.fusion is not None and not use_model:
         raise UsageError("--fusion needs a --model")
     if args.calibration is not None and not use_model:
         raise UsageError("--calibration needs a --model")
+    if args.report is not None and not use_model:
+        raise UsageError("--report needs a --model")
     tune_split = _tune_split(args.fusion, args.split)
     if args.tune_queries is not None:
         if tune_split is None:
@@ -303,6 +315,19 @@ def run(args: argparse.Namespace) -> int:
         payload["seed"] = args.seed
         args.json.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
         print(f"wrote {args.json}")
+    if args.report is not None:
+        from rerank_core.eval.report import write_report
+
+        options = getattr(reranker, "options", None)
+        backend = getattr(reranker, "backend", None)
+        write_report(
+            report,
+            dataset,
+            args.report,
+            calibration=getattr(options, "calibration", None),
+            score_kind=getattr(backend, "score_kind", None),
+        )
+        print(f"wrote {args.report}")
     return EXIT_OK
 
 
