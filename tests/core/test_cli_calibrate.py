@@ -90,6 +90,9 @@ def test_calibrate_fits_reports_and_stores_beside_the_model(
     block = json.loads(eval_json.read_text())["calibration"]
     assert block["method"].startswith("platt(") and block["pairs"] == data["pairs"]
     assert 0 <= block["ece"] <= 1 and 0 <= block["brier"] <= 1
+    # a fusion tuned on dev keeps the calibration
+    assert cli.main([*args, "--calibration", "model", "--fusion", "tune:dev", "--json", str(eval_json)]) == 0
+    assert json.loads(eval_json.read_text())["calibration"]["method"].startswith("platt(")
     # without a calibration the block says the raw scores are not probabilities (or gives the sigmoid's)
     assert cli.main([*args, "--json", str(eval_json)]) == 0
     assert "method" in json.loads(eval_json.read_text())["calibration"]

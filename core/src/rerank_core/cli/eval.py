@@ -279,7 +279,7 @@ def run(args: argparse.Namespace) -> int:
         except RerankError as exc:
             raise UsageError(f"--fusion tune:{tune_split}: {exc}") from exc
         tune_seconds = time.perf_counter() - t
-        reranker = Reranker(reranker.backend, fusion=fit.fusion)
+        reranker = Reranker(reranker.backend, fusion=fit.fusion, calibration=reranker.calibration)
         tuning = tuning_record(fit, tune_report, tune_split)
         print(
             f"fusion tuned on {tune_split} ({tune_report.queries} queries): {tuning['fusion']} "
