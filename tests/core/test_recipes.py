@@ -404,3 +404,30 @@ def test_a_custom_recipe_object_is_fingerprinted_by_its_content(qwen3_dir: Path)
     other = RecipeBackend(qwen3_dir, recipe=dataclasses.replace(custom, default_instruction="Other"))
     assert backend.fingerprint.startswith("recipe:my-qwen3:") and backend.fingerprint != other.fingerprint
     assert "<Instruct>: Find proofs\n" in backend.tokenizer.decode(backend.render("q", "d"))
+
+
+def test_rerank_eval_with_a_recipe(
+    qwen3_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from rerank_core.cli import main
+
+    root = tmp_path / "mini"
+    (root / "qrels").mkdir(parents=True)
+    docs = {"d1": "cats are small mammals", "d2": "paris is in france", "d3": "a cat sleeps a lot"}
+    (root / "corpus.jsonl").write_text(
+        "".join(json.dumps({"_id": k, "text": v}) + "\n" for k, v in docs.items())
+    )
+    (root / "queries.jsonl").write_text(json.dumps({"_id": "q1", "text": "what is a cat"}) + "\n")
+    (root / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\n")
+    out = tmp_path / "r.json"
+    args = ["eval", str(root), "--model", str(qwen3_dir), "--top-k", "3", "--no-progress", "--json", str(out)]
+    assert main([*args, "--recipe", "auto", "--device", "cpu", "--dtype", "float32"]) == 0
+    data = json.loads(out.read_text())
+    assert data["model_options"]["recipe"] == "qwen3" and data["reranked"] is not None
+    assert (
+        data["calibration"]["method"] == "the back end's probabilities" and data["calibration"]["pairs"] >= 2
+    )
+    assert main([*args, "--recipe", "nope"]) == 2 and "recipe" in capsys.readouterr().err
+    assert main([*args, "--recipe", "qwen3", "--runtime", "onnx"]) == 2

@@ -82,6 +82,13 @@ def add_parser(subparsers: Any) -> None:
         help="local runtime (default: torch); onnx/openvino export the model once and cache it",
     )
     p.add_argument(
+        "--recipe",
+        metavar="NAME|auto",
+        help="score with a decoder-LLM or seq2seq reranker's recipe (qwen3, bge-gemma, mxbai-v2, "
+        "contextual-v2, zerank, monot5, inranker, rankt5; 'auto': detected from the model's name or config) "
+        "instead of a cross-encoder; --runtime and --quantization do not apply",
+    )
+    p.add_argument(
         "--quantization",
         choices=("none", "int8"),
         default="none",
@@ -199,6 +206,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--fusion needs a --model")
     if args.calibration is not None and not use_model:
         raise UsageError("--calibration needs a --model")
+    if args.recipe is not None and (args.runtime != "torch" or args.quantization != "none"):
+        raise UsageError("--recipe runs on torch: leave --runtime and --quantization unset")
     if args.report is not None and not use_model:
         raise UsageError("--report needs a --model")
     tune_split = _tune_split(args.fusion, args.split)
@@ -228,20 +237,34 @@ def run(args: argparse.Namespace) -> int:
     if use_model:
         t = time.perf_counter()
         try:
-            reranker = loading.load_cross_encoder_reranker(
-                args.model,
-                device=args.device,
-                max_length=args.max_length,
-                batch_size=args.batch_size,
-                dtype=args.dtype,
-                fusion=fusion,
-                runtime=args.runtime,
-                quantization=None if args.quantization == "none" else args.quantization,
-                calibration=args.calibration,
-            )
+            if args.recipe is not None:
+                reranker = loading.load_recipe_reranker(
+                    args.model,
+                    recipe=None if args.recipe == "auto" else args.recipe,
+                    device=args.device,
+                    max_length=args.max_length,
+                    batch_size=args.batch_size,
+                    dtype=args.dtype,
+                    fusion=fusion,
+                    calibration=args.calibration,
+                )
+            else:
+                reranker = loading.load_cross_encoder_reranker(
+                    args.model,
+                    device=args.device,
+                    max_length=args.max_length,
+                    batch_size=args.batch_size,
+                    dtype=args.dtype,
+                    fusion=fusion,
+                    runtime=args.runtime,
+                    quantization=None if args.quantization == "none" else args.quantization,
+                    calibration=args.calibration,
+                )
         except MissingDependencyError:
             raise
         except ConfigurationError as exc:
+            if exc.argument == "recipe":
+                raise UsageError(f"--{one_line(exc)}") from exc
             if exc.argument != "calibration":
                 raise UsageError(f"--model {args.model}: could not load it ({one_line(exc)})") from exc
             raise UsageError(f"--{one_line(exc)}") from exc
@@ -311,6 +334,7 @@ def run(args: argparse.Namespace) -> int:
                 "batch_size": args.batch_size,
                 "dtype": args.dtype,
                 "runtime": getattr(getattr(reranker, "backend", None), "runtime", args.runtime),
+                "recipe": None if args.recipe is None else reranker.backend.recipe.name,
             }
         payload["seed"] = args.seed
         args.json.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")

@@ -19,7 +19,13 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["first_stage_retriever", "load_bi_encoder", "load_cross_encoder_reranker", "seed_everything"]
+__all__ = [
+    "first_stage_retriever",
+    "load_bi_encoder",
+    "load_cross_encoder_reranker",
+    "load_recipe_reranker",
+    "seed_everything",
+]
 
 
 def seed_everything(seed: int, *, torch_too: bool) -> None:
@@ -63,6 +69,34 @@ def load_cross_encoder_reranker(
         dtype=dtype,
         runtime=runtime,
         quantization=quantization,
+    )
+    backend.load()
+    return Reranker(backend, fusion=fusion, calibration=calibration)
+
+
+def load_recipe_reranker(
+    model: str,
+    *,
+    recipe: str | None = None,
+    device: str | None = None,
+    max_length: int | None = None,
+    batch_size: int = 16,
+    dtype: str = "auto",
+    fusion: Any = None,
+    calibration: Any = None,
+) -> Any:
+    """A :class:`rerank_core.Reranker` (keeping every candidate) over a decoder-LLM or seq2seq reranker
+    run by its recipe (``recipe=None``: detected), loaded now so that a bad ``model`` fails early."""
+    from rerank_core import Reranker
+    from rerank_core.backends.recipe_model import RecipeBackend
+
+    backend = RecipeBackend(
+        model,
+        recipe=recipe,
+        device=device or "auto",
+        max_length=max_length,
+        batch_size=batch_size,
+        dtype=dtype,
     )
     backend.load()
     return Reranker(backend, fusion=fusion, calibration=calibration)
