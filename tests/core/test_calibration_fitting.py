@@ -73,8 +73,8 @@ def test_temperature_keeps_zero_at_one_half_and_isotonic_is_monotone_and_in_samp
 def test_isotonic_equals_brute_force_pav(rows: list[tuple[int, bool]]) -> None:
     z = np.array([r[0] for r in rows], dtype=float)
     y = np.array([r[1] for r in rows])
-    if y.all() or not y.any():
-        return
+    if y.all() or not y.any() or np.ptp(z) == 0:
+        return  # one class, or constant scores: refused (tested below)
     c = fit_calibration(z, y, method="isotonic")
     # brute force: the isotonic fit minimises squared error over non-decreasing step functions of the
     # distinct values; check the fitted values at each distinct score against a slow PAV
@@ -178,3 +178,14 @@ def test_bands_default_edges_belong_to_the_band_above_and_bad_bands_are_refused(
     ]:
         with pytest.raises(ConfigurationError, match="bands"):
             Bands(edges, names)
+
+
+def test_constant_scores_lists_and_numpy_values_are_handled() -> None:
+    with pytest.raises(InvalidInputError, match="all scores are equal"):
+        fit_calibration([1.0, 1.0, 1.0, 1.0], [0, 1, 0, 1])
+    c = Calibration("platt", "logit", params=[1, 2], fitted_on={"x": 1})  # lists and ints: coerced
+    assert c.params == (1.0, 2.0) and Calibration.from_dict(c.to_dict()) == c and hash(c)
+    assert Bands((np.float32(0.5),), ("n", "y")).band(0.6) == "y"
+    for bad in ([float("nan"), 0.5], [[0.1, 0.2]]):
+        with pytest.raises(InvalidInputError, match="probabilities"):
+            brier_score(bad, [0, 0] if len(bad) == 2 else [[0, 0]])

@@ -137,3 +137,20 @@ def test_the_judge_stage_band_reads_probabilities_and_no_answer_skips_the_judge(
         FakeBackend(SCORES), calibration=platt, judge=JudgeStage(judge, top_k=2), no_answer_floor=0.9
     ).rerank("q", list(SCORES))
     assert floored.results == () and floored.no_answer and len(judge.calls) == 1  # no judge call
+
+
+def test_an_isotonic_step_never_reorders_and_later_changes_are_checked() -> None:
+    # d=9, e=7 both above the last knot (clipped to 0.9), a and c below the first (0.1): raw order kept
+    scores = {"a": 0.5, "b": 2.0, "c": -3.0, "d": 9.0, "e": 7.0}
+    iso = Calibration("isotonic", "logit", knots=((1.0, 0.1), (3.0, 0.9)))
+    calibrated = Reranker(FakeBackend(scores), calibration=iso).rerank("q", list(scores))
+    plain = Reranker(FakeBackend(scores)).rerank("q", list(scores))
+    assert calibrated.indices == plain.indices == [3, 4, 1, 0, 2]
+    reranker = Reranker(FakeBackend(scores))
+    with pytest.raises(ConfigurationError, match="no_answer_floor"):
+        reranker.no_answer_floor = 0.3  # raw logits: refused when set, not at the next call
+    with pytest.raises(ConfigurationError, match="calibration"):
+        reranker.calibration = Calibration("platt", "probability", params=(1.0, 0.0))
+    reranker.calibration = PLATT
+    reranker.no_answer_floor = 0.3
+    assert reranker.rerank("q", ["c"]).no_answer is not None

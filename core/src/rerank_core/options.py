@@ -74,7 +74,8 @@ class RerankerOptions:
             (a file, or a folder holding ``calibration.json``), or ``"model"``: the ``calibration.json`` in
             the back end's model folder. The relevance score becomes P(relevant) (replacing
             ``normalization``, which must stay ``"none"``); it is applied to each candidate's raw score
-            (after windows are aggregated), before the fusion and the profile. See docs/calibration.md.
+            (after windows are aggregated). A fusion still reads the raw score it was tuned on; bands and
+            the no-answer floor read the calibrated score. See docs/calibration.md.
         bands: names for ranges of the calibrated score on each result (``result.band``): ``True``
             (default: :data:`~rerank_core.calibration.DEFAULT_BANDS`, the seed's three, given only when the
             score is a probability: a calibration, a probability back end, or ``normalization="sigmoid"``),

@@ -85,6 +85,10 @@ class Reranker:
             name, value = "options", self.options.replace(**{name: value})
         if name == "options" and value.calibration == "model":  # constructor too
             value = value.replace(calibration=_stored_calibration(self.backend))
+        if (
+            name == "options" and "options" in self.__dict__
+        ):  # a later change: checked as the constructor does
+            check_scoring(value, self.backend.peek_score_kind())
         if name == "options" and value.instruction is not None and self.backend.instruction_support is None:
             self.backend.check_instruction(value.instruction)  # refused now, not at the first call
         if name == "options" and value.cache is not None and not self.backend.cacheable:  # constructor too

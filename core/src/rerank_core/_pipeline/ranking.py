@@ -4,11 +4,13 @@
 Pure arithmetic over one job's scores (no model, no I/O), the same for sync and async calls.
 
 Calibration sits right after the windows are aggregated: it is fitted on the back end's raw scores of whole
-candidates, so it reads exactly those, and everything after it (fusion, profile, thresholds, bands, the
-no-answer floor, the judge stage) sees P(relevant). The bands and the no-answer floor read the calibrated
-score itself, not the fused or profiled one: those re-order candidates, but only the calibrated score is a
-probability. The no-answer floor is decided before the judge stage, so an unanswerable query costs no judge
-call.
+candidates, so it reads exactly those, and gives the relevance score (P(relevant)) that thresholds, bands and
+the no-answer floor compare. A fusion reads the raw score (the score its weight was tuned on, at fine-tuning
+or with ``--fusion tune:SPLIT``), and a profile the fused score; both re-order candidates, and their result
+is no longer a probability, so the bands and the no-answer floor always read the calibrated score itself.
+Equal relevance (a calibration's flat step or saturated tail) is ordered by the raw score, so a calibration
+never changes a ranking. The no-answer floor is decided before the judge stage, so an unanswerable query
+costs no judge call.
 """
 
 from __future__ import annotations
@@ -118,7 +120,12 @@ def rank(reranker: Reranker, job: Job) -> Ranked | None:
         keep = keep[:0]
     if job.score_threshold is not None:
         keep = keep[relevance[keep] >= job.score_threshold]
-    keep = keep[np.argsort(-relevance[keep], kind="stable")]  # stable: equal scores keep input order
+    if options.calibration is not None and relevance is calibrated:
+        # ties a calibration creates (a flat isotonic step, a saturated tail) keep the raw score's order, so a
+        # monotone calibration never re-orders; then input order (lexsort is stable)
+        keep = keep[np.lexsort((-raw[keep], -relevance[keep]))]
+    else:
+        keep = keep[np.argsort(-relevance[keep], kind="stable")]  # stable: equal scores keep input order
     order = [int(i) for i in keep]
     return Ranked(
         job, raw, windows, truncated, calibrated, relevance, pre_profile, order, no_answer=no_answer

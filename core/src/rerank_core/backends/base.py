@@ -147,7 +147,8 @@ class Backend(ABC):
     @property
     def model_folder(self) -> str | None:
         """The local folder of this back end's model (where ``Reranker(calibration="model")`` reads
-        ``calibration.json``), or ``None`` (a hub id not yet downloaded, a remote API)."""
+        ``calibration.json``), or ``None`` (a model named by a Hugging Face id, a remote API: pass the
+        calibration's path instead)."""
         return None
 
     def pair_limit(self, *, instruction: str | None = None) -> PairLimit | None:

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import bisect
 import itertools
-import math
 from dataclasses import dataclass
 
+from rerank_core._validation import finite_float
 from rerank_core.errors import ConfigurationError
 
 __all__ = ["DEFAULT_BANDS", "Bands"]
@@ -31,11 +31,13 @@ class Bands:
     names: tuple[str, ...] = ("not relevant", "possibly relevant", "highly relevant")
 
     def __post_init__(self) -> None:
-        edges, names = tuple(self.edges), tuple(self.names)
-        if not edges or not all(
-            isinstance(e, int | float) and not isinstance(e, bool) and math.isfinite(e) and 0 < e < 1
-            for e in edges
-        ):
+        try:
+            edges, names = tuple(finite_float(e) for e in self.edges), tuple(self.names)
+        except TypeError:
+            raise ConfigurationError(
+                "bands", f"edges and names must be sequences, got {self.edges!r}"
+            ) from None
+        if not edges or not all(e is not None and 0 < e < 1 for e in edges):
             raise ConfigurationError("bands", f"edges must be numbers in (0, 1), got {self.edges!r}")
         if any(b <= a for a, b in itertools.pairwise(edges)):
             raise ConfigurationError("bands", f"edges must increase, got {self.edges!r}")
@@ -45,7 +47,7 @@ class Bands:
             )
         if not all(isinstance(n, str) and n.strip() for n in names) or len(set(names)) != len(names):
             raise ConfigurationError("bands", f"names must be distinct non-blank strings, got {self.names!r}")
-        object.__setattr__(self, "edges", tuple(float(e) for e in edges))
+        object.__setattr__(self, "edges", edges)
         object.__setattr__(self, "names", names)
 
     def band(self, score: float) -> str:

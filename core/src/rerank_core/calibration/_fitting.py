@@ -7,7 +7,8 @@ Three methods, each a monotone map (so a fitted calibration never changes a rank
   backtracking as in Lin, Lin and Weng, "A note on Platt's probabilistic outputs for support vector
   machines", Machine Learning 68, 2007). For a logit model this is affine scaling of the logit.
 - ``"temperature"``: ``sigmoid(z / T)``, one parameter (Guo et al., "On Calibration of Modern Neural
-  Networks", ICML 2017, for a binary logit): keeps 0 as the 0.5 point, for logit models only.
+  Networks", ICML 2017, for a binary logit): keeps 0 as the 0.5 point. Fitted on Platt's smoothed targets,
+  like Platt (Guo et al. fit the hard labels; the smoothing only matters for tiny fit sets).
 - ``"isotonic"``: the pool-adjacent-violators fit of P(relevant) as a non-decreasing step function of the
   score (Zadrozny and Elkan, KDD 2002), read between its knots by linear interpolation and clipped at the
   ends, as scikit-learn's ``IsotonicRegression(out_of_bounds="clip")`` does.
@@ -86,6 +87,12 @@ class Calibration:
     fitted_on: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
+        try:  # plain data: tuples of floats (hashable, equal after a JSON round trip), a copy of fitted_on
+            object.__setattr__(self, "params", tuple(float(v) for v in self.params))
+            object.__setattr__(self, "knots", tuple((float(z), float(p)) for z, p in self.knots))
+            object.__setattr__(self, "fitted_on", dict(self.fitted_on or {}))
+        except (TypeError, ValueError) as exc:
+            raise ConfigurationError("calibration", f"params and knots must be numbers: {exc}") from None
         if self.method not in CALIBRATION_METHODS:
             raise ConfigurationError(
                 "calibration",
@@ -278,10 +285,12 @@ def fit_calibration(
         )
     if score_kind not in _SCORE_KINDS:
         raise InvalidInputError("score_kind", f"must be one of {', '.join(_SCORE_KINDS)}, got {score_kind!r}")
-    s, y = check_labels(scores, labels)
+    s, y = check_labels(scores, labels, purpose="a calibration")
     if y.all():
         raise InvalidInputError("labels", "contains no negative label; a calibration cannot be fitted")
     z = _feature(s, score_kind)
+    if float(np.ptp(z)) == 0.0:
+        raise InvalidInputError("scores", "all scores are equal: there is nothing to calibrate")
     info = {**dict(fitted_on or {}), "pairs": int(s.size), "positives": int(y.sum())}
     if method == "isotonic":
         return Calibration("isotonic", score_kind, knots=_isotonic(z, y), fitted_on=info)

@@ -19,15 +19,12 @@ __all__ = ["brier_score", "expected_calibration_error", "reliability_bins"]
 
 
 def _probabilities(probabilities: Sequence[float] | np.ndarray, labels: Sequence[int | bool] | np.ndarray):
-    p = np.asarray(probabilities, dtype=np.float64)
-    if p.ndim == 1 and p.size and np.all(np.isfinite(p)) and (p.min() < 0 or p.max() > 1):
+    p, y = check_labels(probabilities, labels, purpose=None, argument="probabilities")
+    if p.min() < 0 or p.max() > 1:
         raise InvalidInputError(
             "probabilities", "must lie in [0, 1]: calibrate or normalize raw scores first"
         )
-    y = np.asarray(labels)
-    if y.shape == p.shape and y.size and not y.any():
-        return p, y.astype(bool)  # all negative is a valid outcome set here
-    return check_labels(p, y)
+    return p, y
 
 
 def reliability_bins(

@@ -37,20 +37,32 @@ class ThresholdFit(float):
         )
 
 
-def check_labels(scores: Sequence[float], labels: Sequence[int | bool]) -> tuple[np.ndarray, np.ndarray]:
-    s = np.asarray(scores, dtype=np.float64)
+def check_labels(
+    scores: Sequence[float],
+    labels: Sequence[int | bool],
+    *,
+    purpose: str | None = "a threshold",
+    argument: str = "scores",
+) -> tuple[np.ndarray, np.ndarray]:
+    """``scores`` as a 1-D float array of finite numbers (``InvalidInputError`` naming ``argument``) and
+    ``labels`` as booleans, one per score, with at least one positive when ``purpose`` (what needs one) is
+    given."""
+    try:
+        s = np.asarray(scores, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InvalidInputError(argument, "must be a non-empty 1-D sequence of numbers") from None
     if s.ndim != 1 or s.size == 0:
-        raise InvalidInputError("scores", "must be a non-empty 1-D sequence of numbers")
+        raise InvalidInputError(argument, "must be a non-empty 1-D sequence of numbers")
     if not np.all(np.isfinite(s)):
-        raise InvalidInputError("scores", "contains NaN or infinite values")
+        raise InvalidInputError(argument, "contains NaN or infinite values")
     y = np.asarray(labels)
     if y.shape != s.shape:
         raise InvalidInputError("labels", f"must have one label per score ({s.size}), got shape {y.shape}")
     if not np.all(np.isin(y, (0, 1))):
         raise InvalidInputError("labels", "must be 0/1 or booleans")
     y = y.astype(bool)
-    if not y.any():
-        raise InvalidInputError("labels", "contains no positive label; a threshold cannot be fitted")
+    if purpose is not None and not y.any():
+        raise InvalidInputError("labels", f"contains no positive label; {purpose} cannot be fitted")
     return s, y
 
 

@@ -258,15 +258,18 @@ def calibrate_on_beir(
     fitted_on: Mapping[str, Any] | None = None,
     progress: bool = False,
 ) -> CalibrationRun:
-    """Score the BM25 top-``top_k`` of ``fit_data``'s queries (and ``held_out_data``'s) with ``reranker``
-    (its back end's raw scores, whatever its options) and fit ``methods`` on the labelled pairs: see the
-    module docstring. The datasets are :class:`~rerank_core.eval.beir.BeirDataset` splits (restrict their
+    """Score the BM25 top-``top_k`` of ``fit_data``'s queries (and ``held_out_data``'s) with ``reranker``'s
+    back end (its raw score of every candidate: the reranker's own options, such as a ``top_n``, a threshold
+    or a no-answer floor, are not applied) and fit ``methods`` on the labelled pairs: see the module
+    docstring. The datasets are :class:`~rerank_core.eval.beir.BeirDataset` splits (restrict their
     ``queries`` to fit on a subset)."""
     import time
 
+    from rerank_core import Reranker
     from rerank_core.eval.run import run_eval
 
     started = time.perf_counter()
+    reranker = Reranker(reranker.backend)  # every candidate, raw scores: what a calibration is fitted on
     kind = reranker.backend.score_kind
 
     def pairs(data: Any, limit: int | None) -> tuple[Any, np.ndarray, np.ndarray]:
