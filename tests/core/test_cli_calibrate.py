@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from rerank_core import cli
@@ -115,3 +116,56 @@ def test_calibrate_usage_errors(
     assert cli.main(hub) == 2 and "--output" in capsys.readouterr().err
     bad = ["eval", str(beir_dir), "--model", str(tiny_ce_path), "--calibration", str(tmp_path / "none.json")]
     assert cli.main(bad) == 2 and "calibration" in capsys.readouterr().err
+
+
+def test_calibrate_on_your_own_rows(
+    tiny_ce_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rerank_core import Reranker
+    from rerank_core.backends import CrossEncoderBackend
+    from rerank_core.errors import InvalidInputError
+    from rerank_core.eval.calibration import calibrate_rows, score_rows
+
+    reranker = Reranker(CrossEncoderBackend(tiny_ce_path, device="cpu"), top_n=1)  # top_n is not applied
+    pairs = [(q, t) for _, q in QUERIES for _, _, t in DOCS]
+    scores, _ = score_rows(reranker, [(q, t, 0.0) for q, t in pairs])
+    assert scores.size == 32
+    # labels that follow the random model's scores (its top quarter relevant, two flipped): fittable
+    cut = np.quantile(scores, 0.75)
+    labels = [int(s >= cut) for s in scores]
+    labels[0], labels[1] = 1 - labels[0], 1 - labels[1]
+    rows = [(q, t, label) for (q, t), label in zip(pairs, labels, strict=True)]
+    lines = "query\ttext\tlabel\n" + "".join(f"{q}\t{t}\t{label}\n" for q, t, label in rows)
+    (tmp_path / "rows.tsv").write_text(lines)
+    (tmp_path / "held.tsv").write_text(lines)
+    out = tmp_path / "cal.json"
+    code = cli.main(
+        [
+            "calibrate",
+            "--rows",
+            str(tmp_path / "rows.tsv"),
+            "--eval-rows",
+            str(tmp_path / "held.tsv"),
+            "--model",
+            str(tiny_ce_path),
+            "--output",
+            str(out),
+            "--methods",
+            "platt",
+            "--device",
+            "cpu",
+        ]
+    )
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert (
+        f"rows: fit on {tmp_path / 'rows.tsv'} (4 queries, 32 pairs, {sum(labels)} relevant)" in captured.out
+    )
+    assert load_calibration(out).fitted_on["rows"] == str(tmp_path / "rows.tsv")
+    run = calibrate_rows(reranker, rows, rows, methods=["platt"])
+    assert run.fit_pairs == run.held_out_pairs == 32 and run.fits["platt"].held_out is not None
+    with pytest.raises(InvalidInputError, match="rows"):
+        score_rows(reranker, [("q", "t", 0.5)])
+    for extra in (["--rows", str(tmp_path / "rows.tsv"), "--split", "dev"], ["--eval-rows", "x.tsv"], []):
+        assert cli.main(["calibrate", *extra, "--model", str(tiny_ce_path), "--output", str(out)]) == 2
+        assert capsys.readouterr().err

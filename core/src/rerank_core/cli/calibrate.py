@@ -3,7 +3,11 @@
 ```
 rerank calibrate DATA_DIR --model PATH_OR_ID --split dev [--eval-split test] [--methods platt,isotonic]
                  [--store platt] [--output PATH] [--top-k 100] [--max-queries N] [--json OUT.json]
+rerank calibrate --rows labelled.tsv [--eval-rows held-out.tsv] --model PATH_OR_ID [...]
 ```
+
+With ``--rows`` the labelled pairs are your own (query, text, label) rows (``.tsv``/``.csv``/``.jsonl``, as
+``rerank finetune --rows`` reads them; label 0, or 1 and more for relevant) instead of a BEIR split's.
 
 The first stage (BM25) retrieves the top-k of every query of ``--split``; the model scores them; each method
 is fitted on those labelled pairs (grade >= 1 is relevant) and reported with its ECE and Brier score there
@@ -42,10 +46,14 @@ def add_parser(subparsers: Any) -> None:
             "beside the model."
         ),
     )
-    p.add_argument("data_dir", type=Path, help="a BEIR-layout folder (corpus.jsonl, queries, qrels/)")
+    p.add_argument(
+        "data_dir", type=Path, nargs="?", help="a BEIR-layout folder (corpus.jsonl, queries, qrels/)"
+    )
     p.add_argument("--model", required=True, help="cross-encoder path or Hugging Face id")
-    p.add_argument("--split", required=True, help="the qrels split to fit on (train or dev; not test)")
+    p.add_argument("--split", help="the qrels split to fit on (train or dev; not test)")
     p.add_argument("--eval-split", help="a held-out split to measure the fits on (e.g. test)")
+    p.add_argument("--rows", type=Path, help="fit on your own (query, text, label) rows instead of a split")
+    p.add_argument("--eval-rows", type=Path, help="held-out (query, text, label) rows to measure the fits on")
     p.add_argument(
         "--methods",
         default="platt,temperature,isotonic",
@@ -102,19 +110,33 @@ def run(args: argparse.Namespace) -> int:
     """Run ``rerank calibrate`` with parsed ``args``; returns the exit code (a usage error raises)."""
     from rerank_core.eval import loading
     from rerank_core.eval.beir import load_beir
-    from rerank_core.eval.calibration import calibrate_on_beir, format_fits
+    from rerank_core.eval.calibration import calibrate_on_beir, calibrate_rows, format_fits
+    from rerank_core.train.data import read_rows
 
     started = time.perf_counter()
     methods = _methods(args.methods, args.store)
+    if (args.rows is None) == (args.data_dir is None):
+        raise UsageError("give a DATA_DIR with --split, or --rows FILE (one of them)")
+    if args.rows is None and args.split is None:
+        raise UsageError("DATA_DIR needs --split: the split to fit on (train or dev)")
+    if args.rows is not None and (args.split or args.eval_split):
+        raise UsageError("--split / --eval-split go with a DATA_DIR; with --rows use --eval-rows")
+    if args.rows is None and args.eval_rows is not None:
+        raise UsageError("--eval-rows goes with --rows")
     if args.eval_split is not None and args.eval_split == args.split:
         raise UsageError(
             f"--eval-split {args.eval_split}: that is the split being fitted on; hold out another"
         )
     output = _output(args)
     check_output_file(args.json, "--json")
+    fit_data = held_data = rows = held_rows = None
     try:
-        fit_data = load_beir(args.data_dir, split=args.split)
-        held_data = None if args.eval_split is None else load_beir(args.data_dir, split=args.eval_split)
+        if args.rows is not None:
+            rows = read_rows(args.rows)
+            held_rows = None if args.eval_rows is None else read_rows(args.eval_rows)
+        else:
+            fit_data = load_beir(args.data_dir, split=args.split)
+            held_data = None if args.eval_split is None else load_beir(args.data_dir, split=args.eval_split)
     except RerankError as exc:
         raise UsageError(str(exc)) from exc
     loading.seed_everything(0, torch_too=True)
@@ -126,20 +148,30 @@ def run(args: argparse.Namespace) -> int:
         raise
     except (RerankError, OSError, ValueError, RuntimeError, AssertionError) as exc:
         raise UsageError(f"--model {args.model}: could not load it ({one_line(exc)})") from exc
+    source = args.split if rows is None else str(args.rows)
     try:
-        result = calibrate_on_beir(
-            reranker,
-            fit_data,
-            held_data,
-            top_k=args.top_k,
-            methods=methods,
-            max_queries=args.max_queries,
-            held_out_max_queries=args.eval_max_queries,
-            fitted_on={"model": args.model},
-            progress=not args.no_progress,
-        )
+        if rows is not None:
+            result = calibrate_rows(
+                reranker,
+                rows,
+                held_rows,
+                methods=methods,
+                fitted_on={"model": args.model, "rows": str(args.rows)},
+            )
+        else:
+            result = calibrate_on_beir(
+                reranker,
+                fit_data,
+                held_data,
+                top_k=args.top_k,
+                methods=methods,
+                max_queries=args.max_queries,
+                held_out_max_queries=args.eval_max_queries,
+                fitted_on={"model": args.model},
+                progress=not args.no_progress,
+            )
     except RerankError as exc:
-        raise UsageError(f"cannot fit on {args.split}: {exc}") from exc
+        raise UsageError(f"cannot fit on {source}: {exc}") from exc
     if args.store not in result.fits:
         raise UsageError(
             f"--store {args.store}: it could not be fitted on these scores; store another method"
@@ -147,11 +179,12 @@ def run(args: argparse.Namespace) -> int:
     held = (
         ""
         if result.held_out_pairs is None
-        else f"; held out {args.eval_split} ({result.held_out_pairs} pairs, "
+        else f"; held out {args.eval_split or args.eval_rows} ({result.held_out_pairs} pairs, "
         f"{result.held_out_positives} relevant)"
     )
+    name = "rows" if fit_data is None else fit_data.name
     print(
-        f"{fit_data.name}: fit on {args.split} ({result.fit_queries} queries, {result.fit_pairs} pairs, "
+        f"{name}: fit on {source} ({result.fit_queries} queries, {result.fit_pairs} pairs, "
         f"{result.fit_positives} relevant){held}"
     )
     print(format_fits(result.fits, result.before))
@@ -163,9 +196,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {written} ({calibration.describe()})")
     if args.json is not None:
         payload = {
-            "data": fit_data.name,
-            "split": args.split,
-            "eval_split": args.eval_split,
+            "data": name,
+            "split": source,
+            "eval_split": args.eval_split or (None if args.eval_rows is None else str(args.eval_rows)),
             "top_k": args.top_k,
             "model": args.model,
             **result.to_dict(),

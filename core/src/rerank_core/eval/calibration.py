@@ -12,6 +12,7 @@ split itself.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,11 +33,13 @@ __all__ = [
     "CalibrationRun",
     "MethodFit",
     "calibrate_on_beir",
+    "calibrate_rows",
     "calibration_summary",
     "fit_on_report",
     "format_fits",
     "labelled_scores",
     "reliability",
+    "score_rows",
 ]
 
 
@@ -246,6 +249,91 @@ class CalibrationRun:
         }
 
 
+def score_rows(
+    reranker: Any, rows: Sequence[tuple[str, str, float]], *, chunk_size: int = 8
+) -> tuple[np.ndarray, np.ndarray]:
+    """The raw score of each (query, text, label) row by ``reranker``'s back end (rows of one query scored
+    in one call), and its binary label: 0 not relevant, 1 or more relevant (a graded label); a label
+    strictly between 0 and 1, or negative, is refused (``InvalidInputError`` naming ``rows``)."""
+    from rerank_core import Reranker
+
+    plain = Reranker(reranker.backend)  # every row, raw scores
+    labels = np.empty(len(rows), dtype=bool)
+    by_query: dict[str, list[int]] = {}
+    for i, (query, _, label) in enumerate(rows):
+        if not (label == 0 or label >= 1):
+            raise InvalidInputError(
+                "rows", f"row {i + 1}: label {label!r} must be 0 (not relevant) or 1 or more (relevant)"
+            )
+        labels[i] = label >= 1
+        by_query.setdefault(query, []).append(i)
+    scores = np.empty(len(rows), dtype=np.float64)
+    queries = list(by_query)
+    for start in range(0, len(queries), chunk_size):
+        chunk = queries[start : start + chunk_size]
+        responses = plain.rerank_many(chunk, [[rows[i][1] for i in by_query[q]] for q in chunk])
+        for query, response in zip(chunk, responses, strict=True):
+            for result in response.results:
+                scores[by_query[query][result.index]] = result.raw_score
+    return scores, labels
+
+
+def calibrate_rows(
+    reranker: Any,
+    rows: Sequence[tuple[str, str, float]],
+    held_out_rows: Sequence[tuple[str, str, float]] | None = None,
+    *,
+    methods: Sequence[str] = ("platt", "temperature", "isotonic"),
+    fitted_on: Mapping[str, Any] | None = None,
+) -> CalibrationRun:
+    """:func:`calibrate_on_beir` on your own labelled (query, text, label) rows (see :func:`score_rows`)
+    instead of a BEIR split: fit on ``rows``, measure on ``held_out_rows`` when given."""
+    started = time.perf_counter()
+    scores, labels = score_rows(reranker, rows)
+    held = None if held_out_rows is None else score_rows(reranker, held_out_rows)
+    info = {"data": "rows", "backend": reranker.backend.fingerprint, **dict(fitted_on or {})}
+    return _run(
+        reranker.backend.score_kind, scores, labels, held, methods, info, len({r[0] for r in rows}), started
+    )
+
+
+def _run(
+    kind: str,
+    scores: np.ndarray,
+    labels: np.ndarray,
+    held: tuple[np.ndarray, np.ndarray] | None,
+    methods: Sequence[str],
+    info: Mapping[str, Any],
+    queries: int,
+    started: float,
+) -> CalibrationRun:
+    fits = fit_on_report(scores, labels, score_kind=kind, methods=methods, held_out=held, fitted_on=info)
+    before: dict[str, Any] = {}
+    if kind in ("logit", "probability"):
+
+        def uncalibrated(x: np.ndarray) -> np.ndarray:
+            return 1 / (1 + np.exp(-x)) if kind == "logit" else x
+
+        before = {
+            "label": "before: sigmoid of the raw score"
+            if kind == "logit"
+            else "before: the model's probability",
+            "fit": reliability(uncalibrated(scores), labels),
+            "held_out": None if held is None else reliability(uncalibrated(held[0]), held[1]),
+        }
+    return CalibrationRun(
+        fits=fits,
+        before=before,
+        score_kind=kind,
+        fit_pairs=int(scores.size),
+        fit_positives=int(labels.sum()),
+        fit_queries=queries,
+        held_out_pairs=None if held is None else int(held[0].size),
+        held_out_positives=None if held is None else int(held[1].sum()),
+        seconds=time.perf_counter() - started,
+    )
+
+
 def calibrate_on_beir(
     reranker: Any,
     fit_data: Any,
@@ -263,8 +351,6 @@ def calibrate_on_beir(
     or a no-answer floor, are not applied) and fit ``methods`` on the labelled pairs: see the module
     docstring. The datasets are :class:`~rerank_core.eval.beir.BeirDataset` splits (restrict their
     ``queries`` to fit on a subset)."""
-    import time
-
     from rerank_core import Reranker
     from rerank_core.eval.run import run_eval
 
@@ -290,28 +376,4 @@ def calibrate_on_beir(
         "backend": reranker.backend.fingerprint,
         **dict(fitted_on or {}),
     }
-    fits = fit_on_report(scores, labels, score_kind=kind, methods=methods, held_out=held, fitted_on=info)
-    before: dict[str, Any] = {}
-    if kind in ("logit", "probability"):
-
-        def uncalibrated(x: np.ndarray) -> np.ndarray:
-            return 1 / (1 + np.exp(-x)) if kind == "logit" else x
-
-        before = {
-            "label": "before: sigmoid of the raw score"
-            if kind == "logit"
-            else "before: the model's probability",
-            "fit": reliability(uncalibrated(scores), labels),
-            "held_out": None if held is None else reliability(uncalibrated(held[0]), held[1]),
-        }
-    return CalibrationRun(
-        fits=fits,
-        before=before,
-        score_kind=kind,
-        fit_pairs=int(scores.size),
-        fit_positives=int(labels.sum()),
-        fit_queries=fit_report.queries,
-        held_out_pairs=None if held is None else int(held[0].size),
-        held_out_positives=None if held is None else int(held[1].sum()),
-        seconds=time.perf_counter() - started,
-    )
+    return _run(kind, scores, labels, held, methods, info, fit_report.queries, started)
