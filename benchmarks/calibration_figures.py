@@ -41,7 +41,12 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--model", type=Path, default=ROOT / "models" / "reference-reranker")
     parser.add_argument("--runtime", default="openvino", choices=("torch", "onnx", "openvino"))
-    parser.add_argument("--fit-queries", type=int, default=150, help="NFCorpus dev queries fitted on")
+    parser.add_argument(
+        "--fit-queries",
+        type=int,
+        default=150,
+        help="queries fitted on (SciFact: at most its 100 held-out claims)",
+    )
     parser.add_argument("--test-queries", type=int, default=None, help="first N test queries (default: all)")
     parser.add_argument("--top-k", type=int, default=100)
     parser.add_argument("--collections", default="scifact,nfcorpus")
@@ -56,8 +61,9 @@ def main() -> None:
         if name == "scifact":
             train = load_beir(folder, split="train")
             _, dev = split_queries(list(train.queries), 0.15, seed=12, max_dev=100)
+            dev = dev[: args.fit_queries]
             fit = dataclasses.replace(train, queries={q: train.queries[q] for q in dev})
-            fit_label = f"{len(dev)} held-out train claims"
+            fit_label = f"{len(dev)} of the held-out train claims"
         else:
             dev_data = load_beir(folder, split="dev")
             keep = [q for q in dev_data.queries if q in dev_data.qrels][: args.fit_queries]
