@@ -20,7 +20,7 @@ from langchain_core.vectorstores import InMemoryVectorStore
 from langchain_text_splitters import CharacterTextSplitter
 from lc_helpers import MiniLMEmbeddings, Recorder, corpus_documents
 
-from langchain_rerank import RAW_SCORE_KEY, RELEVANCE_SCORE_KEY, RERANK_EVENT, RerankCompressor
+from langchain_rerank import BAND_KEY, RAW_SCORE_KEY, RELEVANCE_SCORE_KEY, RERANK_EVENT, RerankCompressor
 from rerank_core import Reranker
 from rerank_core.backends import CrossEncoderBackend
 
@@ -59,6 +59,7 @@ def expected(store: InMemoryVectorStore, core: Reranker, query: str) -> list[Doc
                 **retrieved[r.index].metadata,
                 RELEVANCE_SCORE_KEY: r.relevance_score,
                 RAW_SCORE_KEY: r.raw_score,
+                **({} if r.band is None else {BAND_KEY: r.band}),  # a probability model: its band
             },
         )
         for r in response
