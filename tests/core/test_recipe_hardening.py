@@ -430,3 +430,41 @@ def test_no_instruction_and_no_candidates_still_answers_empty(qwen3_dir: Path, h
     responses = got if isinstance(got, list) else [got]
     assert all(len(r.results) == 0 for r in responses)
     assert not b.is_loaded  # nothing to score: no model loaded
+
+
+def test_model_builds_are_serialised_and_a_forked_child_gets_a_free_load_lock(qwen3_dir: Path) -> None:
+    import threading
+
+    from rerank_core.backends._local import model_load_lock
+
+    backend = RecipeBackend(qwen3_dir, dtype="float32")
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with model_load_lock():
+            held.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait(10)
+    loader = threading.Thread(target=backend.load)
+    loader.start()
+    loader.join(1.0)
+    assert loader.is_alive() and not backend.is_loaded  # waits while another build holds the lock
+    if FORK is not None:  # a child forked while the lock is held can still take it
+        child = FORK.Process(target=_take_the_load_lock)
+        child.start()
+        child.join(20)
+        assert child.exitcode == 0
+    release.set()
+    loader.join(60)
+    holder.join(10)
+    assert backend.is_loaded
+
+
+def _take_the_load_lock() -> None:
+    from rerank_core.backends._local import model_load_lock
+
+    if not model_load_lock().acquire(timeout=5):
+        raise SystemExit(1)

@@ -13,6 +13,27 @@ from typing import Any, TypeVar
 
 from rerank_core.errors import ConfigurationError
 
+_MODEL_LOAD_LOCK = threading.RLock()
+
+
+def model_load_lock() -> Any:
+    """The lock every local back end holds while it builds a model. transformers' ``from_pretrained``
+    changes process-wide state while it builds one (it patches torch's initialisation functions and creates
+    parameters on the meta device before filling them), so two loads at once in one process, from two back
+    ends or from a load abandoned by a timed-out call, can leave one model's parameters uninitialised or on
+    the meta device ("Cannot copy out of meta tensor" when it is moved). A forked child gets a fresh one (the
+    parent's may have been held at the fork)."""
+    return _MODEL_LOAD_LOCK
+
+
+def _fresh_model_load_lock() -> None:
+    global _MODEL_LOAD_LOCK
+    _MODEL_LOAD_LOCK = threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_fresh_model_load_lock)
+
 __all__ = ["HFTokenizer", "ModelSlots", "batches", "is_out_of_memory", "positive_int_or_none", "run_halving"]
 
 T = TypeVar("T")

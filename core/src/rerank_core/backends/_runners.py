@@ -35,6 +35,7 @@ import numpy as np
 
 from rerank_core._optional import require
 from rerank_core.backends import _export
+from rerank_core.backends._local import model_load_lock
 from rerank_core.errors import ConfigurationError, NonRetryableBackendError
 from rerank_core.types import ScoreKind
 
@@ -139,7 +140,8 @@ def load_cross_encoder(
         model_kwargs["attn_implementation"] = "eager"  # exports as plain ops the runtimes fuse
         kwargs["model_kwargs"] = model_kwargs
     try:
-        return st.CrossEncoder(str(o.source), device=device, max_length=o.max_length, **kwargs)
+        with model_load_lock():  # one model build at a time per process
+            return st.CrossEncoder(str(o.source), device=device, max_length=o.max_length, **kwargs)
     except (OSError, ValueError) as exc:
         raise ConfigurationError("model", f"could not load cross-encoder {str(o.source)!r}: {exc}") from exc
 

@@ -42,6 +42,7 @@ from rerank_core.backends._local import (
     HFTokenizer,
     ModelSlots,
     batches,
+    model_load_lock,
     positive_int_or_none,
     run_halving,
 )
@@ -253,7 +254,7 @@ class RecipeBackend(PairwiseBackend):
             return
         with self._load_lock:
             if self._model is None:
-                with _load_errors(self._name):
+                with _load_errors(self._name), model_load_lock():  # one model build at a time per process
                     self._load()
 
     def _load(self) -> None:

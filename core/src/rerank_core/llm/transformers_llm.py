@@ -160,7 +160,10 @@ class TransformersLLM(LLM):
         if self._model is None:
             with self._load_lock:
                 if self._model is None:
-                    self._load()
+                    from rerank_core.backends._local import model_load_lock
+
+                    with model_load_lock():  # one model build at a time per process
+                        self._load()
         return self._model
 
     @property
