@@ -34,6 +34,7 @@ import numpy as np
 
 from rerank_core.calibration._thresholds import check_labels
 from rerank_core.errors import ConfigurationError, InvalidInputError
+from rerank_core.normalization import normalize_scores
 
 __all__ = [
     "CALIBRATION_FILE",
@@ -52,12 +53,7 @@ _FORMAT = 1
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
-    out = np.empty_like(x, dtype=np.float64)
-    pos = x >= 0
-    out[pos] = 1.0 / (1.0 + np.exp(-x[pos]))
-    ex = np.exp(x[~pos])
-    out[~pos] = ex / (1.0 + ex)
-    return out
+    return normalize_scores(x, "sigmoid")
 
 
 def _feature(raw: np.ndarray, score_kind: str) -> np.ndarray:

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from rerank_core._pipeline.ranking import gives_probabilities
 from rerank_core.calibration import (
     Calibration,
     brier_score,
@@ -28,6 +29,7 @@ from rerank_core.calibration import (
     threshold_curve,
 )
 from rerank_core.errors import InvalidInputError
+from rerank_core.normalization import normalize_scores
 
 __all__ = [
     "CalibrationRun",
@@ -73,18 +75,20 @@ def reliability(probabilities: np.ndarray, labels: np.ndarray) -> dict[str, floa
 
 
 def _score_label(reranker: Any) -> tuple[str, bool]:
-    """What a reranker's calibrated scores are, and whether they are probabilities."""
+    """What a reranker's calibrated scores are, and whether they are probabilities (the pipeline's own
+    test, :func:`~rerank_core._pipeline.ranking.gives_probabilities`)."""
     options = getattr(reranker, "options", None)
     if options is None:
         return "unknown", False
-    if options.calibration is not None:
-        return options.calibration.describe(), True
-    if options.normalization == "sigmoid":
-        return "sigmoid", True
     kind = reranker.backend.peek_score_kind()
-    if kind == "probability" and options.normalization == "none":
-        return "the back end's probabilities", True
-    return f"{options.normalization} ({kind} scores)", False
+    probabilities = gives_probabilities(options, kind)
+    if options.calibration is not None:
+        return options.calibration.describe(), probabilities
+    if options.normalization == "sigmoid":
+        return "sigmoid", probabilities
+    if probabilities:
+        return "the back end's probabilities", probabilities
+    return f"{options.normalization} ({kind} scores)", probabilities
 
 
 def calibration_summary(
@@ -312,7 +316,7 @@ def _run(
     if kind in ("logit", "probability"):
 
         def uncalibrated(x: np.ndarray) -> np.ndarray:
-            return 1 / (1 + np.exp(-x)) if kind == "logit" else x
+            return normalize_scores(x, "sigmoid") if kind == "logit" else x
 
         before = {
             "label": "before: sigmoid of the raw score"

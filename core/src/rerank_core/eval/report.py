@@ -52,6 +52,7 @@ from rerank_core.calibration import (
 from rerank_core.errors import ConfigurationError
 from rerank_core.eval.beir import BeirDataset, doc_text
 from rerank_core.eval.metrics import ndcg_at_k
+from rerank_core.normalization import normalize_scores
 
 __all__ = ["TEXT_CHARS", "TOP_N", "build_report", "write_report"]
 
@@ -105,10 +106,6 @@ def _pairs(report: Any, qrels: Mapping[str, Mapping[str, int]]) -> _Pairs:
         np.asarray(calibrated, dtype=np.float64),
         np.asarray(grades, dtype=np.int64),
     )
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * x))  # stable for any x
 
 
 def _score_kind(score_kind: str | None, calibration: Any, raw: np.ndarray) -> str:
@@ -684,7 +681,7 @@ def build_report(
     curves: list[tuple[str, str, np.ndarray]] = []
     why: list[str] = []
     if kind == "logit":
-        curves.append(("before", "sigmoid of the raw score", _sigmoid(pairs.raw)))
+        curves.append(("before", "sigmoid of the raw score", normalize_scores(pairs.raw, "sigmoid")))
     elif kind == "probability":
         curves.append(("before", "the back end's probability", np.clip(pairs.raw, 0.0, 1.0)))
     else:
