@@ -114,6 +114,9 @@ class Coalescer:
         self._score_jobs = score_jobs
         self._run_blocking = run_blocking
         self._states: PerLoop[_LoopState] = PerLoop(_LoopState, _noop_close)
+        #: Called with (calls, pairs) of each shared batch before it is scored (``rerank serve``'s batch
+        #: size metrics); must be cheap and must not raise.
+        self.on_batch: Callable[[int, int], None] | None = None
 
     async def submit(self, jobs: list[Any], size: int) -> None:
         """Score ``jobs`` (``size`` pairs, windows counted) in a shared batch, returning once scored."""
@@ -176,6 +179,8 @@ class Coalescer:
 
     async def _run(self, batch: list[_Waiting]) -> None:
         jobs = [job for item in batch for job in item.jobs]
+        if self.on_batch is not None:
+            self.on_batch(len(batch), sum(item.size for item in batch))
         try:
             await self._run_blocking(self._score_jobs, jobs)
         except Exception as exc:

@@ -6,6 +6,7 @@ rerank calibrate DATA_DIR --model PATH --split dev     # rerank_core.cli.calibra
 rerank finetune [DATA_DIR ...] --base-model ... [...]  # rerank_core.cli.finetune
 rerank pick DATA_DIR --model PATH [...]                # rerank_core.cli.pick
 rerank rank --model PATH_OR_ID --query TEXT < lines    # rerank_core.cli.rank
+rerank serve --model PATH_OR_ID [--config FILE] [...]  # rerank_core.cli.serve
 rerank bench [...]                                     # rerank_core.cli.bench, deprecated
 ```
 
@@ -29,6 +30,7 @@ from rerank_core.cli import eval as _eval
 from rerank_core.cli import finetune as _finetune
 from rerank_core.cli import pick as _pick
 from rerank_core.cli import rank as _rank
+from rerank_core.cli import serve as _serve
 from rerank_core.cli._common import EXIT_USAGE, Parser, run_handler
 
 # The loader of ``rerank eval --dense-model``, under the name it had in rerank_core/cli.py:
@@ -42,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``rerank`` parser with every subcommand."""
     parser = Parser(prog="rerank", description="rerank-core command line tools.")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
-    for module in (_eval, _calibrate, _finetune, _pick, _rank, _bench):
+    for module in (_eval, _calibrate, _finetune, _pick, _rank, _serve, _bench):
         module.add_parser(subparsers)
     parser.set_defaults(subcommands=subparsers.choices)
     return parser

@@ -37,6 +37,7 @@ from rerank_core.reranker import Reranker
 
 __all__ = [
     "copied_reranker",
+    "options_from_config",
     "picklable_reranker",
     "rebuild_adapter",
     "reranker_config",
@@ -174,8 +175,24 @@ def reranker_from_config(config: object, argument: str = "reranker") -> Reranker
         backend = cls(*args, **kwargs)
     except TypeError as exc:  # arguments its constructor does not take
         raise ConfigurationError(f"{argument}['backend']", f"cannot build {spec['class']!r}: {exc}") from None
-    options = dict(config.get("options") or {})
+    return Reranker(backend, options_from_config(config.get("options") or {}, f"{argument}['options']"))
+
+
+def options_from_config(options: object, argument: str = "options") -> RerankerOptions:
+    """:class:`RerankerOptions` from JSON-compatible data (what :func:`reranker_config` writes, or a config
+    file's ``options`` table): nested mappings become their objects (a long-text policy, a fusion, a
+    coalescing, a calibration); an unknown name is a :class:`ConfigurationError` naming it."""
+    if not isinstance(options, Mapping):
+        raise ConfigurationError(argument, f"must be a mapping of option names to values, got {options!r}")
+    unknown = sorted(set(options) - set(RerankerOptions.names()))
+    if unknown:
+        known = ", ".join(RerankerOptions.names())
+        raise ConfigurationError(f"{argument}[{unknown[0]!r}]", f"is not an option; the options are {known}")
+    values = dict(options)
     for key, decode in _DECODE.items():
-        if isinstance(options.get(key), Mapping):
-            options[key] = decode(options[key])
-    return Reranker(backend, RerankerOptions(**options))
+        if isinstance(values.get(key), Mapping):
+            try:
+                values[key] = decode(values[key])
+            except TypeError as exc:  # a field the object does not have
+                raise ConfigurationError(f"{argument}[{key!r}]", str(exc)) from None
+    return RerankerOptions(**values)
