@@ -6,6 +6,7 @@ rerank calibrate DATA_DIR --model PATH --split dev     # rerank_core.cli.calibra
 rerank finetune [DATA_DIR ...] --base-model ... [...]  # rerank_core.cli.finetune
 rerank pick DATA_DIR --model PATH [...]                # rerank_core.cli.pick
 rerank rank --model PATH_OR_ID --query TEXT < lines    # rerank_core.cli.rank
+rerank batch INPUT OUTPUT --model PATH_OR_ID [...]     # rerank_core.cli.batch
 rerank serve --model PATH_OR_ID [--config FILE] [...]  # rerank_core.cli.serve
 rerank bench [...]                                     # rerank_core.cli.bench, deprecated
 ```
@@ -24,6 +25,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from rerank_core.cli import batch as _batch
 from rerank_core.cli import bench as _bench
 from rerank_core.cli import calibrate as _calibrate
 from rerank_core.cli import eval as _eval
@@ -44,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``rerank`` parser with every subcommand."""
     parser = Parser(prog="rerank", description="rerank-core command line tools.")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
-    for module in (_eval, _calibrate, _finetune, _pick, _rank, _serve, _bench):
+    for module in (_eval, _calibrate, _finetune, _pick, _rank, _batch, _serve, _bench):
         module.add_parser(subparsers)
     parser.set_defaults(subcommands=subparsers.choices)
     return parser
