@@ -109,6 +109,9 @@ class PipelineConfig:
         from rerank_core.integrations._serialize import options_from_config
 
         options_from_config(self.options, "options")  # refuses unknown names and bad values now
+        # Own copies: a caller's mapping changed later does not change this description.
+        object.__setattr__(self, "backend", dict(self.backend))
+        object.__setattr__(self, "options", dict(self.options))
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], argument: str = "config") -> PipelineConfig:
@@ -122,8 +125,8 @@ class PipelineConfig:
         return cls(
             model=data.get("model"),
             recipe=data.get("recipe"),
-            backend=dict(data.get("backend") or {}),
-            options=dict(data.get("options") or {}),
+            backend=data.get("backend") or {},
+            options=data.get("options") or {},
             reranker=data.get("reranker"),
         )
 
