@@ -112,8 +112,9 @@ def run(args: argparse.Namespace) -> int:
             f"ok: {reranker.backend.fingerprint} scored one pair ({response.results[0].relevance_score:.4f})"
         )
         return EXIT_OK
-    from rerank_core.serve import create_app, serve
+    from rerank_core.serve import serve
+    from rerank_core.serve._app import require_serve_extra
 
-    create_app(pipeline, settings)  # the extra is installed and the settings hold together, before binding
+    require_serve_extra()  # before anything binds or loads
     serve(pipeline, settings)
     return EXIT_OK

@@ -72,15 +72,9 @@ def create_app(pipeline: Any, settings: ServeSettings | None = None) -> Any:
     once) or a :class:`~rerank_core.pipeline_config.PipelineConfig` (built in the background while
     ``/health`` answers and ``/ready`` says 503; coalescing is turned on for a local model unless its
     options set ``coalesce``)."""
-    from rerank_core._optional import require
     from rerank_core.reranker import Reranker
 
-    for module, package in (
-        ("starlette", None),
-        ("uvicorn", None),
-        ("prometheus_client", "prometheus-client"),
-    ):
-        require(module, extra="serve", feature="rerank serve", package=package)
+    require_serve_extra()
     from starlette.applications import Starlette
     from starlette.routing import Route
 
@@ -157,6 +151,19 @@ def create_app(pipeline: Any, settings: ServeSettings | None = None) -> Any:
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.rerank = state
     return app
+
+
+def require_serve_extra() -> None:
+    """A :class:`~rerank_core.errors.MissingDependencyError` naming ``rerank-core[serve]`` unless its
+    packages are installed."""
+    from rerank_core._optional import require
+
+    for module, package in (
+        ("starlette", None),
+        ("uvicorn", None),
+        ("prometheus_client", "prometheus-client"),
+    ):
+        require(module, extra="serve", feature="rerank serve", package=package)
 
 
 async def _load(state: _State, pipeline: Any) -> None:
