@@ -80,7 +80,9 @@ class BatchOutputRow(TypedDict):
 @dataclass(frozen=True)
 class BatchSummary:
     """What a run did: ``rows`` ranked (or failed) in this run, of which ``errors`` failed; ``skipped``:
-    rows already in the output (resume); ``remaining``: rows left undone (``limit`` reached)."""
+    rows already in the output (resume); ``remaining``: rows left undone (``limit`` reached);
+    ``seconds``: the whole run, model loading included; ``first_seconds``: until the first rows were
+    written (the rest is the steady state: :attr:`steady_rows_per_second`)."""
 
     rows: int
     errors: int
@@ -89,10 +91,19 @@ class BatchSummary:
     seconds: float
     output: str
     engine: str
+    first_seconds: float | None = None
+    steady_rows: int = 0
 
     @property
     def rows_per_second(self) -> float:
         return self.rows / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def steady_rows_per_second(self) -> float | None:
+        """Rows per second after the first rows were written (without start-up and model loading)."""
+        if self.first_seconds is None or self.seconds <= self.first_seconds:
+            return None
+        return self.steady_rows / (self.seconds - self.first_seconds)
 
     def line(self) -> str:
         """The one-line summary ``rerank batch`` prints."""
@@ -174,7 +185,8 @@ def run_batch(
     target = todo if limit is None else min(limit, todo)
     started = time.perf_counter()
     rows = errors = 0
-    bar = _progress(target, progress and target > 0)
+    first_rows, first_seconds = 0, None
+    bar: Any = None
     records_iter: Any = None
     try:
         if target > 0:
@@ -182,9 +194,9 @@ def run_batch(
                 from rerank_core.batch.local import iter_local
 
                 if reranker is None:
-                    from rerank_core.pipeline_config import PipelineConfig
+                    from rerank_core.batch._rows import build_reranker
 
-                    reranker = PipelineConfig.from_mapping(config_dict or {}).build()
+                    reranker = build_reranker(config_dict)
                 records_iter = iter_local(source, sink.done, reranker, batch_rows=batch_rows)
             else:
                 from rerank_core.batch.ray_engine import iter_ray
@@ -199,9 +211,12 @@ def run_batch(
                     address=address,
                     num_cpus=num_cpus,
                 )
+            bar = _progress(target, progress)  # after the local model loaded: its errors stay one line
             for records in records_iter:
                 records = records[: target - rows]
                 sink.write(records)
+                if first_seconds is None:
+                    first_rows, first_seconds = len(records), time.perf_counter() - started
                 rows += len(records)
                 errors += sum(1 for r in records if r["error"] is not None)
                 if bar is not None:
@@ -222,6 +237,8 @@ def run_batch(
         seconds=time.perf_counter() - started,
         output=str(out_path),
         engine=engine,
+        first_seconds=first_seconds,
+        steady_rows=rows - first_rows,
     )
 
 

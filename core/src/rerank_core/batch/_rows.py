@@ -29,6 +29,7 @@ __all__ = [
     "Row",
     "RowError",
     "Source",
+    "build_reranker",
     "error_record",
     "iter_rows",
     "open_output",
@@ -300,6 +301,16 @@ def rank_rows(reranker: Any, objs: Iterable[dict[str, Any]]) -> list[dict[str, A
     return [r for r in out if r is not None]
 
 
+def build_reranker(config: Any) -> Any:
+    """The reranker of a pipeline configuration (a ``PipelineConfig.to_dict()`` mapping), warmed up on one
+    pair: a model that cannot load fails here, once, rather than as an error on every row."""
+    from rerank_core.pipeline_config import PipelineConfig
+
+    reranker = PipelineConfig.from_mapping(config).build()
+    reranker.rerank("warm up", ["warm up"], first_stage_scores=[0.0])
+    return reranker
+
+
 # -- output --------------------------------------------------------------------------------------------
 
 
@@ -338,7 +349,7 @@ class JsonlFileOutput(Output):
         self.kept = 0
         if path.exists():
             self._recover(argument)
-        self._stream = path.open("ab")
+        self._stream: Any = None  # opened at the first write: a run that fails first leaves no file
 
     def _recover(self, argument: str) -> None:
         end = 0  # the byte just after the last complete line
@@ -367,12 +378,16 @@ class JsonlFileOutput(Output):
 
     def write(self, records: Sequence[dict[str, Any]]) -> None:
         if records:
+            if self._stream is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._stream = self.path.open("ab")
             self._stream.write("".join(_dumps(r) for r in records).encode("utf-8"))
             self._stream.flush()
             os.fsync(self._stream.fileno())
 
     def close(self) -> None:
-        self._stream.close()
+        if self._stream is not None:
+            self._stream.close()
 
 
 class PartFolderOutput(Output):
@@ -388,9 +403,8 @@ class PartFolderOutput(Output):
         self.kept = 0
         self._buffer: list[dict[str, Any]] = []
         self._schema = _parquet_schema() if fmt == "parquet" else None
-        path.mkdir(parents=True, exist_ok=True)
         self._next = 0
-        for entry in sorted(path.iterdir()):
+        for entry in sorted(path.iterdir()) if path.is_dir() else ():
             if entry.name.startswith(".part-") and entry.name.endswith(".tmp"):
                 entry.unlink()  # an unfinished part of an interrupted run
                 continue
@@ -425,6 +439,7 @@ class PartFolderOutput(Output):
     def _flush(self, records: Sequence[dict[str, Any]]) -> None:
         if not records:
             return
+        self.path.mkdir(parents=True, exist_ok=True)
         name = f"part-{self._next:06d}.{self.format}"
         tmp = self.path / f".{name}.tmp"
         if self.format == "parquet":
@@ -471,7 +486,6 @@ def open_output(
         nonempty = target.is_dir() and any(target.iterdir())
     if nonempty and not resume:
         raise InvalidInputError(argument, f"{target} is not empty and --no-resume was given")
-    target.parent.mkdir(parents=True, exist_ok=True)
     if layout == "jsonl-file":
         return JsonlFileOutput(target, argument)
     return PartFolderOutput(target, "parquet" if layout == "parquet-parts" else "jsonl", part_rows, argument)

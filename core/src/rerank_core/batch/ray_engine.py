@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from rerank_core._optional import require
-from rerank_core.batch._rows import Source, rank_rows
+from rerank_core.batch._rows import Source, build_reranker, rank_rows
 from rerank_core.errors import BackendError, RerankError
 
 __all__ = ["RerankActor", "iter_ray"]
@@ -29,9 +29,7 @@ class RerankActor:
     skipping the query ids in the object ``skip[0]`` refers to (those already in the output)."""
 
     def __init__(self, config: Mapping[str, Any], source_format: str, skip: list[Any] | None = None) -> None:
-        from rerank_core.pipeline_config import PipelineConfig
-
-        self._reranker = PipelineConfig.from_mapping(config).build()
+        self._reranker = build_reranker(config)
         self._format = source_format
         self._skip: frozenset[str] = frozenset()
         if skip:

@@ -109,10 +109,10 @@ def run(args: argparse.Namespace) -> int:
     from rerank_core.pipeline_config import PipelineConfig, read_config_file
 
     data: dict[str, Any] = {}
-    if args.config is not None:
-        data = read_config_file(args.config)  # a ConfigurationError: exit 2, naming --config
-    table = _batch_table(data, args.config) if args.config is not None else {}
     try:
+        if args.config is not None:
+            data = read_config_file(args.config)
+        table = _batch_table(data, args.config) if args.config is not None else {}
         if args.config is None:
             if args.model is None:
                 raise UsageError("--model: required (or give --config with a model)")
