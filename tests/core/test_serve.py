@@ -316,6 +316,32 @@ def test_a_request_past_its_deadline_gets_503_and_the_server_goes_on() -> None:
         assert metric(s, 'rerank_errors_total{kind="timeout"}') == 2
 
 
+def test_a_body_that_trickles_past_the_deadline_gets_408() -> None:
+    app = create_app(Reranker(FakeBackend()), ServeSettings(request_timeout_s=0.5))
+    with BackgroundServer(app) as s:
+        raw = socket.create_connection((s.host, s.port))
+        raw.sendall(b'POST /v2/rerank HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"query"')
+        raw.settimeout(5)
+        answer = raw.recv(4096).decode()
+        raw.close()
+        assert answer.startswith("HTTP/1.1 408") and "deadline" in answer
+        assert httpx.post(s.url + "/v2/rerank", json={"query": "q", "documents": ["a"]}).status_code == 200
+
+
+def test_a_client_that_disconnects_while_sending_its_body_is_not_an_error() -> None:
+    app = create_app(Reranker(FakeBackend()), ServeSettings())
+    with BackgroundServer(app) as s:
+        raw = socket.create_connection((s.host, s.port))
+        raw.sendall(b'POST /v2/rerank HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"query"')
+        time.sleep(0.2)
+        raw.close()
+        deadline = time.monotonic() + 10
+        while metric(s, 'rerank_errors_total{kind="disconnected"}') < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert metric(s, 'rerank_errors_total{kind="disconnected"}') == 1
+        assert metric(s, 'rerank_errors_total{kind="internal"}') == 0
+
+
 def test_a_client_that_disconnects_mid_request_is_cancelled_and_others_are_served() -> None:
     backend = GatedBackend()
     app = create_app(Reranker(backend, coalesce=True), ServeSettings())

@@ -46,6 +46,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument(
         "--max-queue-requests", type=positive_int, help="queue bound in requests, per worker (256)"
     )
+    p.add_argument("--max-connections", type=positive_int, help="open connections per worker (default 1024)")
     p.add_argument(
         "--timeout", type=non_negative_float, help="each request's deadline in seconds (default 30)"
     )
@@ -91,6 +92,7 @@ def build(args: argparse.Namespace) -> tuple[Any, Any]:
             max_body_bytes=args.max_body_bytes,
             max_queue_pairs=args.max_queue_pairs,
             max_queue_requests=args.max_queue_requests,
+            max_connections=args.max_connections,
             request_timeout_s=args.timeout,
             api_key_env=args.api_key_env,
             access_log=False if args.no_access_log else None,

@@ -205,7 +205,12 @@ async def _rerank(state: _State, request: Any) -> Any:
         if state.reranker is None:
             reason = "the model failed to load" if state.error else "the model is still loading"
             raise WireError(503, reason, "not_ready")
-        body = await _read_body(request, settings.max_body_bytes)
+        try:  # a client trickling its body gets the request's deadline too
+            body = await asyncio.wait_for(
+                _read_body(request, settings.max_body_bytes), settings.request_timeout_s
+            )
+        except TimeoutError:
+            raise WireError(408, "the body did not arrive before the request's deadline", "timeout") from None
         try:
             data = json.loads(body)
         except (ValueError, RecursionError):
@@ -288,13 +293,18 @@ async def _read_body(request: Any, limit: int) -> bytes:
             raise WireError(400, "Content-Length: not a number")
         if int(length) > limit:
             raise WireError(413, f"the body is {length} bytes, more than this server's {limit}", "too_large")
+    from starlette.requests import ClientDisconnect
+
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise WireError(413, f"the body is more than this server's {limit} bytes", "too_large")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise WireError(413, f"the body is more than this server's {limit} bytes", "too_large")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise WireError(499, "the client closed the connection", "disconnected") from None
     return b"".join(chunks)
 
 

@@ -35,6 +35,7 @@ def serve(pipeline: PipelineConfig, settings: ServeSettings) -> None:
         "host": settings.host,
         "port": settings.port,
         "timeout_graceful_shutdown": settings.graceful_timeout_s,
+        "limit_concurrency": settings.max_connections,
         "access_log": False,  # ours has no query string, no text, no header values
         "log_level": "info",
         "lifespan": "on",

@@ -29,12 +29,15 @@ class ServeSettings:
         max_queue_pairs: most (query, document) pairs admitted per worker, in flight and waiting; a
             request that would pass it gets a 429 with ``Retry-After`` (from the recent throughput).
         max_queue_requests: most requests admitted per worker, in flight and waiting (429 past it).
-        request_timeout_s: the deadline of one request from its arrival (a 503 past it; its work is
-            cancelled). A client's ``X-Request-Timeout`` header (seconds) can only shorten it.
+        request_timeout_s: the deadline of one request: its body must arrive within it (a 408 past it) and
+            its scoring must end within it (a 503 past it; its work is cancelled). A client's
+            ``X-Request-Timeout`` header (seconds) can only shorten it.
         api_key_env: the environment variable holding the bearer token that every rerank route then
             demands (``Authorization: Bearer <token>``, compared in constant time, never logged); unset
             or empty variable: no authentication. ``/health``, ``/ready`` and ``/metrics`` stay open for
             probes and scrapers.
+        max_connections: most open connections per worker; past it uvicorn answers 503 at once
+            (uvicorn's ``limit_concurrency``).
         graceful_timeout_s: on SIGTERM, how long in-flight requests get to finish.
         access_log: write one JSON line per request to the ``rerank_core.serve.access`` logger (route,
             status, documents, milliseconds, request id; never a query, document or header value).
@@ -50,6 +53,7 @@ class ServeSettings:
     max_queue_requests: int = 256
     request_timeout_s: float = 30.0
     api_key_env: str | None = "RERANK_API_KEY"
+    max_connections: int = 1024
     graceful_timeout_s: float = 30.0
     access_log: bool = True
 
@@ -58,7 +62,14 @@ class ServeSettings:
             raise ConfigurationError("serve.host", f"must be a host name or address, got {self.host!r}")
         if not _int(self.port) or not 0 <= self.port <= 65535:
             raise ConfigurationError("serve.port", f"must be an int in [0, 65535], got {self.port!r}")
-        for name in ("workers", "max_documents", "max_body_bytes", "max_queue_pairs", "max_queue_requests"):
+        for name in (
+            "workers",
+            "max_documents",
+            "max_body_bytes",
+            "max_queue_pairs",
+            "max_queue_requests",
+            "max_connections",
+        ):
             value = getattr(self, name)
             if not _int(value) or value < 1:
                 raise ConfigurationError(f"serve.{name}", f"must be an int >= 1, got {value!r}")
