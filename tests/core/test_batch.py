@@ -493,3 +493,26 @@ def test_a_killed_run_resumes_to_the_uninterrupted_output(tmp_path: Path, tiny_c
     assert 10 <= written < 120, written
     assert subprocess.run(cmd, env=env, stderr=subprocess.DEVNULL, timeout=300).returncode == 0
     assert by_id(read_output(out)) == by_id(read_output(tmp_path / "full.jsonl"))
+
+
+def test_a_retryable_back_end_error_stops_the_run_and_a_resume_redoes_the_row(tmp_path: Path) -> None:
+    from rerank_core.errors import RetryableBackendError
+
+    rows = make_rows(9)
+    rows[5]["query"] = "outage now"
+    src = write_jsonl(tmp_path / "in.jsonl", rows)
+
+    def down(query: str, text: str) -> float:
+        if "outage" in query:
+            raise RetryableBackendError("503 from the server", backend="fake")
+        return hash_score(query, text)
+
+    reranker = Reranker(FakeBackend(down))
+    with pytest.raises(RetryableBackendError, match="503"):
+        run_batch(src, tmp_path / "out.jsonl", reranker=reranker, batch_rows=2, progress=False)
+    kept = by_id(read_output(tmp_path / "out.jsonl"))
+    assert set(kept) == {"q0", "q1", "q2", "q3"}  # the chunks before it; nothing written as an error
+    healthy, _ = fake_reranker()
+    summary = run_batch(src, tmp_path / "out.jsonl", reranker=healthy, batch_rows=2, progress=False)
+    assert (summary.rows, summary.skipped, summary.errors) == (5, 4, 0)
+    check_complete(rows, read_output(tmp_path / "out.jsonl"))

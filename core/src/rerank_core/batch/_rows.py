@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from rerank_core._optional import require
-from rerank_core.errors import InvalidInputError
+from rerank_core.errors import InvalidInputError, RetryableBackendError
 
 __all__ = [
     "Output",
@@ -269,6 +269,8 @@ def _rank_group(reranker: Any, rows: Sequence[Row]) -> list[dict[str, Any]]:
 def _rank_alone(reranker: Any, row: Row) -> dict[str, Any]:
     try:
         return _rank_group(reranker, [row])[0]
+    except RetryableBackendError:
+        raise  # not the row's fault: stop the run, a resumed one ranks the row again
     except Exception as exc:
         return error_record(row.query_id, exc)
 
@@ -276,7 +278,11 @@ def _rank_alone(reranker: Any, row: Row) -> dict[str, Any]:
 def rank_rows(reranker: Any, objs: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """One output record per input row, in input order: the rows that share an instruction and the
     presence of first-stage scores go through one ``rerank_many`` call (shared model batches); when such a
-    call fails, its rows are ranked one by one so that only the failing row gets an ``error``."""
+    call fails, its rows are ranked one by one so that only the failing row gets an ``error``.
+
+    A :class:`~rerank_core.errors.RetryableBackendError` (a timeout, a 429, a 5xx after the back end's own
+    retries) is raised instead of written: it says nothing about the row, and writing it would mark the
+    row done; the run stops, and a resumed run ranks the row again."""
     objs = list(objs)
     out: list[dict[str, Any] | None] = [None] * len(objs)
     groups: dict[tuple[str | None, bool], list[tuple[int, Row]]] = {}
@@ -291,6 +297,8 @@ def rank_rows(reranker: Any, objs: Iterable[dict[str, Any]]) -> list[dict[str, A
         rows = [row for _, row in members]
         try:
             records = _rank_group(reranker, rows)
+        except RetryableBackendError:
+            raise
         except Exception as exc:
             if len(rows) == 1:
                 records = [error_record(rows[0].query_id, exc)]
