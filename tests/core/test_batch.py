@@ -458,7 +458,8 @@ def test_cli_ray_engine_without_ray_exits_1(
     monkeypatch.setitem(sys.modules, "ray", None)
     src = write_jsonl(tmp_path / "in.jsonl", make_rows(1))
     assert main(["batch", str(src), str(tmp_path / "o.jsonl"), "--model", "M", "--engine", "ray"]) == 1
-    assert "pip install 'rerank-core[ray]'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith("rerank batch: error: ") and "pip install 'rerank-core[ray]'" in err, err
 
 
 @pytest.mark.slow

@@ -199,8 +199,9 @@ def run_batch(
                     reranker = build_reranker(config_dict)
                 records_iter = iter_local(source, sink.done, reranker, batch_rows=batch_rows)
             else:
-                from rerank_core.batch.ray_engine import iter_ray
+                from rerank_core.batch.ray_engine import iter_ray, require_ray
 
+                require_ray()  # before the progress bar: a missing extra is one line
                 records_iter = iter_ray(
                     source,
                     sink.done & ids,

@@ -18,7 +18,7 @@ from rerank_core._optional import require
 from rerank_core.batch._rows import Source, build_reranker, rank_rows
 from rerank_core.errors import BackendError, RerankError
 
-__all__ = ["RerankActor", "iter_ray"]
+__all__ = ["RerankActor", "iter_ray", "require_ray"]
 
 _FEATURE = "rerank batch --engine ray"
 
@@ -53,6 +53,14 @@ class RerankActor:
         )
 
 
+def require_ray() -> Any:
+    """The ``ray`` module, with Ray Data; a :class:`~rerank_core.errors.MissingDependencyError` naming
+    the ``ray`` extra otherwise."""
+    ray = require("ray", extra="ray", feature=_FEATURE)
+    require("ray.data", extra="ray", feature=_FEATURE, package="ray[data]")
+    return ray
+
+
 def _ray_failure(exc: BaseException) -> BackendError:
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     last = lines[-1] if lines else type(exc).__name__
@@ -75,8 +83,7 @@ def iter_ray(
     Connects to ``address`` (``"auto"``: the cluster this driver runs in, as under ``ray job submit``), or
     starts a local Ray with ``num_cpus`` (default ``actors + 1``: one per actor plus one for reading);
     a Ray already initialized in this process is used as it is, and left running."""
-    ray = require("ray", extra="ray", feature=_FEATURE)
-    require("ray.data", extra="ray", feature=_FEATURE, package="ray[data]")
+    ray = require_ray()
     started = False
     if not ray.is_initialized():
         if address:
