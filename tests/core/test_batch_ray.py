@@ -16,7 +16,11 @@ from rerank_core.batch import read_output, run_batch
 from rerank_core.cli import main
 from rerank_core.pipeline_config import PipelineConfig
 
-pytestmark = pytest.mark.slow  # a Ray start and each actor's model load take seconds
+pytestmark = [
+    pytest.mark.slow,  # a Ray start and each actor's model load take seconds
+    # Ray Data's own DataContext warns about its deprecated fields when it is first made
+    pytest.mark.filterwarnings(r"ignore:.*deprecated:DeprecationWarning:ray\.data\.context"),
+]
 
 
 @pytest.fixture(scope="module")
