@@ -1,7 +1,8 @@
 """``rerank serve``: the configured pipeline behind Cohere v2, Jina/vLLM and TEI rerank routes.
 
 ```
-rerank serve --model PATH_OR_ID [--recipe NAME] [--runtime torch|onnx|openvino] [--config FILE]
+rerank serve --model PATH_OR_ID [--recipe NAME] [--runtime torch|onnx|openvino] [--quantization int8]
+             [--config FILE]
              [--host 127.0.0.1] [--port 8080] [--workers N] [--max-documents 1000] [--timeout 30]
              [--api-key-env RERANK_API_KEY] [--instruction TEXT] [--calibration PATH|model]
 ```
@@ -29,6 +30,13 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--model", help="local folder or Hugging Face id (overrides the file's)")
     p.add_argument("--recipe", help="a decoder-LLM / seq2seq recipe name, or auto")
     p.add_argument("--runtime", choices=("torch", "onnx", "openvino"), help="the local runtime")
+    p.add_argument("--quantization", choices=("int8",), help="int8 weights (onnx or openvino runtime)")
+    p.add_argument(
+        "--threads",
+        type=positive_int,
+        help="threads per model call in each worker (default: every core; with --workers N on a CPU "
+        "host, cores / N)",
+    )
     p.add_argument("--device", help="the model's device (default: auto)")
     p.add_argument("--instruction", help="the task's instruction (for models that take one)")
     p.add_argument("--calibration", help="a calibration.json (or its folder), or 'model'")
@@ -73,7 +81,12 @@ def build(args: argparse.Namespace) -> tuple[Any, Any]:
         if args.model is not None:
             base["model"], base["reranker"] = args.model, None
         pipeline = PipelineConfig.from_mapping(base, "--config")
-        backend = {"runtime": args.runtime, "device": args.device}
+        backend = {
+            "runtime": args.runtime,
+            "device": args.device,
+            "quantization": args.quantization,
+            "num_threads": args.threads,
+        }
         options = {"instruction": args.instruction, "calibration": args.calibration}
         pipeline = pipeline.replace(
             recipe=args.recipe,
