@@ -4,6 +4,7 @@ reference model with two worker processes (shared metrics, the same ranking as i
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -74,15 +75,19 @@ def all_ready(url: str) -> bool:
     return any(line.startswith("rerank_ready") and line.endswith(" 1.0") for line in lines)
 
 
-@pytest.mark.slow
-def test_two_workers_serve_the_reference_model_and_stop_on_sigterm(tmp_path: Path) -> None:
+def test_two_workers_share_metrics_and_stop_on_sigterm(tmp_path: Path) -> None:
+    """Two worker processes, each building the described pipeline. The model is a fake: this test is about
+    the server (the reference model goes through the same build: test_check_loads_...)."""
     from rerank_core import Reranker
-    from rerank_core.backends.local import local_backend
+    from rerank_core.integrations import reranker_config
+    from tests.fakes import FakeBackend
 
     port = free_port()
-    config = tmp_path / "serve.toml"
-    config.write_text(f'model = "{REFERENCE}"\n[options]\ntop_n = 4\n[serve]\nworkers = 2\nport = {port}\n')
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "RERANK_API_KEY": ""}
+    local = Reranker(FakeBackend(name="workers"), top_n=4)
+    config = tmp_path / "serve.json"
+    config.write_text(json.dumps({"reranker": reranker_config(local), "serve": {"workers": 2, "port": port}}))
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "RERANK_API_KEY": "", "PYTHONPATH": str(root)}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     process = subprocess.Popen(
         [sys.executable, "-m", "rerank_core.cli", "serve", "--config", str(config)],
@@ -93,9 +98,9 @@ def test_two_workers_serve_the_reference_model_and_stop_on_sigterm(tmp_path: Pat
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 180
+        deadline = time.monotonic() + 120
         while not all_ready(url) and time.monotonic() < deadline:
-            time.sleep(0.3)
+            time.sleep(0.2)
         assert all_ready(url), "the workers did not become ready"
 
         async def burst() -> list[httpx.Response]:
@@ -105,7 +110,6 @@ def test_two_workers_serve_the_reference_model_and_stop_on_sigterm(tmp_path: Pat
 
         answers = asyncio.run(burst())
         assert [a.status_code for a in answers] == [200] * 12
-        local = Reranker(local_backend(str(REFERENCE)), top_n=4)
         for query, answer in zip(QUERIES * 4, answers, strict=True):
             want = local.rerank(query, DOCS)
             got = answer.json()["results"]
@@ -131,3 +135,10 @@ def test_two_workers_serve_the_reference_model_and_stop_on_sigterm(tmp_path: Pat
     assert err.count("rerank serve: ready") == 2  # one model per worker
     assert DOCS[0] not in err and QUERIES[0] not in err  # the access log holds no text
     assert '"route": "/v2/rerank", "status": 200' in err
+
+
+@pytest.mark.slow
+def test_check_loads_and_scores_the_reference_model(capsys: pytest.CaptureFixture) -> None:
+    assert main(["serve", "--model", str(REFERENCE), "--runtime", "torch", "--check"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("ok: cross-encoder:") and "scored one pair" in out
