@@ -23,6 +23,7 @@ from rerank_core.cache import ScoreCache
 from rerank_core.calibration import DEFAULT_BANDS, Bands, Calibration, load_calibration
 from rerank_core.chunking import LongTextPolicy
 from rerank_core.coalescing import Coalescing
+from rerank_core.context import ContextPolicy
 from rerank_core.errors import ConfigurationError
 from rerank_core.fusion import Fusion
 from rerank_core.judge import JudgeStage, check_judge
@@ -83,6 +84,12 @@ class RerankerOptions:
         no_answer_floor: a probability in (0, 1): when even the best candidate's calibrated score is below
             it, the response has no results and says why in ``RerankResponse.no_answer`` (so an
             application can answer "I don't know"). Needs a probability score, as ``bands`` does.
+        context: a :class:`~rerank_core.context.ContextPolicy` (or a mapping of its fields): the
+            context-selection stage, run last (after threshold, no answer, judge and ``top_n``): a token
+            budget, near-duplicate removal, MMR, grouping by parent, the final order.
+            ``RerankResponse.results`` is unchanged; the selection is ``RerankResponse.context`` (and what
+            the framework adapters return). ``None`` (default): no such stage. See
+            docs/context-selection.md.
     """
 
     top_n: int | None = None
@@ -100,6 +107,7 @@ class RerankerOptions:
     calibration: Calibration | str | os.PathLike[str] | None = None
     bands: Bands | Mapping[str, Any] | bool | None = True
     no_answer_floor: float | None = None
+    context: ContextPolicy | Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         def put(name: str, value: Any) -> None:
@@ -140,6 +148,7 @@ class RerankerOptions:
                 "no_answer_floor", f"must be a probability in (0, 1), got {self.no_answer_floor!r}"
             )
         put("no_answer_floor", floor)
+        put("context", ContextPolicy.coerce(self.context))
 
     @classmethod
     def names(cls) -> tuple[str, ...]:

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from rerank_core.context import ContextSelection
 
 __all__ = [
     "Candidate",
@@ -119,6 +122,10 @@ class RerankResponse:
     is still the whole query and ``usage["query_truncated"]`` is 1. ``calibration`` names the fitted
     calibration that produced the scores (``None``: none). ``no_answer`` is set (why, with the best score
     and the floor) when ``no_answer_floor`` dropped every candidate: ``results`` is then empty.
+    ``context`` is the context-selection stage's :class:`~rerank_core.context.ContextSelection` when the
+    reranker has one (``Reranker(context=ContextPolicy(...))``): what reaches the LLM, in its final order,
+    and every other result with the reason it was dropped; ``results`` stays the ranking (best first,
+    after ``top_n``), so code that reads it is unchanged. ``None`` without the stage.
     """
 
     query: str
@@ -135,6 +142,7 @@ class RerankResponse:
     query_truncated: bool = False
     calibration: str | None = None
     no_answer: str | None = None
+    context: ContextSelection | None = None
 
     def __iter__(self) -> Iterator[RerankResult]:
         return iter(self.results)

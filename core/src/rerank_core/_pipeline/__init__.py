@@ -2,6 +2,7 @@
 
     validate (jobs) -> score (scoring: windows, cache, back end) -> rank (ranking: aggregate windows,
     normalize, fuse, profile, threshold) -> judge (judging, optional) -> respond (results: top_n)
+    -> select context (selecting, optional: what reaches the LLM)
 
 Each stage is a module of small functions over the call's jobs; ``run`` and ``arun`` below are the whole
 order, sync and async, and share every stage but the two that wait on a back end.
@@ -16,6 +17,7 @@ from rerank_core._pipeline.judging import ajudge, judge
 from rerank_core._pipeline.ranking import rank
 from rerank_core._pipeline.results import respond, unranked
 from rerank_core._pipeline.scoring import ascore, score
+from rerank_core._pipeline.selecting import select
 from rerank_core.errors import BackendError
 from rerank_core.types import RerankResponse
 
@@ -30,10 +32,10 @@ def run(reranker: Reranker, jobs: list[Job]) -> list[RerankResponse]:
     try:
         score(reranker, jobs)
     except BackendError as exc:
-        return unranked(reranker, jobs, exc)  # fail_open, or raise
+        return select(reranker, unranked(reranker, jobs, exc))  # fail_open, or raise
     ranked = [rank(reranker, job) for job in jobs]
     judge(reranker, ranked)
-    return [respond(reranker, job, r) for job, r in zip(jobs, ranked, strict=True)]
+    return select(reranker, [respond(reranker, job, r) for job, r in zip(jobs, ranked, strict=True)])
 
 
 async def arun(reranker: Reranker, jobs: list[Job]) -> list[RerankResponse]:
@@ -41,7 +43,7 @@ async def arun(reranker: Reranker, jobs: list[Job]) -> list[RerankResponse]:
     try:
         await ascore(reranker, jobs)
     except BackendError as exc:
-        return unranked(reranker, jobs, exc)
+        return select(reranker, unranked(reranker, jobs, exc))
     ranked = [rank(reranker, job) for job in jobs]
     await ajudge(reranker, ranked)
-    return [respond(reranker, job, r) for job, r in zip(jobs, ranked, strict=True)]
+    return select(reranker, [respond(reranker, job, r) for job, r in zip(jobs, ranked, strict=True)])

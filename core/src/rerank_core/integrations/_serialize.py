@@ -29,6 +29,7 @@ from rerank_core.cache import ScoreCache
 from rerank_core.calibration import Bands, Calibration
 from rerank_core.chunking import LongTextPolicy
 from rerank_core.coalescing import Coalescing
+from rerank_core.context import ContextPolicy
 from rerank_core.errors import ConfigurationError
 from rerank_core.fusion import Fusion
 from rerank_core.options import RerankerOptions
@@ -103,6 +104,8 @@ def _option(name: str, value: Any) -> Any:
         return {"edges": list(value.edges), "names": list(value.names)}
     if isinstance(value, Calibration):
         return value.to_dict()
+    if isinstance(value, ContextPolicy):
+        return value.to_dict()  # LookupError with a tokenizer object or callable: not JSON
     if isinstance(value, ScoringProfile):
         data = value.to_dict()
         if ScoringProfile.from_dict(data).to_dict() != data:
@@ -144,6 +147,7 @@ _DECODE: dict[str, Any] = {
     "fusion": lambda data: Fusion(**data),
     "coalesce": lambda data: Coalescing(**data),
     "calibration": Calibration.from_dict,
+    "context": ContextPolicy.from_dict,
 }
 
 
@@ -181,7 +185,8 @@ def reranker_from_config(config: object, argument: str = "reranker") -> Reranker
 def options_from_config(options: object, argument: str = "options") -> RerankerOptions:
     """:class:`RerankerOptions` from JSON-compatible data (what :func:`reranker_config` writes, or a config
     file's ``options`` table): nested mappings become their objects (a long-text policy, a fusion, a
-    coalescing, a calibration); an unknown name is a :class:`ConfigurationError` naming it."""
+    coalescing, a calibration, a context policy); an unknown name is a :class:`ConfigurationError` naming
+    it."""
     if not isinstance(options, Mapping):
         raise ConfigurationError(argument, f"must be a mapping of option names to values, got {options!r}")
     unknown = sorted(set(options) - set(RerankerOptions.names()))

@@ -1,0 +1,24 @@
+"""Stage 6, select context: what reaches the LLM, from each response's results
+(:mod:`rerank_core.context`); the response keeps its ``results`` and gains ``context``."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING
+
+from rerank_core.context import select_context
+from rerank_core.types import RerankResponse
+
+if TYPE_CHECKING:
+    from rerank_core.reranker import Reranker
+
+__all__ = ["select"]
+
+
+def select(reranker: Reranker, responses: list[RerankResponse]) -> list[RerankResponse]:
+    """Each response with its context selection, when the reranker has a ``context`` policy (a no-answer
+    response gets an empty selection that carries the reason; a fail-open one is selected in input order)."""
+    policy = reranker.options.context
+    if policy is None:
+        return responses
+    return [dataclasses.replace(r, context=select_context(r, policy)) for r in responses]  # type: ignore[arg-type]
