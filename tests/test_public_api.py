@@ -19,6 +19,8 @@ PUBLIC_API = {
         "Candidate",
         "Coalescing",
         "ConfigurationError",
+        "ContextPolicy",
+        "ContextSelection",
         "FreshnessRule",
         "Fusion",
         "FusionFit",
@@ -46,6 +48,7 @@ PUBLIC_API = {
         "fuse_rankings",
         "fuse_scores",
         "normalize_scores",
+        "select_context",
         "tune_fusion",
     ],
     "rerank_core.backends": [
@@ -62,6 +65,9 @@ PUBLIC_API = {
     ],
     "langchain_rerank": [
         "BAND_KEY",
+        "CONTEXT_EVENT",
+        "CONTEXT_KEY",
+        "ContextCompressor",
         "DEFAULT_FIRST_STAGE_SCORE_KEY",
         "FIRST_STAGE_SCORE_KEY",
         "FUSION_SOURCES_KEY",
@@ -107,6 +113,8 @@ PUBLIC_API = {
     ],
     "llamaindex_rerank": [
         "BAND_KEY",
+        "CONTEXT_KEY",
+        "ContextPostprocessor",
         "FIRST_STAGE_SCORE_KEY",
         "FUSION_SOURCES_KEY",
         "FusionRetriever",
@@ -160,6 +168,7 @@ PUBLIC_MODULES = {
     "rerank_core.cli.rank",
     "rerank_core.cli.serve",
     "rerank_core.coalescing",
+    "rerank_core.context",
     "rerank_core.recipes",
     "rerank_core.pipeline_config",
     "rerank_core.serve",

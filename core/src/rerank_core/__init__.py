@@ -14,6 +14,7 @@ from rerank_core.cache import ScoreCache
 from rerank_core.calibration import ThresholdFit, fit_threshold
 from rerank_core.chunking import LongTextPolicy
 from rerank_core.coalescing import Coalescing
+from rerank_core.context import ContextPolicy, ContextSelection, select_context
 from rerank_core.errors import (
     ArgumentError,
     BackendError,
@@ -40,6 +41,8 @@ __all__ = [
     "Candidate",
     "Coalescing",
     "ConfigurationError",
+    "ContextPolicy",
+    "ContextSelection",
     "FreshnessRule",
     "Fusion",
     "FusionFit",
@@ -67,6 +70,7 @@ __all__ = [
     "fuse_rankings",
     "fuse_scores",
     "normalize_scores",
+    "select_context",
     "tune_fusion",
 ]
 

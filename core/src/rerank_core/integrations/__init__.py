@@ -5,6 +5,8 @@
 - reading the framework objects and the adapters' own arguments (:func:`check_items`,
   :func:`collect_first_stage_scores`, :func:`candidates_with_metadata`, :func:`check_top_n`,
   :func:`check_score_threshold`);
+- the context-selection stage's outputs and selecting from framework objects (:func:`outputs`,
+  :func:`select_items`, :func:`check_policy`);
 - the metadata keys written back and their values (:mod:`rerank_core.integrations.metadata`);
 - copies, pickles and dumps of the adapters (:func:`reranker_config` / :func:`reranker_from_config`: a
   Reranker as JSON without secrets, and back);
@@ -15,6 +17,7 @@
 from rerank_core._validation import check_score_threshold, check_top_n
 from rerank_core.integrations import metadata as _metadata
 from rerank_core.integrations._adapter import RERANKER_OPTIONS, UNSET, AdapterConstructors, resolve_reranker
+from rerank_core.integrations._context import check_policy, outputs, select_items
 from rerank_core.integrations._items import (
     candidates_with_metadata,
     check_items,
@@ -31,11 +34,14 @@ __all__ = [
     "AdapterConstructors",
     "candidates_with_metadata",
     "check_items",
+    "check_policy",
     "check_retrievers",
     "check_score_threshold",
     "check_top_n",
     "collect_first_stage_scores",
+    "outputs",
     "reranker_config",
     "reranker_from_config",
     "resolve_reranker",
+    "select_items",
 ]

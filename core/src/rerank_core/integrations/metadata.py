@@ -4,7 +4,8 @@ The convention: a key is the name of the :class:`~rerank_core.types.RerankResult
 (``relevance_score``, ``rerank_score``, ``first_stage_score``, ``pre_profile_score``, ``profile_effects``,
 ``judge_score``); the fields whose bare name would be ambiguous among a document's own metadata take the
 ``rerank_`` prefix (``raw_score`` -> ``rerank_raw_score``, ``window`` -> ``rerank_window``, ``truncated`` ->
-``rerank_truncated``, ``reranked=False`` -> ``rerank_failed``). Both adapters export every constant below.
+``rerank_truncated``, ``reranked=False`` -> ``rerank_failed``; the context-selection stage's place and
+tokens -> ``rerank_context``). Both adapters export every constant below.
 
 :func:`result_metadata` is what a result adds; a key is only written when it applies.
 :func:`reranked_metadata` is what the adapters write: the object's metadata without any key of an earlier
@@ -15,14 +16,18 @@ rerank pass (:data:`METADATA_KEYS`), plus what this result adds, so nothing stal
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rerank_core.fusion import FUSION_SOURCES_KEY
 from rerank_core.profiles import json_value
 from rerank_core.types import RerankResult
 
+if TYPE_CHECKING:
+    from rerank_core.context import ContextItem, ContextSelection
+
 __all__ = [
     "BAND_KEY",
+    "CONTEXT_KEY",
     "FIRST_STAGE_SCORE_KEY",
     "FUSION_SOURCES_KEY",
     "JUDGE_SCORE_KEY",
@@ -35,6 +40,7 @@ __all__ = [
     "RERANK_SCORE_KEY",
     "TRUNCATED_KEY",
     "WINDOW_KEY",
+    "context_metadata",
     "reranked_metadata",
     "result_metadata",
 ]
@@ -70,6 +76,10 @@ BAND_KEY = "rerank_band"
 default), added when that score is a probability (a fitted calibration, a probability back end, the
 sigmoid)."""
 
+CONTEXT_KEY = "rerank_context"
+"""With a context-selection stage (``context=ContextPolicy(...)``, or the ``ContextCompressor`` /
+``ContextPostprocessor`` of the adapters): the item's place in the context (:func:`context_metadata`)."""
+
 METADATA_KEYS = (
     RELEVANCE_SCORE_KEY,
     RAW_SCORE_KEY,
@@ -82,6 +92,7 @@ METADATA_KEYS = (
     PROFILE_EFFECTS_KEY,
     JUDGE_SCORE_KEY,
     BAND_KEY,
+    CONTEXT_KEY,
 )
 """Every key a rerank pass may write (``FUSION_SOURCES_KEY`` is the fusion retrievers')."""
 
@@ -148,3 +159,24 @@ def reranked_metadata(
         out[RELEVANCE_SCORE_KEY] = result.relevance_score
     out.update(result_metadata(result, fused=fused))
     return out
+
+
+def context_metadata(item: ContextItem, selection: ContextSelection) -> dict[str, Any]:
+    """What :data:`CONTEXT_KEY` holds for one context item (JSON-compatible): ``position`` (its place in
+    the context, 0 first), ``rank`` (its best chunk's place in the ranking), ``index`` (that chunk's position
+    in the input), ``tokens`` (its tokens; merged: the sum of its chunks'), ``chunks`` / ``chunk_ids`` (the
+    input positions / ids of the chunks it holds, in text order: more than one when ``group_mode="merge"``
+    merged them), ``group`` (the parent id, ``group_by``), and the selection's ``tokens_used``,
+    ``token_budget`` and ``counter`` (how tokens were counted)."""
+    return {
+        "position": item.position,
+        "rank": item.rank,
+        "index": item.index,
+        "tokens": item.tokens,
+        "chunks": list(item.chunks),
+        "chunk_ids": [json_value(i) for i in item.chunk_ids],
+        "group": json_value(item.group),
+        "tokens_used": selection.tokens_used,
+        "token_budget": selection.token_budget,
+        "counter": selection.counter,
+    }

@@ -2,6 +2,9 @@
 
 - :class:`RerankCompressor`: a ``BaseDocumentCompressor`` (use it in ``ContextualCompressionRetriever``,
   ``DocumentCompressorPipeline`` or, through ``as_runnable()``, in any LCEL chain).
+- :class:`ContextCompressor`: the core's context-selection stage (token budget, near-duplicates, MMR,
+  grouping by parent, "lost in the middle" order) over ranked Documents, e.g. after a ``RerankCompressor`` in
+  a ``DocumentCompressorPipeline`` (or ``RerankCompressor(..., context=ContextPolicy(...))`` in one step).
 - :class:`FusionRetriever`: a ``BaseRetriever`` fusing several retrievers (BM25 + dense, ...) with the core's
   reciprocal rank fusion or weighted score fusion, each document once, each source's rank and score kept.
 - :class:`LangChainLLM`: a chat model as the LLM judge's model
@@ -23,6 +26,7 @@ from langchain_rerank.compressor import (
     RerankCompressor,
     documents_with_scores,
 )
+from langchain_rerank.context import CONTEXT_EVENT, ContextCompressor
 from langchain_rerank.fusion_retriever import FusionRetriever
 from langchain_rerank.llm import LangChainLLM
 from langchain_rerank.tool_selection import aselect_tools, select_tools, tool_text
@@ -35,8 +39,10 @@ if TYPE_CHECKING:  # pragma: no cover
 __version__ = "0.1.0"
 __all__ = [
     *(name for name in _metadata.__all__ if name.endswith(("_KEY", "_KEYS"))),
+    "CONTEXT_EVENT",
     "DEFAULT_FIRST_STAGE_SCORE_KEY",
     "RERANK_EVENT",
+    "ContextCompressor",
     "FusionRetriever",
     "LangChainLLM",
     "RerankCompressor",

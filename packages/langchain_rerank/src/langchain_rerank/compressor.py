@@ -23,6 +23,12 @@ that needs it and does not find it is an :class:`InvalidInputError` naming
 ``documents[i].metadata['<key>']``, except ``rrf`` when no Document has one (it then fuses with the input
 order, and the trace event says so).
 
+With a context-selection stage (``context=ContextPolicy(...)``, docs/context-selection.md) the compressor
+returns what reaches the LLM instead: the selected Documents in the context's order, each with
+``metadata["rerank_context"]`` (its position, tokens, merged chunks), a merged item as one Document (its
+best chunk's, with the merged text as ``page_content``); the rerank event gains ``"context"``, every dropped
+Document with its reason.
+
 The caller's Documents and their metadata are never mutated. Each call reports a rerank step to the
 LangChain callbacks (a retriever-type run named after the class, with the back end fingerprint and
 policy as run metadata, a ``"rerank"`` custom event with counts and timing, and ``on_retriever_error``
@@ -50,6 +56,7 @@ from rerank_core.integrations import (
     candidates_with_metadata,
     check_items,
     collect_first_stage_scores,
+    outputs,
     reranked_metadata,
 )
 
@@ -221,18 +228,18 @@ class RerankCompressor(AdapterConstructors, BaseDocumentCompressor):
     def _finish(
         self, docs: list[Document], response: RerankResponse, started: float, first_stage: list[float] | None
     ) -> tuple[list[Document], dict[str, Any]]:
-        """(copies of the kept Documents, best first; the rerank event's data)."""
+        """(copies of the kept Documents, best first, or in the context's order; the rerank event's data)."""
         fused = response.fusion is not None
-        out = [
-            docs[r.index].model_copy(
-                update={
-                    "metadata": reranked_metadata(
-                        docs[r.index].metadata, r, fused=fused, relevance_score=True
-                    )  # an earlier pass's keys (rerank_failed, rerank_window, ...) never survive
-                }
-            )
-            for r in response.results
-        ]
+        out = []
+        for i, r, text, extra in outputs(response):
+            update: dict[str, Any] = {
+                "metadata": reranked_metadata(
+                    docs[i].metadata, r, fused=fused, relevance_score=True, extra=extra
+                )  # an earlier pass's keys (rerank_failed, rerank_window, ...) never survive
+            }
+            if text is not None:  # chunks of one parent merged by the context stage
+                update["page_content"] = text
+            out.append(docs[i].model_copy(update=update))
         event: dict[str, Any] = {
             "backend": response.backend,
             "query": response.query,
@@ -246,6 +253,7 @@ class RerankCompressor(AdapterConstructors, BaseDocumentCompressor):
             "profile": response.profile,
             "calibration": response.calibration,
             "no_answer": response.no_answer,
+            "context": None if response.context is None else response.context.to_dict(),
             "first_stage": _first_stage_source(first_stage, fused, len(docs), self.first_stage_score_key),
             "seconds": time.perf_counter() - started,
             "usage": dict(response.usage),

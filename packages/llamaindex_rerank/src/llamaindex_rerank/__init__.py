@@ -2,6 +2,9 @@
 
 - :class:`RerankPostprocessor`: a ``BaseNodePostprocessor`` (``node_postprocessors=[...]`` of a query
   engine, chat engine or retriever), sync and native async, emitting ``ReRankStartEvent``/``ReRankEndEvent``.
+- :class:`ContextPostprocessor`: the core's context-selection stage (token budget, near-duplicates, MMR,
+  grouping by parent, "lost in the middle" order) over ranked nodes, e.g. after a ``RerankPostprocessor`` (or
+  ``RerankPostprocessor(..., context=ContextPolicy(...))`` in one step).
 - :class:`FusionRetriever`: a ``BaseRetriever`` fusing several retrievers (BM25 + vector, ...) with the core's
   reciprocal rank fusion or weighted score fusion, each node once, each source's rank and score kept.
 - :class:`LlamaIndexLLM`: a LlamaIndex LLM as the LLM judge's model
@@ -14,6 +17,7 @@
   async path reranks without blocking the event loop.
 """
 
+from llamaindex_rerank.context import ContextPostprocessor
 from llamaindex_rerank.fusion_retriever import FusionRetriever
 from llamaindex_rerank.llm import LlamaIndexLLM
 from llamaindex_rerank.postprocessor import RETRIEVAL_SCORE_KEY, RerankPostprocessor
@@ -25,6 +29,7 @@ __version__ = "0.1.0"
 __all__ = [
     *(name for name in _metadata.__all__ if name.endswith(("_KEY", "_KEYS"))),
     "RETRIEVAL_SCORE_KEY",
+    "ContextPostprocessor",
     "FusionRetriever",
     "LlamaIndexLLM",
     "RerankObjectRetriever",

@@ -22,6 +22,12 @@ core (so the results keep it, fused or not); a fusion that needs it and does not
 :class:`InvalidInputError` naming ``nodes[i].score``, except ``rrf`` when no node has one (it then fuses with
 the input order).
 
+With a context-selection stage (``context=ContextPolicy(...)``, docs/context-selection.md) the
+postprocessor returns what reaches the LLM instead: the selected nodes in the context's order, each with
+``metadata["rerank_context"]`` (its position, tokens, merged chunks), a merged item as one node (a copy of
+its best chunk's node with the merged text); the ``RERANKING`` event's end payload gains ``"context"``, every
+dropped node with its reason.
+
 These keys are added to the copy's ``excluded_llm_metadata_keys`` and ``excluded_embed_metadata_keys``,
 so the text the LLM and the embedder see is unchanged. The input nodes, their metadata and their scores
 are never mutated. Each call emits ``ReRankStartEvent`` / ``ReRankEndEvent`` through the instrumentation
@@ -57,6 +63,7 @@ from rerank_core.integrations import (
     candidates_with_metadata,
     check_items,
     collect_first_stage_scores,
+    outputs,
     reranked_metadata,
     reranker_config,
     reranker_from_config,
@@ -249,22 +256,32 @@ class RerankPostprocessor(AdapterConstructors, BaseNodePostprocessor):
     def _end(self, event: Any, items: list[NodeWithScore], response: RerankResponse) -> list[NodeWithScore]:
         """Map the results back to new nodes, end the callback event and emit ``ReRankEndEvent``."""
         fused = response.fusion is not None
-        out = [self._node(items[r.index], r, fused) for r in response.results]
+        out = [self._node(items[i], r, fused, text, extra) for i, r, text, extra in outputs(response)]
         payload: dict[str, Any] = {EventPayload.NODES: out}
         if response.no_answer is not None:  # no_answer_floor dropped every node: say why
             payload["no_answer"] = response.no_answer
+        if response.context is not None:  # the context stage: what it kept, what it dropped and why
+            payload["context"] = response.context.to_dict()
         event.on_end(payload=payload)
         dispatcher.event(ReRankEndEvent(nodes=out))
         return out
 
-    def _node(self, item: NodeWithScore, result: RerankResult, fused: bool) -> NodeWithScore:
+    def _node(
+        self,
+        item: NodeWithScore,
+        result: RerankResult,
+        fused: bool,
+        text: str | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> NodeWithScore:
         node = item.node
         own: dict[str, Any] = {}
         if self.keep_retrieval_score and item.score is not None and not _reranked_before(node):
             own[RETRIEVAL_SCORE_KEY] = item.score
-        metadata = reranked_metadata(node.metadata, result, fused=fused, extra=own)
+        metadata = reranked_metadata(node.metadata, result, fused=fused, extra={**own, **(extra or {})})
         hide = [k for k in metadata if k in own or k in METADATA_KEYS]
-        return NodeWithScore(node=_with_metadata(node, metadata, hide), score=result.relevance_score)
+        copied = _with_metadata(node, metadata, hide, text)
+        return NodeWithScore(node=copied, score=result.relevance_score)
 
     # -- events ----------------------------------------------------------------------------------------
 
@@ -285,17 +302,26 @@ def node_with_metadata(node: BaseNode, added: Mapping[str, Any]) -> BaseNode:
     return _with_metadata(node, {**node.metadata, **added}, hide=added.keys())
 
 
-def _with_metadata(node: BaseNode, metadata: dict[str, Any], hide: Iterable[str]) -> BaseNode:
-    """A copy of ``node`` with ``metadata``, the keys ``hide`` hidden from the LLM and the embedder."""
+def _with_metadata(
+    node: BaseNode, metadata: dict[str, Any], hide: Iterable[str], text: str | None = None
+) -> BaseNode:
+    """A copy of ``node`` with ``metadata``, the keys ``hide`` hidden from the LLM and the embedder, and
+    ``text`` as its text when given (chunks merged by the context stage; its embedding is then dropped)."""
     hidden = list(hide)
-    return node.model_copy(
-        update={
-            "metadata": metadata,
-            "excluded_llm_metadata_keys": _with(node.excluded_llm_metadata_keys, hidden),
-            "excluded_embed_metadata_keys": _with(node.excluded_embed_metadata_keys, hidden),
-            "relationships": dict(node.relationships),
-        }
-    )
+    update: dict[str, Any] = {
+        "metadata": metadata,
+        "excluded_llm_metadata_keys": _with(node.excluded_llm_metadata_keys, hidden),
+        "excluded_embed_metadata_keys": _with(node.excluded_embed_metadata_keys, hidden),
+        "relationships": dict(node.relationships),
+    }
+    if text is not None:
+        if not hasattr(node, "text"):
+            raise InvalidInputError(
+                "nodes", f"cannot merge the text of a {type(node).__name__} (not a TextNode)"
+            )
+        update["text"] = text
+        update["embedding"] = None
+    return node.model_copy(update=update)
 
 
 def _reranked_before(node: BaseNode) -> bool:
