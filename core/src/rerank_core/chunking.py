@@ -233,6 +233,44 @@ def _fit_query(
     return cut, tokens, True
 
 
+def _fit_own_query(
+    query: str, limit: PairLimit, policy: LongTextPolicy, query_argument: str
+) -> tuple[str, int, bool]:
+    """For a model that encodes the query alone (``limit.query_tokens`` set): the query it reads, its
+    token count, and whether it was cut to ``query_tokens`` (``policy.long_query``)."""
+    tok = limit.tokenizer
+    room = limit.query_tokens
+    assert room is not None
+    source = query
+    if policy.max_chars is not None and len(query) > policy.max_chars:
+        source = query[-policy.max_chars :] if policy.long_query == "keep_end" else query[: policy.max_chars]
+    offsets = tok.offsets([source])[0]
+    tokens = len(offsets)
+    if tokens <= room and source is query:
+        return query, tokens, False
+    if policy.long_query == "error":
+        raise InvalidInputError(
+            query_argument,
+            f"is {'at least ' if source is not query else ''}{tokens} tokens long; the model encodes a "
+            f"query in at most {room} tokens. Shorten the query, or let long queries be cut "
+            "(long_query='keep_end' or 'keep_start').",
+        )
+    if tokens <= room:  # a huge query whose kept part fits
+        return source, tokens, True
+    keep = room
+    cut, _ = _cut_query(source, offsets, keep, policy.long_query)
+    tokens = len(tok.offsets([cut])[0])
+    while tokens > room and keep > 1:  # re-tokenizing the cut gave more tokens: cut more
+        keep = max(1, keep - (tokens - room))
+        cut, _ = _cut_query(source, offsets, keep, policy.long_query)
+        tokens = len(tok.offsets([cut])[0])
+    if tokens > room:
+        raise InvalidInputError(
+            query_argument, f"could not be cut to the model's {room} query tokens ({tokens} after cutting)"
+        )
+    return cut, tokens, True
+
+
 def plan(
     query: str,
     texts: Sequence[str],
@@ -247,8 +285,12 @@ def plan(
     if limit is None or not texts:
         return Plan(query, [Segment(i, t) for i, t in enumerate(texts)])
     tok = limit.tokenizer
-    scored_query, query_tokens, query_cut = _fit_query(query, limit, policy, query_argument)
-    budget = limit.max_length - limit.special_tokens - query_tokens
+    if limit.query_tokens is not None:  # the query is encoded on its own: the text has the budget to itself
+        scored_query, _, query_cut = _fit_own_query(query, limit, policy, query_argument)
+        budget = limit.max_length - limit.special_tokens
+    else:
+        scored_query, query_tokens, query_cut = _fit_query(query, limit, policy, query_argument)
+        budget = limit.max_length - limit.special_tokens - query_tokens
     size = min(policy.window_size or budget, budget)
     stride = min(policy.window_stride or max(1, (size * 3) // 4), size)
     max_chars = policy.max_chars

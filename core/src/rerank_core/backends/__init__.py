@@ -10,6 +10,7 @@ from rerank_core.backends.base import Backend, GroupScores, PairLimit, PairwiseB
 from rerank_core.backends.cascade import CascadeBackend
 from rerank_core.backends.cohere import CohereBackend
 from rerank_core.backends.cross_encoder import CrossEncoderBackend
+from rerank_core.backends.late_interaction import LateInteractionBackend
 from rerank_core.backends.llm_judge import LLMJudgeBackend
 from rerank_core.backends.rerank_api import RerankAPIBackend
 
@@ -20,6 +21,7 @@ __all__ = [
     "CrossEncoderBackend",
     "GroupScores",
     "LLMJudgeBackend",
+    "LateInteractionBackend",
     "PairLimit",
     "PairwiseBackend",
     "RerankAPIBackend",

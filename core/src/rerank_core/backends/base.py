@@ -54,11 +54,17 @@ class TextTokenizer(Protocol):
 @dataclass(frozen=True)
 class PairLimit:
     """A pair's token budget: ``max_length`` tokens in all, of which ``special_tokens`` are the
-    model's own ([CLS], [SEP], ...); the query and the text share the rest."""
+    model's own ([CLS], [SEP], ...); the query and the text share the rest.
+
+    ``query_tokens``: for a model that encodes the query on its own (late interaction), the tokens the query
+    may take in its own encoding; the text then has ``max_length - special_tokens`` to itself whatever the
+    query (so its windows are the same for every query), and a longer query is cut to ``query_tokens`` by
+    the long-query policy, reported. ``None`` (the default, cross-encoders): the query shares the pair."""
 
     max_length: int
     special_tokens: int
     tokenizer: TextTokenizer
+    query_tokens: int | None = None
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,9 @@
 - a folder converted for sentence-transformers (``modules.json``), or any model with no recipe (BERT-style
   classifiers): :class:`~rerank_core.backends.cross_encoder.CrossEncoderBackend`, so sentence-transformers'
   own scores are ours;
+- a late-interaction model (a ``MultiVectorEncoder`` folder: ``config_sentence_transformers.json`` says
+  ``"model_type": "MultiVectorEncoder"`` or PyLate's ``"ColBERT"``, or ``config.json`` names the Stanford
+  ``HF_ColBERT`` architecture): :class:`~rerank_core.backends.late_interaction.LateInteractionBackend`;
 - a decoder-LLM or seq2seq reranker whose recipe is named (``recipe=``) or detected from the name:
   :class:`~rerank_core.backends.recipe_model.RecipeBackend`.
 
@@ -18,6 +21,7 @@ from typing import Any
 
 from rerank_core import recipes as _recipes
 from rerank_core.backends.base import Backend
+from rerank_core.backends.late_interaction import is_multi_vector_folder
 from rerank_core.recipes import Recipe
 
 __all__ = ["local_backend"]
@@ -29,6 +33,10 @@ def local_backend(
     """The back end for a local model (a Hugging Face id or a folder); ``kwargs`` go to its constructor."""
     if recipe is None:
         folder = Path(model).expanduser()
+        if is_multi_vector_folder(folder):  # checked first: such a folder has a modules.json too
+            from rerank_core.backends.late_interaction import LateInteractionBackend
+
+            return LateInteractionBackend(model, **kwargs)
         if (folder / "modules.json").is_file():  # a sentence-transformers checkpoint: its own pipeline
             from rerank_core.backends.cross_encoder import CrossEncoderBackend
 

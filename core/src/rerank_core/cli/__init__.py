@@ -7,6 +7,7 @@ rerank finetune [DATA_DIR ...] --base-model ... [...]  # rerank_core.cli.finetun
 rerank pick DATA_DIR --model PATH [...]                # rerank_core.cli.pick
 rerank rank --model PATH_OR_ID --query TEXT < lines    # rerank_core.cli.rank
 rerank batch INPUT OUTPUT --model PATH_OR_ID [...]     # rerank_core.cli.batch
+rerank index --model M --store DIR (DATA_DIR | --jsonl FILE)  # rerank_core.cli.index
 rerank serve --model PATH_OR_ID [--config FILE] [...]  # rerank_core.cli.serve
 rerank bench [...]                                     # rerank_core.cli.bench, deprecated
 ```
@@ -30,6 +31,7 @@ from rerank_core.cli import bench as _bench
 from rerank_core.cli import calibrate as _calibrate
 from rerank_core.cli import eval as _eval
 from rerank_core.cli import finetune as _finetune
+from rerank_core.cli import index as _index
 from rerank_core.cli import pick as _pick
 from rerank_core.cli import rank as _rank
 from rerank_core.cli import serve as _serve
@@ -46,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``rerank`` parser with every subcommand."""
     parser = Parser(prog="rerank", description="rerank-core command line tools.")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
-    for module in (_eval, _calibrate, _finetune, _pick, _rank, _batch, _serve, _bench):
+    for module in (_eval, _calibrate, _finetune, _pick, _rank, _batch, _index, _serve, _bench):
         module.add_parser(subparsers)
     parser.set_defaults(subcommands=subparsers.choices)
     return parser
