@@ -127,6 +127,41 @@ def test_a_cancelled_call_does_not_disturb_the_others() -> None:
     assert all(len(o) == 10 for i, o in enumerate(outcomes) if i != 2)
 
 
+def test_cancelled_calls_waiting_in_the_queue_are_never_scored() -> None:
+    """A caller that stops waiting (a server's deadline, a client gone) gives its place back: its pairs
+    are not scored later, and the queue's room is free for the next call at once."""
+    import threading
+
+    gate = threading.Event()
+
+    class Slow(FakeBackend):
+        def score_pairs(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
+            gate.wait(10)
+            return super().score_pairs(pairs)
+
+    backend = Slow()
+    reranker = Reranker(backend, coalesce=Coalescing(max_wait_ms=0, max_pending_pairs=25))
+
+    async def run() -> list:
+        first = asyncio.ensure_future(reranker.arerank("first", call_docs(0)))  # in the model
+        await asyncio.sleep(0.05)
+        queued = [asyncio.ensure_future(reranker.arerank(f"q{k}", call_docs(k))) for k in range(1, 3)]
+        await asyncio.sleep(0.05)
+        for task in queued:
+            task.cancel()
+        await asyncio.sleep(0)
+        late = asyncio.ensure_future(reranker.arerank("late", call_docs(3)))  # room only if given back
+        await asyncio.sleep(0.05)
+        gate.set()
+        return await asyncio.gather(first, late, *queued, return_exceptions=True)
+
+    outcomes = asyncio.run(run())
+    assert len(outcomes[0]) == 10 and len(outcomes[1]) == 10
+    assert all(isinstance(o, asyncio.CancelledError) for o in outcomes[2:])
+    queries = {q for call in backend.calls for q, _ in call}
+    assert queries == {"first", "late"}  # the cancelled calls' pairs never reached the model
+
+
 def test_real_model_scores_match_uncoalesced(tiny_ce_path: Path) -> None:
     backend = CrossEncoderBackend(str(tiny_ce_path), device="cpu", batch_size=16)
     plain = asyncio.run(many(Reranker(backend), 12, n=8))

@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
+import re
 import socket
 import threading
 import time
@@ -64,14 +66,31 @@ def server() -> Iterator[BackgroundServer]:
         yield s
 
 
-def expected(query: str = QUERY, docs: Sequence[str] = DOCS) -> list[tuple[int, float]]:
+def expected(query: str = QUERY, docs: Sequence[str] = DOCS, *, raw: bool = False) -> list[tuple[int, float]]:
+    """The in-process ranking; its scores as the wire writes them: the fake model gives logits, which
+    the server puts through the sigmoid (as TEI does) unless the client asks for raw scores."""
     response = Reranker(FakeBackend()).rerank(query, list(docs))
-    return [(r.index, r.relevance_score) for r in response.results]
+    return [
+        (r.index, r.raw_score if raw else 1 / (1 + math.exp(-r.relevance_score))) for r in response.results
+    ]
 
 
 def flat(rows: Sequence[tuple[int, float]]) -> list[float]:
     """(index, score) rows as one flat list, for pytest.approx."""
     return [x for row in rows for x in row]
+
+
+def read_answer(raw: socket.socket) -> str:
+    """One HTTP answer from a raw socket: the head, then the body to its Content-Length."""
+    raw.settimeout(5)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += raw.recv(4096)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(re.search(rb"content-length: (\d+)", head, re.IGNORECASE).group(1))
+    while len(body) < length:
+        body += raw.recv(4096)
+    return (head + b"\r\n\r\n" + body).decode()
 
 
 def metric(server: BackgroundServer, name: str) -> float:
@@ -98,14 +117,23 @@ def test_this_projects_cohere_backend_round_trips(server: BackgroundServer) -> N
 
     remote = Reranker(CohereBackend("reference", api_key="unused", base_url=server.url))
     got = [(r.index, r.relevance_score) for r in remote.rerank(QUERY, DOCS).results]
-    assert [i for i, _ in got] == [i for i, _ in expected()]
+    assert flat(got) == pytest.approx(flat(expected()))  # probabilities, as the Cohere back end expects
+    assert all(0 < score < 1 for _, score in got)
 
 
 @pytest.mark.parametrize("protocol", ["tei", "jina"])
 def test_this_projects_tei_and_jina_backends_round_trip(server: BackgroundServer, protocol: str) -> None:
-    backend = RerankAPIBackend(server.url, protocol=protocol, model="reference", score_kind="logit")
+    backend = RerankAPIBackend(server.url, protocol=protocol, model="reference")
     got = Reranker(backend).rerank(QUERY, DOCS)
     assert flat([(r.index, r.raw_score) for r in got.results]) == pytest.approx(flat(expected()))
+
+
+def test_tei_raw_scores_are_the_models_own(server: BackgroundServer) -> None:
+    backend = RerankAPIBackend(server.url, protocol="tei", raw_scores=True)
+    got = Reranker(backend).rerank(QUERY, DOCS)
+    assert flat([(r.index, r.raw_score) for r in got.results]) == pytest.approx(flat(expected(raw=True)))
+    info = httpx.get(server.url + "/info").json()
+    assert info["relevance_score"] == "sigmoid"
 
 
 def test_raw_routes_answer_each_shape(server: BackgroundServer) -> None:
@@ -232,7 +260,9 @@ def test_bearer_auth_is_demanded_and_never_logged(
         good = httpx.post(s.url + "/v2/rerank", json=body, headers={"Authorization": f"Bearer {secret}"})
         assert good.status_code == 200
         assert httpx.get(s.url + "/health").status_code == 200  # probes stay open
-        assert httpx.get(s.url + "/info").json()["auth"] is True
+        assert httpx.get(s.url + "/info").status_code == 401  # the fingerprint may name an upstream
+        info = httpx.get(s.url + "/info", headers={"Authorization": f"Bearer {secret}"}).json()
+        assert info["auth"] is True
         cohere = pytest.importorskip("cohere")
         answer = cohere.ClientV2(api_key=secret, base_url=s.url).rerank(
             model="m", query=QUERY, documents=DOCS
@@ -242,6 +272,77 @@ def test_bearer_auth_is_demanded_and_never_logged(
     assert '"status": 401' in logged and '"status": 200' in logged
     assert secret not in logged and "nope" not in logged
     assert QUERY not in logged and DOCS[0] not in logged  # no text in the access log
+
+
+def test_a_named_key_variable_that_is_unset_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TEST_RERANK_TYPO", raising=False)
+    with pytest.raises(ConfigurationError, match=r"serve\.api_key_env.*TEST_RERANK_TYPO"):
+        create_app(Reranker(FakeBackend()), ServeSettings(api_key_env="TEST_RERANK_TYPO"))
+    monkeypatch.setenv("TEST_RERANK_TYPO", "")
+    with pytest.raises(ConfigurationError, match="unset or empty"):
+        create_app(Reranker(FakeBackend()), ServeSettings(api_key_env="TEST_RERANK_TYPO"))
+    monkeypatch.setenv("RERANK_API_KEY", "default-variable-key")  # the default name, when set
+    app = create_app(Reranker(FakeBackend()), ServeSettings())
+    with BackgroundServer(app) as s:
+        assert httpx.post(s.url + "/v2/rerank", json={"query": "q", "documents": ["a"]}).status_code == 401
+
+
+# -- the pipeline's own stages over the wire ----------------------------------------------------------------
+
+
+def test_a_fused_pipeline_takes_first_stage_scores() -> None:
+    reranker = Reranker(FakeBackend(), fusion="zscore:0.5")
+    first = [0.9, 0.1, 0.5, 0.3, 0.7]
+    want = reranker.rerank(QUERY, DOCS, first_stage_scores=first)
+    with BackgroundServer(create_app(reranker, ServeSettings())) as s:
+        body = {"query": QUERY, "documents": DOCS, "first_stage_scores": first}
+        answer = httpx.post(s.url + "/v2/rerank", json=body).json()
+        got = [(r["index"], r["relevance_score"]) for r in answer["results"]]
+        assert flat(got) == pytest.approx(flat([(r.index, r.relevance_score) for r in want]))  # as it is
+        missing = httpx.post(s.url + "/v2/rerank", json={"query": QUERY, "documents": DOCS})
+        assert missing.status_code == 400 and "first_stage_scores" in missing.json()["message"]
+        short = httpx.post(s.url + "/rerank", json={"query": "q", "texts": DOCS, "first_stage_scores": [1]})
+        assert short.status_code == 422 and "first_stage_scores" in short.json()["error"]
+        assert httpx.get(s.url + "/info").json()["relevance_score"] == "pipeline"
+
+
+def test_a_fused_pipeline_from_a_config_warms_up_and_serves(tmp_path) -> None:
+    from rerank_core.integrations import reranker_config
+
+    config = PipelineConfig(reranker=reranker_config(Reranker(FakeBackend(), fusion="zscore:0.5")))
+    with BackgroundServer(create_app(config, ServeSettings()), ready=True) as s:
+        body = {"query": QUERY, "documents": DOCS, "first_stage_scores": [1, 2, 3, 4, 5]}
+        assert httpx.post(s.url + "/v1/rerank", json=body).status_code == 200
+
+
+def test_fail_open_becomes_a_503_not_unusable_scores() -> None:
+    from rerank_core.errors import RetryableBackendError
+
+    class Down(FakeBackend):
+        def score_pairs(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
+            raise RetryableBackendError("upstream down")
+
+    with BackgroundServer(create_app(Reranker(Down(), fail_open=True), ServeSettings())) as s:
+        with pytest.warns(Warning):
+            answer = httpx.post(s.url + "/v2/rerank", json={"query": "q", "documents": DOCS})
+        assert answer.status_code == 503 and "upstream down" in answer.json()["message"]
+        assert "retry-after" in answer.headers
+
+
+def test_a_probability_pipeline_is_written_as_it_is() -> None:
+    reranker = Reranker(FakeBackend(), normalization="sigmoid")
+    want = reranker.rerank(QUERY, DOCS)
+    with BackgroundServer(create_app(reranker, ServeSettings())) as s:
+        answer = httpx.post(s.url + "/rerank", json={"query": QUERY, "texts": DOCS}).json()
+        assert flat([(r["index"], r["score"]) for r in answer]) == pytest.approx(
+            flat([(r.index, r.relevance_score) for r in want])
+        )
+        assert httpx.get(s.url + "/info").json()["relevance_score"] == "probability"
+
+
+def test_a_field_error_in_an_infinity_body_gets_the_jina_error_shape(server: BackgroundServer) -> None:
+    answer = httpx.post(server.url + "/rerank", json={"query": "q", "documents": [3]})
+    assert answer.status_code == 400 and "documents[0]" in answer.json()["message"]
 
 
 # -- overload, deadlines, disconnects, shutdown ------------------------------------------------------------
@@ -321,8 +422,7 @@ def test_a_body_that_trickles_past_the_deadline_gets_408() -> None:
     with BackgroundServer(app) as s:
         raw = socket.create_connection((s.host, s.port))
         raw.sendall(b'POST /v2/rerank HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"query"')
-        raw.settimeout(5)
-        answer = raw.recv(4096).decode()
+        answer = read_answer(raw)
         raw.close()
         assert answer.startswith("HTTP/1.1 408") and "deadline" in answer
         assert httpx.post(s.url + "/v2/rerank", json={"query": "q", "documents": ["a"]}).status_code == 200
@@ -340,6 +440,49 @@ def test_a_client_that_disconnects_while_sending_its_body_is_not_an_error() -> N
             time.sleep(0.05)
         assert metric(s, 'rerank_errors_total{kind="disconnected"}') == 1
         assert metric(s, 'rerank_errors_total{kind="internal"}') == 0
+
+
+def test_requests_past_their_deadline_leave_no_work_behind() -> None:
+    """Requests that time out while queued behind a busy batch are taken out of the queue: the model
+    never scores them, and the next request is not stuck behind abandoned work."""
+    backend = GatedBackend()
+    app = create_app(Reranker(backend, coalesce=True), ServeSettings())
+    with BackgroundServer(app) as s:
+        first = threading.Thread(
+            target=lambda: httpx.post(
+                s.url + "/v2/rerank", json={"query": "first", "documents": DOCS}, timeout=30
+            )
+        )
+        first.start()
+        assert backend.started.wait(10)
+        for i in range(5):
+            late = httpx.post(
+                s.url + "/v2/rerank",
+                json={"query": f"late {i}", "documents": DOCS},
+                headers={"X-Request-Timeout": "0.2"},
+            )
+            assert late.status_code == 503
+        backend.gate.set()
+        first.join(10)
+        answer = httpx.post(s.url + "/v2/rerank", json={"query": "next", "documents": DOCS})
+        assert answer.status_code == 200
+        queries = {q for call in backend.calls for q, _ in call}
+        assert queries == {"first", "next"}
+
+
+def test_the_deadline_covers_the_whole_request() -> None:
+    app = create_app(Reranker(GatedBackend(delay=0.5)), ServeSettings(request_timeout_s=0.8))
+    with BackgroundServer(app) as s:
+        raw = socket.create_connection((s.host, s.port))
+        body = json.dumps({"query": "q", "documents": DOCS}).encode()
+        head = f"POST /v2/rerank HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        started = time.monotonic()
+        raw.sendall(head + body[:10])
+        time.sleep(0.5)  # most of the deadline spent sending the body
+        raw.sendall(body[10:])
+        answer = read_answer(raw)
+        raw.close()
+        assert answer.startswith("HTTP/1.1 503") and time.monotonic() - started < 1.2
 
 
 def test_a_client_that_disconnects_mid_request_is_cancelled_and_others_are_served() -> None:

@@ -80,7 +80,7 @@ class Coalescing:
         raise ConfigurationError("coalesce", f"must be True, False, None or a Coalescing, got {value!r}")
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity: a cancelled call removes exactly its own entry
 class _Waiting:
     jobs: list[Any]
     size: int
@@ -141,11 +141,22 @@ class Coalescer:
             state.pending += size
             state.room.notify_all()  # the next in line may fit too
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        state.queue.append(_Waiting(jobs, size, future))
+        waiting = _Waiting(jobs, size, future)
+        state.queue.append(waiting)
         state.arrived.set()
         if state.worker is None or state.worker.done():
             state.worker = asyncio.get_running_loop().create_task(self._work(state))
-        await future
+        try:
+            await future
+        except asyncio.CancelledError:
+            # The caller stopped waiting (a deadline, a client gone). Not batched yet: its work is taken
+            # out of the queue and its room given back, so abandoned calls are never scored. Already in
+            # a batch: that batch (at most max_pairs) finishes and the results are dropped.
+            if waiting in state.queue:
+                state.queue.remove(waiting)
+                state.pending -= size
+                asyncio.get_running_loop().create_task(_notify(state))
+            raise
 
     async def _work(self, state: _LoopState) -> None:
         wait = self.settings.max_wait_ms / 1000
@@ -207,6 +218,11 @@ def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
         future.set_result(None)
     else:
         future.set_exception(error)
+
+
+async def _notify(state: _LoopState) -> None:
+    async with state.room:
+        state.room.notify_all()
 
 
 async def _noop_close(state: _LoopState) -> None:

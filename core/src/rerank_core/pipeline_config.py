@@ -125,8 +125,8 @@ class PipelineConfig:
         return cls(
             model=data.get("model"),
             recipe=data.get("recipe"),
-            backend=data.get("backend") or {},
-            options=data.get("options") or {},
+            backend={} if data.get("backend") is None else data["backend"],
+            options={} if data.get("options") is None else data["options"],
             reranker=data.get("reranker"),
         )
 

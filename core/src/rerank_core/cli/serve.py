@@ -34,8 +34,8 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument(
         "--threads",
         type=positive_int,
-        help="threads per model call in each worker (default: every core; with --workers N on a CPU "
-        "host, cores / N)",
+        help="threads per model call in each worker (default: every core, in each worker; with "
+        "--workers N on a CPU host, give cores / N)",
     )
     p.add_argument("--device", help="the model's device (default: auto)")
     p.add_argument("--instruction", help="the task's instruction (for models that take one)")
@@ -60,8 +60,8 @@ def add_parser(subparsers: Any) -> None:
     )
     p.add_argument(
         "--api-key-env",
-        help="environment variable holding the bearer token to demand (default RERANK_API_KEY; "
-        "authentication is off while it is unset)",
+        help="environment variable holding the bearer token to demand; it must be set (default: "
+        "RERANK_API_KEY when set, else no authentication)",
     )
     p.add_argument("--no-access-log", action="store_true", help="do not write a JSON line per request")
     p.add_argument("--check", action="store_true", help="load the pipeline, score one pair, and exit")
@@ -110,6 +110,7 @@ def build(args: argparse.Namespace) -> tuple[Any, Any]:
             api_key_env=args.api_key_env,
             access_log=False if args.no_access_log else None,
         )
+        settings.api_key()  # a named variable that is unset: refused before anything starts
     except ConfigurationError as exc:
         raise UsageError(one_line(exc)) from exc
     return pipeline, settings

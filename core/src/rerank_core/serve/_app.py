@@ -34,6 +34,8 @@ access_log = logging.getLogger("rerank_core.serve.access")
 log = logging.getLogger("rerank_core.serve")
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+_PARSING = 2  # bodies read and decoded at once per worker: bounds their memory (a few times max_body_bytes)
+_PARSE_IN_THREAD = 256 * 1024  # bodies larger than this are decoded off the event loop
 
 
 class _State:
@@ -49,11 +51,23 @@ class _State:
         self.pending_requests = 0
         self.done: deque[tuple[float, int]] = deque()  # (finished at, pairs) over the last 30 s
         self.api_key = settings.api_key()
+        self.score_mode = "pipeline"  # set when ready: how relevance_score is written (see _wire)
+        self.parsing: asyncio.Semaphore | None = None  # made in the serving loop
+        self.hooked: tuple[Any, Any] | None = None  # (coalescer, its hook before ours)
+
+    def finished(self, pairs: int) -> None:
+        """Record an answered request (the window holds the last 30 s only)."""
+        now = time.monotonic()
+        self.done.append((now, pairs))
+        self._prune(now)
+
+    def _prune(self, now: float) -> None:
+        while self.done and now - self.done[0][0] > 30:
+            self.done.popleft()
 
     def pairs_per_second(self) -> float:
         now = time.monotonic()
-        while self.done and now - self.done[0][0] > 30:
-            self.done.popleft()
+        self._prune(now)
         if not self.done:
             return 0.0
         span = max(now - self.done[0][0], 1.0)
@@ -84,6 +98,12 @@ def create_app(pipeline: Any, settings: ServeSettings | None = None) -> Any:
     if not isinstance(settings, ServeSettings):
         raise ConfigurationError("settings", f"must be a ServeSettings, got {settings!r}")
     state = _State(settings, Metrics())
+    if state.api_key is None:
+        loopback = settings.host in ("127.0.0.1", "localhost", "::1")
+        log.log(
+            logging.INFO if loopback else logging.WARNING,
+            "rerank serve: authentication is off (set RERANK_API_KEY or --api-key-env to demand a token)",
+        )
     if settings.model_name is None and isinstance(pipeline, PipelineConfig) and pipeline.model is not None:
         state.model_name = pipeline.model.rstrip("/").split("/")[-1] or pipeline.model
 
@@ -96,8 +116,12 @@ def create_app(pipeline: Any, settings: ServeSettings | None = None) -> Any:
             loading.cancel()
             with contextlib.suppress(BaseException):
                 await loading
+            if state.hooked is not None:  # the caller's Reranker is left as it was given
+                coalescer, previous = state.hooked
+                coalescer.on_batch = previous
             if state.reranker is not None and isinstance(pipeline, PipelineConfig):
                 await asyncio.to_thread(state.reranker.backend.close)
+            state.metrics.close()
 
     async def rerank(request: Any) -> Any:
         return await _rerank(state, request)
@@ -115,6 +139,10 @@ def create_app(pipeline: Any, settings: ServeSettings | None = None) -> Any:
         return _json({"status": "ready"}, 200)
 
     async def info(request: Any) -> Any:
+        try:
+            _check_auth(state, request)  # the back end's fingerprint may name an upstream server
+        except WireError as exc:
+            return _json(error_body("cohere", exc), 401, {"WWW-Authenticate": 'Bearer realm="rerank"'})
         limits = {
             "max_documents": settings.max_documents,
             "max_body_bytes": settings.max_body_bytes,
@@ -129,6 +157,7 @@ def create_app(pipeline: Any, settings: ServeSettings | None = None) -> Any:
                 "backend": None if reranker is None else reranker.backend.fingerprint,
                 "ready": reranker is not None,
                 "auth": state.api_key is not None,
+                "relevance_score": state.score_mode,
                 "routes": sorted(ROUTES),
                 "limits": limits,
             },
@@ -174,7 +203,9 @@ async def _load(state: _State, pipeline: Any) -> None:
             if "coalesce" not in config.options:
                 config = config.replace(options={"coalesce": True})
             reranker = await asyncio.to_thread(config.build)  # (a remote back end is never coalesced)
-            await reranker.arerank("warm up", ["warm up"])  # loads the model, fills the first batch shapes
+            # Loads the model and fills the first batch shapes (a fusion needs a first-stage score).
+            scores = [0.0] if reranker.options.fusion is not None else None
+            await reranker.arerank("warm up", ["warm up"], first_stage_scores=scores)
         else:
             reranker = pipeline
     except asyncio.CancelledError:
@@ -184,10 +215,25 @@ async def _load(state: _State, pipeline: Any) -> None:
         log.error("rerank serve: the pipeline failed to load: %s", state.error)
         return
     if reranker.coalescer is not None:
+        state.hooked = (reranker.coalescer, reranker.coalescer.on_batch)
         reranker.coalescer.on_batch = state.metrics.observe_batch
+    state.score_mode = score_mode(reranker)
     state.reranker = reranker
     state.metrics.ready.set(1)
     log.info("rerank serve: ready (%s)", reranker.backend.fingerprint)
+
+
+def score_mode(reranker: Any) -> str:
+    """How ``relevance_score`` (and TEI's ``score``) is written: ``"probability"`` (the pipeline's score
+    is one: a calibration, a probability model, the sigmoid), ``"sigmoid"`` (a logit model's raw score,
+    put through the sigmoid as TEI does, so it lies in (0, 1) as Cohere and Jina clients expect) or
+    ``"pipeline"`` (a fused or profiled score, written as it is: not a probability)."""
+    from rerank_core._pipeline.ranking import gives_probabilities
+
+    options = reranker.options
+    if options.fusion is not None or options.profile is not None:
+        return "pipeline"
+    return "probability" if gives_probabilities(options, reranker.backend.score_kind) else "sigmoid"
 
 
 async def _rerank(state: _State, request: Any) -> Any:
@@ -205,27 +251,28 @@ async def _rerank(state: _State, request: Any) -> Any:
         if state.reranker is None:
             reason = "the model failed to load" if state.error else "the model is still loading"
             raise WireError(503, reason, "not_ready")
+        deadline = started + _timeout(state, request)  # one deadline for the whole request
+        if state.parsing is None:
+            state.parsing = asyncio.Semaphore(_PARSING)
         try:  # a client trickling its body gets the request's deadline too
-            body = await asyncio.wait_for(
-                _read_body(request, settings.max_body_bytes), settings.request_timeout_s
-            )
+            data = await asyncio.wait_for(_receive(state, request, shape), deadline - time.monotonic())
         except TimeoutError:
             raise WireError(408, "the body did not arrive before the request's deadline", "timeout") from None
-        try:
-            data = json.loads(body)
-        except (ValueError, RecursionError):
-            raise WireError(400 if shape != "tei" else 422, "the body is not valid JSON") from None
         wire = parse_request(route, data, max_documents=settings.max_documents)
         shape, documents = wire.shape, len(wire.documents)
         state.metrics.documents.observe(documents)
         pairs = estimated_segments(wire.documents, state.reranker.options.long_text) if documents else 0
         _admit(state, pairs)
         admitted = True
-        response = await _run(state, request, wire)
+        response = await _run(state, request, wire, deadline)
+        if response.error is not None:  # fail_open gave the input order: no scores a client can use
+            raise WireError(503, f"back-end error: {response.error}", "backend")
         status = 200
-        return _json(format_response(wire, response, state.model_name), 200)
+        answer = format_response(wire, response, state.model_name, state.score_mode)
+        return _json(answer, 200)
     except WireError as exc:
         status, kind = exc.status, exc.kind
+        shape = exc.shape or shape
         headers = {}
         if exc.status in (429, 503):
             headers["Retry-After"] = str(state.retry_after())
@@ -250,7 +297,7 @@ async def _rerank(state: _State, request: Any) -> Any:
             state.metrics.queue_pairs.dec(pairs)
             state.metrics.queue_requests.dec()
             if status == 200:
-                state.done.append((time.monotonic(), pairs))
+                state.finished(pairs)
         elapsed = time.monotonic() - started
         state.metrics.requests.labels(route, str(status)).inc()
         state.metrics.latency.labels(route).observe(elapsed)
@@ -328,8 +375,8 @@ def _admit(state: _State, pairs: int) -> None:
     state.metrics.queue_requests.inc()
 
 
-async def _run(state: _State, request: Any, wire: WireRequest) -> Any:
-    """``arerank`` raced against the deadline and the client's disconnect; either cancels it."""
+def _timeout(state: _State, request: Any) -> float:
+    """The request's time limit: the server's, or the client's ``X-Request-Timeout`` when shorter."""
     timeout = state.settings.request_timeout_s
     asked = request.headers.get("x-request-timeout")
     if asked is not None:
@@ -340,11 +387,37 @@ async def _run(state: _State, request: Any, wire: WireRequest) -> Any:
         if not math.isfinite(value) or value <= 0:
             raise WireError(400, "X-Request-Timeout: must be a number of seconds > 0")
         timeout = min(timeout, value)
+    return timeout
+
+
+async def _receive(state: _State, request: Any, shape: str) -> Any:
+    """The request's decoded body; at most ``_PARSING`` bodies are read and decoded at once."""
+    assert state.parsing is not None
+    async with state.parsing:
+        body = await _read_body(request, state.settings.max_body_bytes)
+        return await _parse(body, shape)
+
+
+async def _parse(body: bytes, shape: str) -> Any:
+    """The decoded JSON (large bodies are decoded off the event loop)."""
+    try:
+        if len(body) > _PARSE_IN_THREAD:
+            return await asyncio.to_thread(json.loads, body)
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        raise WireError(400 if shape != "tei" else 422, "the body is not valid JSON") from None
+
+
+async def _run(state: _State, request: Any, wire: WireRequest, deadline: float) -> Any:
+    """``arerank`` raced against the deadline and the client's disconnect; either cancels it."""
+    timeout = max(0.0, deadline - time.monotonic())
     kwargs: dict[str, Any] = {}
     if wire.top_n is not None:
         kwargs["top_n"] = wire.top_n
     if wire.instruction is not None:
         kwargs["instruction"] = wire.instruction
+    if wire.first_stage_scores is not None:
+        kwargs["first_stage_scores"] = wire.first_stage_scores
     work = asyncio.ensure_future(state.reranker.arerank(wire.query, wire.documents, **kwargs))
     watch = asyncio.ensure_future(_disconnected(request))
     try:
@@ -359,7 +432,7 @@ async def _run(state: _State, request: Any, wire: WireRequest) -> Any:
         return work.result()
     if watch in done:
         raise WireError(499, "the client closed the connection", "disconnected")
-    raise WireError(503, f"the request's deadline ({timeout:g} s) passed before it was scored", "timeout")
+    raise WireError(503, "the request's deadline passed before it was scored", "timeout")
 
 
 async def _disconnected(request: Any) -> None:

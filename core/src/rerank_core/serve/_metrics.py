@@ -81,6 +81,13 @@ class Metrics:
             **({"multiprocess_mode": "livemin"} if self.multiprocess else {}),
         )
 
+    def close(self) -> None:
+        """At a worker's exit: its live gauges leave the sums (prometheus_client's multiprocess mode)."""
+        if self.multiprocess:
+            from prometheus_client import multiprocess
+
+            multiprocess.mark_process_dead(os.getpid())
+
     def observe_batch(self, calls: int, pairs: int) -> None:
         self.batch_requests.observe(calls)
         self.batch_pairs.observe(pairs)

@@ -7,11 +7,13 @@ import asyncio
 import json
 import logging
 import os
+import shutil
 import socket
 import sys
 import tempfile
 import threading
 import time
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -47,11 +49,24 @@ def serve(pipeline: PipelineConfig, settings: ServeSettings) -> None:
         return
     # uvicorn's workers import the app from a string: they read the description from the environment.
     os.environ[_SPEC_ENV] = json.dumps({"pipeline": pipeline.to_dict(), "settings": settings.to_dict()})
-    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="rerank-serve-metrics-")
-    uvicorn.run(
-        "rerank_core.serve._run:app_from_environment", factory=True, workers=settings.workers, **common
-    )
+    made = None
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if given:  # the workers' counters would add to an earlier run's
+        if Path(given).is_dir() and any(Path(given).iterdir()):
+            raise ConfigurationError(
+                "PROMETHEUS_MULTIPROC_DIR", f"{given} is not empty: empty it (or unset it) before starting"
+            )
+    else:
+        made = tempfile.mkdtemp(prefix="rerank-serve-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = made
+    try:
+        uvicorn.run(
+            "rerank_core.serve._run:app_from_environment", factory=True, workers=settings.workers, **common
+        )
+    finally:
+        if made is not None:
+            shutil.rmtree(made, ignore_errors=True)
+            del os.environ["PROMETHEUS_MULTIPROC_DIR"]
 
 
 def app_from_environment() -> Any:
@@ -116,15 +131,25 @@ class BackgroundServer:
             target=lambda: asyncio.run(self.server.serve(sockets=[self._socket])), daemon=True
         )
         self._thread.start()
-        deadline = time.monotonic() + self._timeout
+        try:
+            self._wait(time.monotonic() + self._timeout)
+        except BaseException:
+            self.stop()  # a server that failed to start is not left running
+            raise
+
+    def _wait(self, deadline: float) -> None:
         while not self.server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
+            if not self._thread or not self._thread.is_alive() or time.monotonic() > deadline:
                 raise ConfigurationError("app", "the server did not start (see the log above)")
             time.sleep(0.02)
         if self._wait_ready:
             import httpx
 
-            while httpx.get(self.url + "/ready", timeout=5).status_code != 200:
+            while (answer := httpx.get(self.url + "/ready", timeout=5)).status_code != 200:
+                if answer.json().get("status") == "failed":
+                    raise ConfigurationError(
+                        "app", f"the pipeline failed to load: {answer.json().get('error')}"
+                    )
                 if time.monotonic() > deadline:
                     raise ConfigurationError("app", "the pipeline did not become ready in time")
                 time.sleep(0.1)

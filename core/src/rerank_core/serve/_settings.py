@@ -11,7 +11,10 @@ from typing import Any
 
 from rerank_core.errors import ConfigurationError
 
-__all__ = ["ServeSettings"]
+__all__ = ["DEFAULT_API_KEY_ENV", "ServeSettings"]
+
+#: The bearer token's variable when ``api_key_env`` names none (authentication only when it is set).
+DEFAULT_API_KEY_ENV = "RERANK_API_KEY"
 
 
 @dataclass(frozen=True)
@@ -32,10 +35,12 @@ class ServeSettings:
         request_timeout_s: the deadline of one request: its body must arrive within it (a 408 past it) and
             its scoring must end within it (a 503 past it; its work is cancelled). A client's
             ``X-Request-Timeout`` header (seconds) can only shorten it.
-        api_key_env: the environment variable holding the bearer token that every rerank route then
-            demands (``Authorization: Bearer <token>``, compared in constant time, never logged); unset
-            or empty variable: no authentication. ``/health``, ``/ready`` and ``/metrics`` stay open for
-            probes and scrapers.
+        api_key_env: the environment variable holding the bearer token that every rerank route and
+            ``/info`` then demand (``Authorization: Bearer <token>``, compared in constant time, never
+            logged). ``None`` (default): ``RERANK_API_KEY`` when it is set and not empty, else no
+            authentication. A variable named here must be set and not empty (a typo must not turn
+            authentication off). ``/health``, ``/ready`` and ``/metrics`` stay open for probes and
+            scrapers.
         max_connections: most open connections per worker; past it uvicorn answers 503 at once
             (uvicorn's ``limit_concurrency``).
         graceful_timeout_s: on SIGTERM, how long in-flight requests get to finish.
@@ -52,7 +57,7 @@ class ServeSettings:
     max_queue_pairs: int = 20_000
     max_queue_requests: int = 256
     request_timeout_s: float = 30.0
-    api_key_env: str | None = "RERANK_API_KEY"
+    api_key_env: str | None = None
     max_connections: int = 1024
     graceful_timeout_s: float = 30.0
     access_log: bool = True
@@ -110,10 +115,17 @@ class ServeSettings:
         return dataclasses.asdict(self)
 
     def api_key(self) -> str | None:
-        """The bearer token from ``api_key_env`` (``None``: authentication off)."""
+        """The bearer token (``None``: authentication off); a :class:`ConfigurationError` naming
+        ``serve.api_key_env`` when the variable it names is unset or empty."""
         if self.api_key_env is None:
-            return None
-        return os.environ.get(self.api_key_env) or None
+            return os.environ.get(DEFAULT_API_KEY_ENV) or None
+        key = os.environ.get(self.api_key_env)
+        if not key:
+            raise ConfigurationError(
+                "serve.api_key_env",
+                f"the variable {self.api_key_env} is unset or empty (authentication asked for)",
+            )
+        return key
 
 
 def _int(value: object) -> bool:

@@ -14,7 +14,9 @@
   ``"documents"`` instead of ``"texts"`` (what Infinity's ``/rerank`` takes) is read as the Jina request and
   answered in the Jina shape, as Infinity does.
 
-Every route also takes ``"instruction"`` (for models that take one: docs/instructions.md). Unknown fields
+Every route also takes ``"instruction"`` (for models that take one: docs/instructions.md) and
+``"first_stage_scores"`` (one number a document: the retriever's scores, which a pipeline with a fusion
+needs). Unknown fields
 are ignored, as the reference servers do. ``truncate`` / ``max_tokens_per_doc`` are accepted and do not
 change anything: long documents follow the pipeline's long-text policy (windows by default), which never
 drops text silently. ``model`` is accepted whatever it names: one server serves one pipeline.
@@ -25,9 +27,12 @@ band) and ``"no_answer"`` (why every candidate was dropped); clients ignore fiel
 
 from __future__ import annotations
 
+import math
 import uuid
 from dataclasses import dataclass
 from typing import Any
+
+from rerank_core.normalization import normalize_scores
 
 __all__ = ["ROUTES", "WireError", "WireRequest", "format_response", "parse_request"]
 
@@ -37,11 +42,14 @@ ROUTES = {"/v2/rerank": "cohere", "/v1/rerank": "jina", "/rerank": "tei"}
 class WireError(Exception):
     """A request the server refuses: the HTTP ``status`` and a message naming the field."""
 
-    def __init__(self, status: int, message: str, kind: str = "bad_request") -> None:
+    def __init__(
+        self, status: int, message: str, kind: str = "bad_request", shape: str | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.kind = kind
+        self.shape = shape  # the answer's shape, when the request's body decided it
 
 
 @dataclass(frozen=True)
@@ -56,16 +64,25 @@ class WireRequest:
     raw_scores: bool = False
     instruction: str | None = None
     model: str | None = None
+    first_stage_scores: list[float] | None = None
 
 
 def parse_request(route: str, body: Any, *, max_documents: int) -> WireRequest:
     """The request a decoded JSON ``body`` on ``route`` (a key of :data:`ROUTES`) asks for, or a
-    :class:`WireError` naming the field that is wrong."""
+    :class:`WireError` naming the field that is wrong (in the shape the answer would have had)."""
     shape = ROUTES[route]
+    if isinstance(body, dict) and shape == "tei" and "texts" not in body and "documents" in body:
+        shape = "jina"  # Infinity's /rerank: the Jina body and answer
+    try:
+        return _parse(route, shape, body, max_documents)
+    except WireError as exc:
+        exc.shape = shape
+        raise
+
+
+def _parse(route: str, shape: str, body: Any, max_documents: int) -> WireRequest:
     if not isinstance(body, dict):
         raise WireError(400 if shape != "tei" else 422, "the body must be a JSON object")
-    if shape == "tei" and "texts" not in body and "documents" in body:
-        shape = "jina"  # Infinity's /rerank: the Jina body and answer
     query = body.get("query")
     if not isinstance(query, str) or not query.strip():
         raise WireError(_invalid(shape), "query: must be a non-empty string")
@@ -93,6 +110,17 @@ def parse_request(route: str, body: Any, *, max_documents: int) -> WireRequest:
     instruction = body.get("instruction")
     if instruction is not None and (not isinstance(instruction, str) or not instruction.strip()):
         raise WireError(_invalid(shape), "instruction: must be a non-empty string")
+    scores = body.get("first_stage_scores")
+    if scores is not None and (
+        not isinstance(scores, list)
+        or len(scores) != len(documents)
+        or not all(
+            isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) for x in scores
+        )
+    ):
+        raise WireError(
+            _invalid(shape), f"first_stage_scores: must be {len(documents)} finite numbers, one a document"
+        )
     model = body.get("model")
     if model is not None and not isinstance(model, str):
         raise WireError(_invalid(shape), "model: must be a string")
@@ -114,26 +142,34 @@ def parse_request(route: str, body: Any, *, max_documents: int) -> WireRequest:
         raw_scores=flags.get("raw_scores", False),
         instruction=instruction,
         model=model,
+        first_stage_scores=None if scores is None else [float(x) for x in scores],
     )
 
 
-def format_response(request: WireRequest, response: Any, model_name: str) -> Any:
-    """The answer to ``request`` from a :class:`~rerank_core.RerankResponse`, in the request's shape."""
+def format_response(
+    request: WireRequest, response: Any, model_name: str, score_mode: str = "pipeline"
+) -> Any:
+    """The answer to ``request`` from a :class:`~rerank_core.RerankResponse`, in the request's shape.
+    ``score_mode="sigmoid"`` writes the sigmoid of the relevance score (a logit model's raw score, as TEI
+    does); otherwise it is written as it is (see :func:`rerank_core.serve._app.score_mode`)."""
     results = response.results
+    scores = [r.relevance_score for r in results]
+    if score_mode == "sigmoid":
+        scores = normalize_scores(scores, "sigmoid").tolist()
     if request.shape == "tei":
         out = []
-        for r in results:
+        for r, score in zip(results, scores, strict=True):
             item: dict[str, Any] = {
                 "index": r.index,
-                "score": r.raw_score if request.raw_scores else r.relevance_score,
+                "score": r.raw_score if request.raw_scores else score,
             }
             if request.return_documents:
                 item["text"] = request.documents[r.index]
             out.append(item)
         return out
     rows = []
-    for r in results:
-        row: dict[str, Any] = {"index": r.index, "relevance_score": r.relevance_score}
+    for r, score in zip(results, scores, strict=True):
+        row: dict[str, Any] = {"index": r.index, "relevance_score": score}
         if request.return_documents:
             row["document"] = {"text": request.documents[r.index]}
         if getattr(r, "band", None) is not None:
