@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -31,36 +30,44 @@ class TokenCounter:
     def __init__(self, tokenizer: Any) -> None:
         self.tokenizer = tokenizer
         self._plain_encode: bool | None = None
-        if tokenizer == "chars":
+        if isinstance(tokenizer, str):  # "chars" (the policy checked it)
             self.name = f"chars/{CHARS_PER_TOKEN}"
+            self.count: Any = _chars
         elif hasattr(tokenizer, "encode"):
             path = getattr(tokenizer, "name_or_path", None) or getattr(tokenizer, "name", None)
             kind = type(tokenizer).__name__
             self.name = f"{kind}({path})" if isinstance(path, str) and path else kind
+            self.count = self._encode
         else:
             self.name = getattr(tokenizer, "__qualname__", None) or type(tokenizer).__name__
+            self.count = self._call
 
     def __call__(self, text: str) -> int:
-        tokenizer = self.tokenizer
-        if tokenizer == "chars":
-            return math.ceil(len(text) / CHARS_PER_TOKEN)
-        if not hasattr(tokenizer, "encode"):
-            count = tokenizer(text)
-            if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-                raise ConfigurationError(
-                    "tokenizer", f"a token-counting callable must return an int >= 0, got {count!r}"
-                )
-            return count
+        return self.count(text)  # type: ignore[no-any-return]
+
+    def _call(self, text: str) -> int:
+        count = self.tokenizer(text)
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise ConfigurationError(
+                "tokenizer", f"a token-counting callable must return an int >= 0, got {count!r}"
+            )
+        return count
+
+    def _encode(self, text: str) -> int:
+        encode = self.tokenizer.encode
         if self._plain_encode is None:
             try:
-                ids = tokenizer.encode(text, add_special_tokens=False)
-                self._plain_encode = False
-                return len(ids)
+                ids = encode(text, add_special_tokens=False)
             except TypeError:
                 self._plain_encode = True
-        if self._plain_encode:
-            return len(tokenizer.encode(text))
-        return len(tokenizer.encode(text, add_special_tokens=False))
+            else:
+                self._plain_encode = False
+                return len(ids)
+        return len(encode(text) if self._plain_encode else encode(text, add_special_tokens=False))
+
+
+def _chars(text: str) -> int:
+    return -(-len(text) // CHARS_PER_TOKEN)  # ceil
 
 
 def _positive_int(value: object, name: str) -> int | None:

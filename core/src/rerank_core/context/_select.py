@@ -267,13 +267,11 @@ def _select(
 
     def closest(k: int) -> tuple[float | None, int | None]:
         assert sim is not None
-        if mmr is not None:
+        if mmr is not None:  # MMR keeps it up to date
             return (best_sim[k], best_of[k]) if best_of[k] is not None else (None, None)
-        sims = sim.against(k, kept)
-        if not sims:
-            return None, None
-        j = max(range(len(sims)), key=lambda x: (sims[x], -x))  # the most similar; ties: kept first
-        return sims[j], kept[j]
+        assert threshold is not None
+        found = sim.closest_kept(k, threshold)
+        return (None, None) if found is None else found
 
     def consider(k: int) -> bool:
         nonlocal items, used
@@ -295,6 +293,8 @@ def _select(
                 drop(k, "duplicate", j, s)
                 return False
         kept.append(k)
+        if sim is not None and threshold is not None and mmr is None:
+            sim.keep(k)
         used += tok(k) if budget is not None else 0
         items += new_item
         if parent is not None:
@@ -321,7 +321,7 @@ def _select(
             pick = max(pool, key=lambda k: (score(k), -k))  # ties: the better rank
             pool.remove(pick)
             if consider(pick) and pool:
-                for k, s in zip(pool, sim.against(pick, pool), strict=True):
+                for k, s in zip(pool, sim.against_all(pick, pool), strict=True):
                     if s > best_sim[k]:
                         best_sim[k], best_of[k] = s, pick
         worst_kept = max(kept, default=-1)

@@ -1,36 +1,40 @@
-"""The cheap similarities the stage compares candidates with, computed lazily (a candidate's shingles or
-unit vector only when it is first compared)."""
+"""The cheap similarities the stage compares candidates with, computed lazily: a candidate's shingles (or
+unit vector) only when it is first compared, so that a candidate decided by a cheaper check (the budget, a
+parent already kept, ``max_items``) costs nothing here."""
 
 from __future__ import annotations
 
-import re
+import string
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
-__all__ = ["EmbeddingSimilarity", "ShingleSimilarity"]
+__all__ = ["EmbeddingSimilarity", "ShingleSimilarity", "shingles"]
 
-_WORD = re.compile(r"\w+")
+_PUNCTUATION = str.maketrans(dict.fromkeys(string.punctuation, " "))
 
 
-def shingles(text: str, size: int) -> frozenset[str]:
-    """The set of ``size``-word shingles of ``text`` (lower-cased ``\\w+`` words); a text of fewer words is
-    one shingle (empty for a text with no word)."""
-    words = _WORD.findall(text.lower())
+def shingles(text: str, size: int) -> frozenset[tuple[str, ...]]:
+    """The set of ``size``-word shingles of ``text`` (lower-cased, ASCII punctuation removed, split on
+    whitespace); a text of fewer words is one shingle (none for a text with no word)."""
+    words = text.lower().translate(_PUNCTUATION).split()
     if len(words) <= size:
-        return frozenset((" ".join(words),)) if words else frozenset()
-    return frozenset(" ".join(words[i : i + size]) for i in range(len(words) - size + 1))
+        return frozenset((tuple(words),)) if words else frozenset()
+    return frozenset(zip(*(words[i:] for i in range(size))))  # noqa: B905 (the shorter tails end it)
 
 
 class ShingleSimilarity:
-    """Jaccard similarity of word-shingle sets (exact: at a hundred candidates MinHash would save nothing)."""
+    """Exact Jaccard similarity of word-shingle sets: one set intersection per pair, in C (at a hundred
+    candidates MinHash would save nothing, and an inverted index costs more to build in Python than the
+    intersections it saves)."""
 
     def __init__(self, texts: Sequence[str], size: int) -> None:
         self._texts = texts
         self._size = size
-        self._sets: list[frozenset[str] | None] = [None] * len(texts)
+        self._sets: list[frozenset[tuple[str, ...]] | None] = [None] * len(texts)
+        self._kept: list[int] = []
 
-    def _set(self, i: int) -> frozenset[str]:
+    def _set(self, i: int) -> frozenset[tuple[str, ...]]:
         s = self._sets[i]
         if s is None:
             s = self._sets[i] = shingles(self._texts[i], self._size)
@@ -43,7 +47,30 @@ class ShingleSimilarity:
         inter = len(a & b)
         return inter / (len(a) + len(b) - inter)
 
-    def against(self, i: int, others: Sequence[int]) -> list[float]:
+    def keep(self, j: int) -> None:
+        """``j`` was kept: later candidates are compared with it."""
+        self._kept.append(j)
+
+    def closest_kept(self, i: int, threshold: float) -> tuple[float, int] | None:
+        """The kept candidate most similar to ``i`` (ties: the first kept) among those at least
+        ``threshold`` similar, and that similarity; ``None`` when there is none. A pair whose sizes alone
+        bound its Jaccard below the threshold (``min / max``) is not intersected."""
+        a = self._set(i)
+        na = len(a)
+        best: tuple[float, int] | None = None
+        for j in self._kept:
+            b = self._sets[j] or self._set(j)
+            nb = len(b)
+            if na != nb and min(na, nb) < threshold * max(na, nb):
+                continue
+            inter = len(a & b)
+            s = inter / (na + nb - inter) if na or nb else 1.0
+            if s >= threshold and (best is None or s > best[0]):
+                best = (s, j)
+        return best
+
+    def against_all(self, i: int, others: Sequence[int]) -> list[float]:
+        """The similarity of ``i`` to each of ``others``."""
         return [self.pair(i, j) for j in others]
 
 
@@ -53,6 +80,8 @@ class EmbeddingSimilarity:
     def __init__(self, n: int, vector: Callable[[int], object]) -> None:
         self._vector = vector
         self._unit: list[np.ndarray | None] = [None] * n
+        self._kept: list[int] = []
+        self._kept_matrix: np.ndarray | None = None
 
     def _get(self, i: int) -> np.ndarray:
         u = self._unit[i]
@@ -65,7 +94,21 @@ class EmbeddingSimilarity:
     def pair(self, i: int, j: int) -> float:
         return float(self._get(i) @ self._get(j))
 
-    def against(self, i: int, others: Sequence[int]) -> list[float]:
+    def keep(self, j: int) -> None:
+        self._kept.append(j)
+        self._kept_matrix = None
+
+    def closest_kept(self, i: int, threshold: float) -> tuple[float, int] | None:
+        kept = self._kept
+        if not kept:
+            return None
+        if self._kept_matrix is None:
+            self._kept_matrix = np.stack([self._get(j) for j in kept])
+        sims = self._kept_matrix @ self._get(i)
+        best = int(np.argmax(sims))  # the first of equal maxima: the first kept
+        return (float(sims[best]), kept[best]) if sims[best] >= threshold else None
+
+    def against_all(self, i: int, others: Sequence[int]) -> list[float]:
         if not others:
             return []
         return (np.stack([self._get(j) for j in others]) @ self._get(i)).tolist()
