@@ -278,6 +278,7 @@ def test_leftover_temporary_parts_are_removed_on_resume(tmp_path: Path) -> None:
     reranker, _ = fake_reranker()
     run_batch(src, out, reranker=reranker, part_rows=2, progress=False)
     assert sorted(p.name for p in out.iterdir()) == [
+        ".lock",  # the run's lock file (stays; the lock itself went with the run)
         "part-000000.parquet",
         "part-000001.parquet",
         "part-000002.parquet",
@@ -419,7 +420,8 @@ def test_cli_config_file_with_a_batch_table(
         json.dumps({"model": str(tiny_ce_path), "options": {"top_n": 3}, "batch": {"part_rows": 2}})
     )
     assert main(["batch", str(src), str(tmp_path / "out"), "--config", str(config), "--no-progress"]) == 0
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["part-000000.jsonl", "part-000001.jsonl"]
+    parts = sorted(p.name for p in (tmp_path / "out").iterdir() if p.name != ".lock")
+    assert parts == ["part-000000.jsonl", "part-000001.jsonl"]
     assert all(len(r["ranked"]) == 3 for r in read_output(tmp_path / "out"))
     capsys.readouterr()
     config.write_text(json.dumps({"model": str(tiny_ce_path), "batch": {"workers": 2}}))
@@ -517,3 +519,272 @@ def test_a_retryable_back_end_error_stops_the_run_and_a_resume_redoes_the_row(tm
     summary = run_batch(src, tmp_path / "out.jsonl", reranker=healthy, batch_rows=2, progress=False)
     assert (summary.rows, summary.skipped, summary.errors) == (5, 4, 0)
     check_complete(rows, read_output(tmp_path / "out.jsonl"))
+
+
+# -- review fixes: fail_open, whole-back-end failures, --retry-errors, locks, bounds, validation -----------
+
+
+class _Result:
+    def __init__(self, index: int, score: float, reranked: bool = True) -> None:
+        self.index, self.relevance_score, self.raw_score, self.reranked = index, score, score, reranked
+
+
+class _Response:
+    def __init__(self, results: list[_Result], error: str | None = None) -> None:
+        self.results, self.error = results, error
+
+
+class _NaNReranker:
+    """Answers a NaN score for the queries holding "nan", as a custom pipeline stage might."""
+
+    def rerank_many(self, queries: list[str], texts: list[list[str]], **_: Any) -> list[_Response]:
+        return [
+            _Response([_Result(i, float("nan") if "nan" in q else 1.0 - i) for i in range(len(t))])
+            for q, t in zip(queries, texts, strict=True)
+        ]
+
+
+def test_fail_open_and_non_finite_scores_become_error_rows(tmp_path: Path) -> None:
+    from rerank_core.errors import FailOpenWarning
+
+    rows = make_rows(6)
+    rows[2]["query"] = "boom here"
+    src = write_jsonl(tmp_path / "in.jsonl", rows)
+    reranker, _ = fake_reranker(fail_on="boom", fail_open=True)
+    with pytest.warns(FailOpenWarning):
+        summary = run_batch(src, tmp_path / "out.jsonl", reranker=reranker, batch_rows=6, progress=False)
+    got = by_id(read_output(tmp_path / "out.jsonl"))
+    assert (summary.rows, summary.errors) == (6, 1)
+    assert got["q2"]["ranked"] is None
+    assert got["q2"]["error"].startswith("not reranked (fail_open=True returned the input order): ")
+    assert "boom here" in got["q2"]["error"] and "\n" not in got["q2"]["error"]
+    check_complete([r for r in rows if r["query_id"] != "q2"], [v for k, v in got.items() if k != "q2"])
+    rows[4]["query"] = "a nan query"
+    src = write_jsonl(tmp_path / "in-nan.jsonl", rows)
+    for out in ("nan.jsonl", "nan.parquet"):
+        summary = run_batch(src, tmp_path / out, reranker=_NaNReranker(), batch_rows=3, progress=False)
+        got = by_id(read_output(tmp_path / out))
+        assert summary.errors == 1 and got["q4"]["ranked"] is None
+        assert got["q4"]["error"].startswith("non-finite score for candidate 'd4-")
+        assert all(got[q]["error"] is None for q in got if q != "q4")
+
+
+def _unauthorized(status: int | None) -> Reranker:
+    from rerank_core.errors import NonRetryableBackendError
+
+    def score(query: str, text: str) -> float:
+        if "cat" in query or status is None:
+            raise NonRetryableBackendError("server says no", backend="remote", status_code=status)
+        return hash_score(query, text)
+
+    return Reranker(FakeBackend(score))
+
+
+@pytest.mark.parametrize("status", [401, None])
+def test_a_failure_of_the_whole_back_end_stops_the_run_and_writes_nothing_for_its_rows(
+    tmp_path: Path, status: int | None
+) -> None:
+    from rerank_core.errors import NonRetryableBackendError
+
+    rows = make_rows(8)  # q2 asks about cats: a 401 on it; status None: every row fails alike
+    rows[2]["query"] = "a cat query"
+    src = write_jsonl(tmp_path / "in.jsonl", rows)
+    why = "refused the request" if status else r"every row of a chunk \(2 rows\) failed alone"
+    with pytest.raises(NonRetryableBackendError, match=why):
+        run_batch(src, tmp_path / "out.jsonl", reranker=_unauthorized(status), batch_rows=2, progress=False)
+    kept = read_output(tmp_path / "out.jsonl") if (tmp_path / "out.jsonl").exists() else []
+    assert {r["query_id"] for r in kept} == ({"q0", "q1"} if status else set())
+    assert all(r["error"] is None for r in kept)
+    healthy, _ = fake_reranker()
+    summary = run_batch(src, tmp_path / "out.jsonl", reranker=healthy, batch_rows=2, progress=False)
+    assert summary.errors == 0
+    check_complete(rows, read_output(tmp_path / "out.jsonl"))
+
+
+def test_cli_exits_1_when_the_back_end_fails_for_every_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rerank_core.errors import NonRetryableBackendError
+    from rerank_core.integrations import reranker_config
+
+    def refuse(self: Any, pairs: Any) -> list[float]:
+        if pairs == [("warm up", "warm up")]:
+            return [0.0]
+        raise NonRetryableBackendError("401 Unauthorized", backend="x", status_code=401)
+
+    src = write_jsonl(tmp_path / "in.jsonl", make_rows(4))
+    config = tmp_path / "pipeline.json"
+    config.write_text(json.dumps({"reranker": reranker_config(Reranker(FakeBackend(name="x")))}))
+    monkeypatch.setattr(FakeBackend, "score_pairs", refuse)
+    argv = ["batch", str(src), str(tmp_path / "out.jsonl"), "--config", str(config), "--no-progress"]
+    assert main(argv) == 1
+    assert "refused the request" in capsys.readouterr().err
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+@pytest.mark.parametrize("output", ["out.jsonl", "out-parts", "out.parquet"])
+def test_retry_errors_replaces_the_error_rows(tmp_path: Path, output: str) -> None:
+    rows = make_rows(7)
+    rows[3]["query"] = "boom here"
+    src = write_jsonl(tmp_path / "in.jsonl", rows)
+    broken, _ = fake_reranker(fail_on="boom")
+    run_batch(src, tmp_path / output, reranker=broken, batch_rows=3, part_rows=2, progress=False)
+    assert by_id(read_output(tmp_path / output))["q3"]["error"] is not None
+    healthy, backend = fake_reranker()
+    again = run_batch(src, tmp_path / output, reranker=healthy, progress=False)
+    assert (again.rows, again.skipped) == (0, 7)  # error rows count as done without --retry-errors
+    summary = run_batch(src, tmp_path / output, reranker=healthy, retry_errors=True, progress=False)
+    assert (summary.rows, summary.errors, summary.skipped) == (1, 0, 6)
+    assert {q for call in backend.calls for q, _ in call} == {"boom here"}
+    check_complete(rows, read_output(tmp_path / output))  # each query_id once, none with an error
+    assert not [p for p in (tmp_path / output).parent.rglob("*.tmp")]
+
+
+def test_cli_retry_errors_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = write_jsonl(tmp_path / "in.jsonl", make_rows(2))
+    (tmp_path / "out.jsonl").write_text(json.dumps({"query_id": "q1", "ranked": None, "error": "old"}) + "\n")
+    assert main(["batch", str(src), str(tmp_path / "out.jsonl"), "--model", "M", "--retry-errors"]) == 2
+    assert "model: could not load" in capsys.readouterr().err  # the flag parses; M is no model
+
+
+def test_an_output_inside_the_input_folder_is_refused_on_the_first_run(tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_jsonl(folder / "a.jsonl", make_rows(3))
+    reranker, _ = fake_reranker()
+    for name in ("out.jsonl", "parts"):
+        with pytest.raises(InvalidInputError, match="inside the INPUT folder"):
+            run_batch(folder, folder / name, reranker=reranker, progress=False)
+        assert not (folder / name).exists()
+
+
+@pytest.mark.parametrize("output", ["out.jsonl", "out.parquet"])
+def test_a_second_run_on_a_locked_output_is_refused(tmp_path: Path, output: str) -> None:
+    from rerank_core.batch._rows import lock_path, open_output
+
+    src = write_jsonl(tmp_path / "in.jsonl", make_rows(3))
+    reranker, _ = fake_reranker()
+    held = open_output(tmp_path / output)  # another run, holding the lock
+    try:
+        lock = lock_path(tmp_path / output)
+        with pytest.raises(InvalidInputError, match=rf"another rerank batch run .*{lock.name}"):
+            run_batch(src, tmp_path / output, reranker=reranker, progress=False)
+        assert not read_output(tmp_path / output) if (tmp_path / output).is_dir() else True
+    finally:
+        held.close()
+        held.release()
+    assert run_batch(src, tmp_path / output, reranker=reranker, progress=False).rows == 3
+
+
+def test_a_second_process_on_a_locked_output_exits_2(tmp_path: Path) -> None:
+    from rerank_core.batch._rows import open_output
+
+    src = write_jsonl(tmp_path / "in.jsonl", make_rows(1))
+    held = open_output(tmp_path / "out.jsonl")
+    try:
+        cmd = [sys.executable, "-m", "rerank_core.cli", "batch", str(src), str(tmp_path / "out.jsonl")]
+        proc = subprocess.run([*cmd, "--model", "M"], capture_output=True, text=True, timeout=120)
+    finally:
+        held.release()
+    assert proc.returncode == 2 and "out.jsonl.lock" in proc.stderr, proc.stderr
+
+
+def test_model_flag_replaces_a_described_reranker(
+    tmp_path: Path, tiny_ce_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rerank_core.integrations import reranker_config
+
+    src = write_jsonl(tmp_path / "in.jsonl", make_rows(2))
+    config = tmp_path / "pipeline.json"
+    config.write_text(json.dumps({"reranker": reranker_config(Reranker(FakeBackend(name="x")))}))
+    argv = ["batch", str(src), str(tmp_path / "out.jsonl"), "--config", str(config), "--no-progress"]
+    assert main([*argv, "--model", str(tiny_ce_path)]) == 0, capsys.readouterr().err
+    want = run_batch(src, tmp_path / "want.jsonl", PipelineConfig(model=str(tiny_ce_path)), progress=False)
+    assert want.rows == 2
+    assert by_id(read_output(tmp_path / "out.jsonl")) == by_id(read_output(tmp_path / "want.jsonl"))
+
+
+def test_parquet_is_read_batch_rows_at_a_time_and_a_long_jsonl_line_is_an_error_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pyarrow.parquet as pq
+
+    sizes: list[int] = []
+    real = pq.ParquetFile.iter_batches
+
+    def spy(self: Any, *args: Any, **kwargs: Any) -> Any:
+        sizes.append(kwargs.get("batch_size"))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(pq.ParquetFile, "iter_batches", spy)
+    rows = make_rows(6)
+    reranker, _ = fake_reranker()
+    run_batch(
+        write_parquet(tmp_path / "in.parquet", rows),
+        tmp_path / "p.jsonl",
+        reranker=reranker,
+        batch_rows=3,
+        progress=False,
+    )
+    assert sizes[-1] == 3  # the scan reads query_id alone, in larger batches; the work batch_rows rows
+    monkeypatch.undo()
+    rows[2]["candidates"][0]["text"] = "long " * 100
+    src = write_jsonl(tmp_path / "in.jsonl", rows)
+    limit = len(json.dumps(rows[2])) - 1
+    summary = run_batch(src, tmp_path / "out.jsonl", reranker=reranker, max_line_bytes=limit, progress=False)
+    got = by_id(read_output(tmp_path / "out.jsonl"))
+    assert summary.errors == 1 and "q2" not in got
+    assert got["in.jsonl line 3"]["error"] == (
+        f"{src} line 3 is longer than --max-line-bytes ({limit} bytes); not read"
+    )
+    check_complete([r for r in rows if r["query_id"] != "q2"], [got[f"q{i}"] for i in (0, 1, 3, 4, 5)])
+    assert run_batch(src, tmp_path / "out.jsonl", reranker=reranker, max_line_bytes=limit).skipped == 6
+
+
+def test_bad_batch_settings_are_refused_before_anything_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in [m for m in sys.modules if m == "ray" or m.startswith("ray.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "ray", None)  # a Ray start would exit 1 (no extra), not 2
+    src = write_jsonl(tmp_path / "in.jsonl", make_rows(1))
+    config = tmp_path / "pipeline.json"
+    for table, key in [
+        ({"actor_gpus": "lots"}, "batch.actor_gpus must be a number >= 0, got 'lots'"),
+        ({"engine": "ray", "actor_gpus": -2}, "batch.actor_gpus must be a number >= 0, got -2"),
+        ({"address": 5}, "batch.address must be a non-empty string"),
+        ({"actors": 0}, "batch.actors must be an integer >= 1"),
+        ({"batch_rows": "8"}, "batch.batch_rows must be an integer >= 1"),
+        ({"engine": "spark"}, "batch.engine must be one of local, ray"),
+        ({"top_n": 0}, "batch.top_n must be an integer >= 1"),
+        ({"max_line_bytes": 0}, "batch.max_line_bytes must be an integer >= 1"),
+    ]:
+        config.write_text(json.dumps({"model": "M", "batch": table}))
+        assert main(["batch", str(src), str(tmp_path / "o.jsonl"), "--config", str(config)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert key in err and "\n" not in err, err
+    for kwargs, name in [
+        ({"num_cpus": 0}, "num_cpus"),
+        ({"num_cpus": "2"}, "num_cpus"),
+        ({"address": ""}, "address"),
+        ({"actor_gpus": float("nan")}, "actor_gpus"),
+        ({"actor_gpus": "1"}, "actor_gpus"),
+        ({"max_line_bytes": 0}, "max_line_bytes"),
+    ]:
+        with pytest.raises(ConfigurationError, match=f"^{name}: "):
+            run_batch(src, tmp_path / "o.jsonl", {"model": "M"}, engine="ray", progress=False, **kwargs)
+    assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_a_reranker_built_by_the_run_is_closed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rerank_core.integrations import reranker_config
+
+    closed: list[str] = []
+    monkeypatch.setattr(FakeBackend, "close", lambda self: closed.append(self.fingerprint))
+    src = write_jsonl(tmp_path / "in.jsonl", make_rows(2))
+    config = {"reranker": reranker_config(Reranker(FakeBackend(name="built")))}
+    run_batch(src, tmp_path / "out.jsonl", config, progress=False)
+    assert closed == ["fake:built"]
+    given, _ = fake_reranker()
+    run_batch(src, tmp_path / "o2.jsonl", reranker=given, progress=False)
+    assert closed == ["fake:built"]  # one the caller gave stays open: it is the caller's

@@ -50,6 +50,7 @@ def rows_with_problems() -> list[dict[str, Any]]:
         c["score"] = float(j)
     rows[5]["candidates"][1].pop("text")  # a bad row shape
     rows[8]["instruction"] = "find zebras"  # a cross-encoder saved without prompts takes none: that row fails
+    rows[1]["candidates"][0]["text"] = "para one\u2028para two\u2029para three\x85end"  # not line breaks
     return rows
 
 
@@ -79,7 +80,9 @@ def test_ray_engine_resumes_to_the_local_engine_output_with_failing_rows(
 ) -> None:
     rows = rows_with_problems()
     src = tmp_path / "in.jsonl"
-    src.write_text("".join(json.dumps(r) + "\n" for r in rows) + "\n")  # a blank line too
+    # a UTF-8 BOM, raw U+2028/U+2029/U+0085 in a string (both engines split on \n alone), a blank line
+    text = "\ufeff" + "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows) + "\n"
+    src.write_bytes(text.encode("utf-8"))
     config = PipelineConfig(model=str(tiny_ce_path))
     local = run_batch(src, tmp_path / "local.jsonl", config, batch_rows=4, progress=False)
     assert (local.rows, local.errors) == (14, 2)
@@ -123,3 +126,35 @@ def test_a_stopped_ray_run_resumes_on_the_local_engine_parquet_in_and_out(
     got = read_output(out)
     assert_same(got, read_output(tmp_path / "local.jsonl"))
     assert all(len(r["ranked"]) == 3 for r in got)
+
+
+def test_ray_lines_are_the_local_engine_lines_and_bad_lines_are_error_rows() -> None:
+    """The read side of the Ray engine without Ray: :func:`split_lines` and the actor's parsing."""
+    from rerank_core.batch.ray_engine import RerankActor, split_lines
+
+    rows = [{"query_id": "a", "text": "x\u2028y\u0085z"}, {"query_id": "b"}]
+    data = ("\ufeff" + "\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n\n{broken\n").encode()
+    data += b'"no id"\n' + b'{"query_id": "long", "pad": "' + b"p" * 100 + b'"}\n'
+    lines = split_lines({"bytes": data, "path": "/d/in.jsonl"}, max_line_bytes=100)
+    assert [(line["number"], line["long"]) for line in lines] == [
+        (1, False),
+        (2, False),
+        (4, False),
+        (5, False),
+        (6, True),
+    ]
+    actor = RerankActor.__new__(RerankActor)
+    actor._max_line_bytes = 100
+    parsed, failed = actor._parse(lines)
+    assert parsed[:2] == rows
+    assert parsed[2] == {
+        "query_id": "in.jsonl line 6",
+        "error": "/d/in.jsonl line 6 is longer than --max-line-bytes (100 bytes); not read",
+    }
+    assert [(f["query_id"], f["error"]) for f in failed] == [
+        (
+            "in.jsonl line 4",
+            "/d/in.jsonl line 4: not valid JSON (Expecting property name enclosed in double quotes)",
+        ),
+        ("in.jsonl line 5", "/d/in.jsonl line 5: no string query_id"),
+    ]

@@ -18,6 +18,7 @@ writes the output, so resume works the same way for both: see ``docs/batch.md``.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
@@ -26,7 +27,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypedDict
 
-from rerank_core.batch._rows import open_output, open_source, output_layout, read_output, scan_input
+from rerank_core.batch._rows import (
+    MAX_LINE_BYTES,
+    open_output,
+    open_source,
+    output_layout,
+    read_output,
+    scan_input,
+)
 from rerank_core.errors import ConfigurationError, InvalidInputError
 
 __all__ = [
@@ -143,6 +151,8 @@ def run_batch(
     actor_gpus: float = 0.0,
     num_cpus: int | None = None,
     progress: bool = True,
+    retry_errors: bool = False,
+    max_line_bytes: int = MAX_LINE_BYTES,
 ) -> BatchSummary:
     """Rank every row of ``input`` into ``output`` and return what was done.
 
@@ -152,34 +162,41 @@ def run_batch(
     - ``output``: a ``.jsonl`` file, or a folder of part files of ``part_rows`` rows (``.parquet``
       parts when its name ends in ``.parquet``, else ``.jsonl`` parts).
     - ``resume``: skip the query ids already in ``output``; ``False`` refuses a non-empty output.
+    - ``retry_errors``: on resume, rank again the rows written with an error (they are removed from
+      ``output`` first, then written anew).
+    - ``max_line_bytes``: a longer JSONL input line is not read; it is written as an error row whose
+      ``query_id`` is ``"FILE_NAME line N"``.
     - ``limit``: stop after this many new rows (the rest are left for a later run).
     - ``engine="ray"``: ``actors`` actors (``actor_gpus`` GPUs each) on the cluster at ``address``, or on
       a local Ray with ``num_cpus``; see :func:`rerank_core.batch.ray_engine.iter_ray`.
 
     The input is checked first (valid rows, unique query ids: an :class:`InvalidInputError` naming the file
-    and line otherwise), then streamed ``batch_rows`` rows at a time.
+    and line otherwise), then streamed ``batch_rows`` rows at a time. Every argument is checked before
+    anything starts (a :class:`~rerank_core.errors.ConfigurationError` naming it).
     """
-    if engine not in ENGINES:
-        raise ConfigurationError("engine", f"must be one of {', '.join(ENGINES)}, got {engine!r}")
-    for name, value in (("batch_rows", batch_rows), ("part_rows", part_rows), ("actors", actors)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigurationError(name, f"must be an integer >= 1, got {value!r}")
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
-        raise ConfigurationError("limit", f"must be an integer >= 0, got {limit!r}")
+    check_arguments(
+        engine=engine,
+        batch_rows=batch_rows,
+        part_rows=part_rows,
+        actors=actors,
+        limit=limit,
+        address=address,
+        actor_gpus=actor_gpus,
+        num_cpus=num_cpus,
+        max_line_bytes=max_line_bytes,
+    )
     if (config is None) == (reranker is None):
         raise ConfigurationError("config", "give exactly one of config and reranker")
     if reranker is not None and engine != "local":
         raise ConfigurationError("reranker", "a built reranker runs on the local engine only; give config")
     source = open_source(input)
     out_path = Path(output).expanduser()
-    if (
-        any(out_path.resolve() == f.resolve() for f in source.files)
-        or out_path.resolve() == Path(input).resolve()
-    ):
-        raise InvalidInputError("OUTPUT", f"{out_path} is the input; write the results somewhere else")
+    _check_apart(Path(input).expanduser(), out_path, source.files)
     config_dict = None if config is None else _config_dict(config)
-    ids = scan_input(source)
-    sink = open_output(out_path, resume=resume, part_rows=part_rows)
+    ids = scan_input(source, max_line_bytes=max_line_bytes)
+    sink = open_output(
+        out_path, resume=resume, part_rows=part_rows, retry_errors=ids if retry_errors else frozenset()
+    )
     skipped = len(ids & sink.done)
     todo = len(ids) - skipped
     target = todo if limit is None else min(limit, todo)
@@ -188,6 +205,7 @@ def run_batch(
     first_rows, first_seconds = 0, None
     bar: Any = None
     records_iter: Any = None
+    built: Any = None  # a reranker built here is closed here; one given by the caller is the caller's
     try:
         if target > 0:
             if engine == "local":
@@ -196,8 +214,10 @@ def run_batch(
                 if reranker is None:
                     from rerank_core.batch._rows import build_reranker
 
-                    reranker = build_reranker(config_dict)
-                records_iter = iter_local(source, sink.done, reranker, batch_rows=batch_rows)
+                    reranker = built = build_reranker(config_dict)
+                records_iter = iter_local(
+                    source, sink.done, reranker, batch_rows=batch_rows, max_line_bytes=max_line_bytes
+                )
             else:
                 from rerank_core.batch.ray_engine import iter_ray, require_ray
 
@@ -211,6 +231,7 @@ def run_batch(
                     actor_gpus=actor_gpus,
                     address=address,
                     num_cpus=num_cpus,
+                    max_line_bytes=max_line_bytes,
                 )
             bar = _progress(target, progress)  # after the local model loaded: its errors stay one line
             for records in records_iter:
@@ -225,11 +246,16 @@ def run_batch(
                 if rows >= target:
                     break
     finally:
-        if records_iter is not None:
-            records_iter.close()  # stops the engine (a Ray pipeline included) before the output closes
-        sink.close()
-        if bar is not None:
-            bar.close()
+        try:
+            if records_iter is not None:
+                records_iter.close()  # stops the engine (a Ray pipeline included) before the output closes
+            sink.close()
+        finally:
+            sink.release()  # the output's lock
+            if built is not None:
+                built.backend.close()
+            if bar is not None:
+                bar.close()
     return BatchSummary(
         rows=rows,
         errors=errors,
@@ -241,6 +267,64 @@ def run_batch(
         first_seconds=first_seconds,
         steady_rows=rows - first_rows,
     )
+
+
+def _whole(name: str, value: Any, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ConfigurationError(name, f"must be an integer >= {low}, got {value!r}")
+
+
+def check_arguments(
+    *,
+    engine: Any = "local",
+    batch_rows: Any = 32,
+    part_rows: Any = 1000,
+    actors: Any = 1,
+    limit: Any = None,
+    address: Any = None,
+    actor_gpus: Any = 0.0,
+    num_cpus: Any = None,
+    max_line_bytes: Any = MAX_LINE_BYTES,
+) -> None:
+    """A :class:`~rerank_core.errors.ConfigurationError` naming the first bad argument of :func:`run_batch`
+    (checked before the input is read or Ray starts)."""
+    if engine not in ENGINES:
+        raise ConfigurationError("engine", f"must be one of {', '.join(ENGINES)}, got {engine!r}")
+    for name, value in (
+        ("batch_rows", batch_rows),
+        ("part_rows", part_rows),
+        ("actors", actors),
+        ("max_line_bytes", max_line_bytes),
+    ):
+        _whole(name, value, 1)
+    if limit is not None:
+        _whole("limit", limit, 0)
+    if num_cpus is not None:
+        _whole("num_cpus", num_cpus, 1)
+    if address is not None and (not isinstance(address, str) or not address.strip()):
+        raise ConfigurationError(
+            "address", f"must be a non-empty string (a Ray address or auto), got {address!r}"
+        )
+    if (
+        isinstance(actor_gpus, bool)
+        or not isinstance(actor_gpus, (int, float))
+        or not math.isfinite(actor_gpus)
+        or actor_gpus < 0
+    ):
+        raise ConfigurationError("actor_gpus", f"must be a number >= 0, got {actor_gpus!r}")
+
+
+def _check_apart(input_path: Path, out_path: Path, files: tuple[Path, ...]) -> None:
+    """OUTPUT must be neither an input file nor inside the INPUT folder (where a .jsonl OUTPUT would become
+    an input file of the next run)."""
+    out = out_path.resolve()
+    inp = input_path.resolve()
+    if out == inp or any(out == f.resolve() for f in files):
+        raise InvalidInputError("OUTPUT", f"{out_path} is the input; write the results somewhere else")
+    if inp.is_dir() and out.is_relative_to(inp):
+        raise InvalidInputError(
+            "OUTPUT", f"{out_path} is inside the INPUT folder {input_path}; write the results somewhere else"
+        )
 
 
 def _progress(total: int, enabled: bool) -> Any:

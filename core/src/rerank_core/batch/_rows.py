@@ -12,19 +12,27 @@ line), then :func:`iter_rows` for the work itself.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import os
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rerank_core._optional import require
-from rerank_core.errors import InvalidInputError, RetryableBackendError
+from rerank_core.errors import (
+    ArgumentError,
+    BackendError,
+    InvalidInputError,
+    NonRetryableBackendError,
+    RetryableBackendError,
+)
 
 __all__ = [
+    "MAX_LINE_BYTES",
     "Output",
     "Row",
     "RowError",
@@ -41,7 +49,10 @@ __all__ = [
 
 _FORMATS = {".jsonl": "jsonl", ".parquet": "parquet"}
 _PART = re.compile(r"^part-(\d{6})\.(jsonl|parquet)$")
-_PARQUET_BATCH = 1024
+_PARQUET_SCAN_BATCH = 1024  # the scan reads the query_id column only
+#: The longest JSONL input line read (``--max-line-bytes``); a longer one becomes an error row.
+MAX_LINE_BYTES = 64 * 1024 * 1024
+_LOCK = ".lock"
 
 
 # -- input ---------------------------------------------------------------------------------------------
@@ -84,13 +95,62 @@ def _pyarrow(feature: str = "Parquet files in rerank batch") -> Any:
     return require("pyarrow.parquet", extra="ray", feature=feature, package="pyarrow")
 
 
-def _jsonl_objects(file: Path, argument: str) -> Iterator[tuple[str, Any]]:
+class LineError(dict):  # type: ignore[type-arg]
+    """An input line that cannot be a row (longer than ``max_line_bytes``): ``{"query_id", "error"}``, its
+    ``query_id`` made from the file's name and the line number (:func:`line_query_id`), written as an error
+    row by :func:`rank_rows`."""
+
+
+def line_query_id(file: str | os.PathLike[str], number: int) -> str:
+    """The ``query_id`` of the error row of an input line too long to read: ``"NAME line N"``."""
+    return f"{Path(file).name} line {number}"
+
+
+def too_long(file: str | os.PathLike[str], number: int, max_line_bytes: int) -> LineError:
+    return LineError(
+        query_id=line_query_id(file, number),
+        error=f"{file} line {number} is longer than --max-line-bytes ({max_line_bytes} bytes); not read",
+    )
+
+
+def parse_line(raw: bytes, first: bool) -> Any:
+    """A JSONL line's object (``json.loads`` of the bytes; a UTF-8 BOM at the start of a file is dropped)."""
+    if first and raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    return json.loads(raw)
+
+
+def _lines(stream: Any, max_line_bytes: int | None) -> Iterator[tuple[int, bytes | None]]:
+    """``(number, line)`` for the lines of a binary stream split on ``\\n`` alone; ``line`` is ``None`` for a
+    line longer than ``max_line_bytes``, which is skipped in chunks, never held whole."""
+    number = 0
+    while True:
+        raw = stream.readline() if max_line_bytes is None else stream.readline(max_line_bytes + 1)
+        if not raw:
+            return
+        number += 1
+        if (
+            max_line_bytes is not None
+            and len(raw) > max_line_bytes
+            and not (len(raw) == max_line_bytes + 1 and raw.endswith(b"\n"))
+        ):
+            while raw and not raw.endswith(b"\n"):  # the rest of the line, 1 MiB at a time
+                raw = stream.readline(1 << 20)
+            yield number, None
+            continue
+        yield number, raw
+
+
+def _jsonl_objects(file: Path, argument: str, max_line_bytes: int | None = None) -> Iterator[tuple[str, Any]]:
     with file.open("rb") as stream:
-        for number, raw in enumerate(stream, 1):
+        for number, raw in _lines(stream, max_line_bytes):
+            if raw is None:
+                yield f"{file} line {number}", too_long(file, number, max_line_bytes or 0)
+                continue
             if not raw.strip():
                 continue
             try:
-                obj = json.loads(raw)
+                obj = parse_line(raw, number == 1)
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:
                 why = getattr(exc, "msg", None) or "not UTF-8"
                 raise InvalidInputError(argument, f"{file} line {number}: not valid JSON ({why})") from None
@@ -98,7 +158,7 @@ def _jsonl_objects(file: Path, argument: str) -> Iterator[tuple[str, Any]]:
 
 
 def _parquet_objects(
-    file: Path, argument: str, columns: Sequence[str] | None = None
+    file: Path, argument: str, columns: Sequence[str] | None = None, batch_rows: int = _PARQUET_SCAN_BATCH
 ) -> Iterator[tuple[str, Any]]:
     pq = _pyarrow()
     try:
@@ -110,21 +170,28 @@ def _parquet_objects(
         raise InvalidInputError(argument, f"{file}: no query_id column (columns: {', '.join(sorted(names))})")
     wanted = None if columns is None else [c for c in columns if c in names]
     number = 0
-    for batch in reader.iter_batches(batch_size=_PARQUET_BATCH, columns=wanted):
+    for batch in reader.iter_batches(batch_size=batch_rows, columns=wanted):
         for obj in batch.to_pylist():
             number += 1
             yield f"{file} row {number}", obj
 
 
 def iter_objects(
-    source: Source, argument: str = "INPUT", columns: Sequence[str] | None = None
+    source: Source,
+    argument: str = "INPUT",
+    columns: Sequence[str] | None = None,
+    *,
+    batch_rows: int = _PARQUET_SCAN_BATCH,
+    max_line_bytes: int = MAX_LINE_BYTES,
 ) -> Iterator[tuple[str, Any]]:
-    """``(where, object)`` for every input row, streaming (``where``: "FILE line N" or "FILE row N")."""
+    """``(where, object)`` for every input row, streaming (``where``: "FILE line N" or "FILE row N"):
+    Parquet ``batch_rows`` rows at a time, JSONL a line at a time (a line longer than ``max_line_bytes``:
+    a :class:`LineError`)."""
     for file in source.files:
         if source.format == "jsonl":
-            yield from _jsonl_objects(file, argument)
+            yield from _jsonl_objects(file, argument, max_line_bytes)
         else:
-            yield from _parquet_objects(file, argument, columns)
+            yield from _parquet_objects(file, argument, columns, batch_rows)
 
 
 def row_query_id(obj: Any, where: str, argument: str = "INPUT") -> str:
@@ -137,10 +204,10 @@ def row_query_id(obj: Any, where: str, argument: str = "INPUT") -> str:
     return qid
 
 
-def scan_input(source: Source, argument: str = "INPUT") -> set[str]:
+def scan_input(source: Source, argument: str = "INPUT", max_line_bytes: int = MAX_LINE_BYTES) -> set[str]:
     """Every ``query_id`` of the input, checked: valid rows with a string id, none repeated."""
     seen: set[str] = set()
-    for where, obj in iter_objects(source, argument, columns=("query_id",)):
+    for where, obj in iter_objects(source, argument, columns=("query_id",), max_line_bytes=max_line_bytes):
         qid = row_query_id(obj, where, argument)
         if qid in seen:
             raise InvalidInputError(
@@ -151,10 +218,15 @@ def scan_input(source: Source, argument: str = "INPUT") -> set[str]:
 
 
 def iter_rows(
-    source: Source, skip: set[str] | frozenset[str] = frozenset(), argument: str = "INPUT"
+    source: Source,
+    skip: set[str] | frozenset[str] = frozenset(),
+    argument: str = "INPUT",
+    *,
+    batch_rows: int = _PARQUET_SCAN_BATCH,
+    max_line_bytes: int = MAX_LINE_BYTES,
 ) -> Iterator[dict[str, Any]]:
     """The input's rows (as read: dicts) whose ``query_id`` is not in ``skip``."""
-    for where, obj in iter_objects(source, argument):
+    for where, obj in iter_objects(source, argument, batch_rows=batch_rows, max_line_bytes=max_line_bytes):
         if row_query_id(obj, where, argument) not in skip:
             yield obj
 
@@ -244,69 +316,121 @@ def error_record(query_id: str, exc: BaseException | str) -> dict[str, Any]:
     return {"query_id": query_id, "ranked": None, "error": message}
 
 
-def _record(row: Row, response: Any) -> dict[str, Any]:
-    ranked = [
-        {
-            "id": row.ids[r.index],
-            "score": float(r.relevance_score),
-            "raw_score": float(r.raw_score),
-            "rank": rank,
-        }
-        for rank, r in enumerate(response.results, 1)
-    ]
+class NotReranked(RowError):
+    """A response that the reranker did not rank (``fail_open=True`` returned the input order after the
+    back end failed, with NaN scores): written as the row's error, never as a ranking."""
+
+
+def _outcome(row: Row, response: Any) -> dict[str, Any] | BaseException:
+    """The row's record, or why it cannot have one: not reranked (fail_open), or a non-finite score (NaN
+    or infinity, which JSON cannot hold and no ranking can use)."""
+    if response.error is not None or any(not r.reranked for r in response.results):
+        why = " ".join(str(response.error or "the back end failed").split())
+        return NotReranked(f"not reranked (fail_open=True returned the input order): {why}")
+    ranked = []
+    for rank, r in enumerate(response.results, 1):
+        score, raw = float(r.relevance_score), float(r.raw_score)
+        if not (math.isfinite(score) and math.isfinite(raw)):
+            return RowError(
+                f"non-finite score for candidate {row.ids[r.index]!r} (score {score}, raw_score {raw})"
+            )
+        ranked.append({"id": row.ids[r.index], "score": score, "raw_score": raw, "rank": rank})
     return {"query_id": row.query_id, "ranked": ranked, "error": None}
 
 
-def _rank_group(reranker: Any, rows: Sequence[Row]) -> list[dict[str, Any]]:
+def _rank_group(reranker: Any, rows: Sequence[Row]) -> list[dict[str, Any] | BaseException]:
     told: dict[str, Any] = {} if rows[0].instruction is None else {"instruction": rows[0].instruction}
     scores = None if rows[0].scores is None else [list(r.scores or ()) for r in rows]
     responses = reranker.rerank_many(
         [r.query for r in rows], [list(r.texts) for r in rows], first_stage_scores=scores, **told
     )
-    return [_record(r, resp) for r, resp in zip(rows, responses, strict=True)]
+    outcomes = [_outcome(r, resp) for r, resp in zip(rows, responses, strict=True)]
+    if len(rows) > 1:
+        failed = next((o for o in outcomes if isinstance(o, NotReranked)), None)
+        if failed is not None:  # fail_open hid which row failed: rank each alone, as for an exception
+            raise failed
+    return outcomes
 
 
-def _rank_alone(reranker: Any, row: Row) -> dict[str, Any]:
+#: HTTP statuses that are about the back end (credentials, permissions, address), never about a row.
+_BACKEND_STATUSES = frozenset({401, 403, 404, 407})
+
+
+def _backend_wide(exc: BaseException) -> bool:
+    """A failure that says the back end cannot work at all (authentication, permission, a wrong address)."""
+    return isinstance(exc, BackendError) and exc.status_code in _BACKEND_STATUSES
+
+
+def _stop(exc: BaseException, why: str) -> NonRetryableBackendError:
+    return NonRetryableBackendError(
+        f"{why}: {_one_line(exc)}; the run stopped without writing those rows (rerun to rank them)"
+    )
+
+
+def _rank_alone(reranker: Any, row: Row) -> dict[str, Any] | BaseException:
     try:
         return _rank_group(reranker, [row])[0]
     except RetryableBackendError:
         raise  # not the row's fault: stop the run, a resumed one ranks the row again
     except Exception as exc:
-        return error_record(row.query_id, exc)
+        if _backend_wide(exc):
+            raise _stop(exc, "the back end refused the request") from exc
+        return exc
 
 
 def rank_rows(reranker: Any, objs: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """One output record per input row, in input order: the rows that share an instruction and the
     presence of first-stage scores go through one ``rerank_many`` call (shared model batches); when such a
-    call fails, its rows are ranked one by one so that only the failing row gets an ``error``.
+    call fails, its rows are ranked one by one so that only the failing row gets an ``error``. A response
+    that is not reranked (``fail_open``) or has a non-finite score is the row's error.
 
-    A :class:`~rerank_core.errors.RetryableBackendError` (a timeout, a 429, a 5xx after the back end's own
-    retries) is raised instead of written: it says nothing about the row, and writing it would mark the
-    row done; the run stops, and a resumed run ranks the row again."""
+    Failures that say nothing about the row are raised instead of written (writing them would mark the row
+    done): a :class:`~rerank_core.errors.RetryableBackendError` (a timeout, a 429, a 5xx after the back
+    end's own retries); a back-end error about credentials, permissions or the address (HTTP 401, 403, 404,
+    407); and a chunk of two or more rows that all failed, each alone, with the same error (other than a
+    :class:`~rerank_core.errors.ArgumentError`, which is about what the rows asked for): the back end is
+    failing, not the rows. The run stops, and a resumed run ranks those rows again."""
     objs = list(objs)
-    out: list[dict[str, Any] | None] = [None] * len(objs)
+    out: list[dict[str, Any] | BaseException | None] = [None] * len(objs)
     groups: dict[tuple[str | None, bool], list[tuple[int, Row]]] = {}
     for i, obj in enumerate(objs):
+        if isinstance(obj, LineError):
+            out[i] = error_record(obj["query_id"], obj["error"])
+            continue
         try:
             row = parse_row(obj)
         except RowError as exc:
             out[i] = error_record(obj["query_id"], exc)
             continue
         groups.setdefault((row.instruction, row.scores is not None), []).append((i, row))
+    attempted: list[dict[str, Any] | BaseException] = []
     for members in groups.values():
         rows = [row for _, row in members]
+        outcomes: list[dict[str, Any] | BaseException]
         try:
-            records = _rank_group(reranker, rows)
+            outcomes = _rank_group(reranker, rows)
         except RetryableBackendError:
             raise
         except Exception as exc:
-            if len(rows) == 1:
-                records = [error_record(rows[0].query_id, exc)]
-            else:  # which row failed? each alone: only that one gets an error, the others go on
-                records = [_rank_alone(reranker, row) for row in rows]
-        for (i, _), record in zip(members, records, strict=True):
-            out[i] = record
-    return [r for r in out if r is not None]
+            if _backend_wide(exc):
+                raise _stop(exc, "the back end refused the request") from exc
+            # which row failed? each alone: only that one gets an error, the others go on
+            outcomes = [exc] if len(rows) == 1 else [_rank_alone(reranker, row) for row in rows]
+        for (i, _), outcome in zip(members, outcomes, strict=True):
+            out[i] = outcome
+            attempted.append(outcome)
+    failures = [o for o in attempted if isinstance(o, BaseException)]
+    if len(attempted) >= 2 and len(failures) == len(attempted):
+        first = failures[0]
+        same = {(type(f), _one_line(f)) for f in failures} == {(type(first), _one_line(first))}
+        if same and not isinstance(first, ArgumentError):
+            why = f"every row of a chunk ({len(failures)} rows) failed alone with the same error"
+            raise _stop(first, why)
+    return [
+        error_record(objs[i]["query_id"], o) if isinstance(o, BaseException) else o
+        for i, o in enumerate(out)
+        if o is not None
+    ]
 
 
 def build_reranker(config: Any) -> Any:
@@ -334,11 +458,48 @@ def _dumps(record: dict[str, Any]) -> str:
     return json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n"
 
 
+def lock_path(path: str | os.PathLike[str]) -> Path:
+    """The lock file of an OUTPUT: ``OUTPUT.lock`` beside a ``.jsonl`` file, ``.lock`` inside a folder."""
+    target = Path(path).expanduser()
+    if output_layout(target) == "jsonl-file":
+        return target.with_name(target.name + _LOCK)
+    return target / _LOCK
+
+
+class OutputLock:
+    """An exclusive ``fcntl.flock`` on the OUTPUT's lock file, held for the whole run, so that two runs never
+    write one OUTPUT at once (the second is refused, naming the lock). The file stays when the run ends
+    (deleting it would let a waiting run and a new one both lock); the lock goes with the process."""
+
+    def __init__(self, path: Path, argument: str) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd: int | None = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(self._fd)
+            self._fd = None
+            raise InvalidInputError(
+                argument,
+                f"{path.parent if path.name == _LOCK else path.with_name(path.name[: -len(_LOCK)])} is being "
+                f"written by another rerank batch run (it holds the lock {path}); wait for it to end or "
+                "choose another OUTPUT",
+            ) from None
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor releases the flock
+            self._fd = None
+
+
 class Output:
     """Where results go; ``done`` holds the query ids already there (what a resumed run skips)."""
 
     path: Path
     done: set[str]
+    retried: int = 0  # error rows removed by retry_errors, to be ranked again
+    lock: OutputLock | None = None
 
     def write(self, records: Sequence[dict[str, Any]]) -> None:
         raise NotImplementedError
@@ -346,21 +507,35 @@ class Output:
     def close(self) -> None:
         raise NotImplementedError
 
+    def release(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
+
+
+def _replace_file(path: Path, write: Any) -> None:
+    """Rewrite ``path`` atomically: ``write(tmp)`` writes a hidden temporary file beside it, then it is
+    renamed over ``path``."""
+    tmp = path.with_name(f".{path.name}.retry.tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
 
 class JsonlFileOutput(Output):
     """One JSONL file, appended to and flushed after every write: a resumed run keeps its complete lines
-    and truncates a torn last line (the one being written when the run was killed)."""
+    and truncates a torn last line (the one being written when the run was killed). ``retry_errors``: the
+    error rows of these query ids are removed first (the file is rewritten without them)."""
 
-    def __init__(self, path: Path, argument: str) -> None:
+    def __init__(self, path: Path, argument: str, retry_errors: Container[str] = ()) -> None:
         self.path = path
         self.done = set()
         self.kept = 0
         if path.exists():
-            self._recover(argument)
+            self._recover(argument, retry_errors)
         self._stream: Any = None  # opened at the first write: a run that fails first leaves no file
 
-    def _recover(self, argument: str) -> None:
+    def _recover(self, argument: str, retry_errors: Container[str]) -> None:
         end = 0  # the byte just after the last complete line
+        retry = 0
         with self.path.open("rb") as stream:
             for number, raw in enumerate(stream, 1):
                 if not raw.endswith(b"\n"):
@@ -378,11 +553,32 @@ class JsonlFileOutput(Output):
                         argument,
                         f"{self.path} line {number}: not a rerank batch result row; refusing to resume",
                     ) from None
+                if obj.get("error") is not None and qid in retry_errors:
+                    retry += 1
+                    continue
                 self.done.add(qid)
                 self.kept += 1
-        if end < self.path.stat().st_size:
+        if retry:
+            self._drop_errors(end, retry_errors)
+            self.retried = retry
+        elif end < self.path.stat().st_size:
             with self.path.open("r+b") as stream:
                 stream.truncate(end)
+
+    def _drop_errors(self, end: int, retry_errors: Container[str]) -> None:
+        def write(tmp: Path) -> None:
+            with self.path.open("rb") as src, tmp.open("wb") as dst:
+                for raw in src:
+                    if not raw.endswith(b"\n"):
+                        break  # the torn last line
+                    obj = json.loads(raw) if raw.strip() else None
+                    if obj is not None and obj.get("error") is not None and obj["query_id"] in retry_errors:
+                        continue
+                    dst.write(raw)
+                dst.flush()
+                os.fsync(dst.fileno())
+
+        _replace_file(self.path, write)
 
     def write(self, records: Sequence[dict[str, Any]]) -> None:
         if records:
@@ -401,9 +597,12 @@ class JsonlFileOutput(Output):
 class PartFolderOutput(Output):
     """A folder of part files ``part-NNNNNN.jsonl`` / ``.parquet`` of ``part_rows`` rows each, each written
     under a hidden temporary name and renamed when complete: a resumed run keeps the complete parts,
-    deletes leftover temporary files and numbers its parts after the last one."""
+    deletes leftover temporary files and numbers its parts after the last one. ``retry_errors``: each part
+    holding error rows of these query ids is rewritten without them first."""
 
-    def __init__(self, path: Path, fmt: str, part_rows: int, argument: str) -> None:
+    def __init__(
+        self, path: Path, fmt: str, part_rows: int, argument: str, retry_errors: Container[str] = ()
+    ) -> None:
         self.path = path
         self.format = fmt
         self.part_rows = part_rows
@@ -422,21 +621,49 @@ class PartFolderOutput(Output):
             if match.group(2) != fmt:
                 raise InvalidInputError(argument, f"{entry} is not a .{fmt} part; use another OUTPUT folder")
             self._next = max(self._next, int(match.group(1)) + 1)
-            for qid in self._part_ids(entry, argument):
+            retry = 0
+            for qid, failed in self._part_rows(entry, argument):
+                if failed and qid in retry_errors:
+                    retry += 1
+                    continue
                 self.done.add(qid)
                 self.kept += 1
+            if retry:
+                self._drop_errors(entry, retry_errors)
+                self.retried += retry
 
-    def _part_ids(self, part: Path, argument: str) -> Iterator[str]:
+    def _part_rows(self, part: Path, argument: str) -> Iterator[tuple[str, bool]]:
+        """``(query_id, has an error)`` for each row of a part."""
         if self.format == "parquet":
             pq = _pyarrow()
             try:
-                column = pq.read_table(part, columns=["query_id"]).column("query_id").to_pylist()
+                table = pq.read_table(part, columns=["query_id", "error"])
             except Exception as exc:
                 raise InvalidInputError(argument, f"{part}: not a readable result part ({exc})") from None
-            yield from column
+            ids, errors = table.column("query_id").to_pylist(), table.column("error").to_pylist()
+            yield from zip(ids, (e is not None for e in errors), strict=True)
         else:
             for where, obj in _jsonl_objects(part, argument):
-                yield row_query_id(obj, where, argument)
+                yield row_query_id(obj, where, argument), obj.get("error") is not None
+
+    def _drop_errors(self, part: Path, retry_errors: Container[str]) -> None:
+        keep = [r for r in read_output(part) if r.get("error") is None or r["query_id"] not in retry_errors]
+
+        def write(tmp: Path) -> None:
+            self._write_part(tmp, keep)
+
+        _replace_file(part, write)  # a part holds at most part_rows rows: read whole
+
+    def _write_part(self, tmp: Path, records: Sequence[dict[str, Any]]) -> None:
+        if self.format == "parquet":
+            pa = require("pyarrow", extra="ray", feature="Parquet output in rerank batch")
+            pq = _pyarrow()
+            pq.write_table(pa.Table.from_pylist(list(records), schema=self._schema), tmp)
+        else:
+            with tmp.open("wb") as stream:
+                stream.write("".join(_dumps(r) for r in records).encode("utf-8"))
+                stream.flush()
+                os.fsync(stream.fileno())
 
     def write(self, records: Sequence[dict[str, Any]]) -> None:
         self._buffer.extend(records)
@@ -450,15 +677,7 @@ class PartFolderOutput(Output):
         self.path.mkdir(parents=True, exist_ok=True)
         name = f"part-{self._next:06d}.{self.format}"
         tmp = self.path / f".{name}.tmp"
-        if self.format == "parquet":
-            pa = require("pyarrow", extra="ray", feature="Parquet output in rerank batch")
-            pq = _pyarrow()
-            pq.write_table(pa.Table.from_pylist(list(records), schema=self._schema), tmp)
-        else:
-            with tmp.open("wb") as stream:
-                stream.write("".join(_dumps(r) for r in records).encode("utf-8"))
-                stream.flush()
-                os.fsync(stream.fileno())
+        self._write_part(tmp, records)
         os.replace(tmp, self.path / name)
         self._next += 1
 
@@ -475,28 +694,46 @@ def output_layout(path: str | os.PathLike[str]) -> str:
 
 
 def open_output(
-    path: str | os.PathLike[str], *, resume: bool = True, part_rows: int = 1000, argument: str = "OUTPUT"
+    path: str | os.PathLike[str],
+    *,
+    resume: bool = True,
+    part_rows: int = 1000,
+    argument: str = "OUTPUT",
+    retry_errors: Container[str] = (),
 ) -> Output:
-    """The output at ``path`` (see :func:`output_layout`), with what an earlier run wrote in ``done``;
-    ``resume=False`` refuses an output that is not empty."""
+    """The output at ``path`` (see :func:`output_layout`), locked for this run (:class:`OutputLock`; call
+    ``release()`` after ``close()``), with what an earlier run wrote in ``done``; ``resume=False`` refuses an
+    output that is not empty; ``retry_errors``: remove the error rows of these query ids first (so that they
+    are not done, and are ranked again)."""
     target = Path(path).expanduser()
     layout = output_layout(target)
     if layout == "jsonl-file":
         if target.is_dir():
             raise InvalidInputError(argument, f"{target} is a folder; a .jsonl OUTPUT is a file")
-        nonempty = target.exists() and target.stat().st_size > 0
-    else:
-        if target.exists() and not target.is_dir():
-            raise InvalidInputError(
-                argument,
-                f"{target} is a file; this OUTPUT is a folder of part files (end it in .jsonl for one file)",
-            )
-        nonempty = target.is_dir() and any(target.iterdir())
-    if nonempty and not resume:
-        raise InvalidInputError(argument, f"{target} is not empty and --no-resume was given")
-    if layout == "jsonl-file":
-        return JsonlFileOutput(target, argument)
-    return PartFolderOutput(target, "parquet" if layout == "parquet-parts" else "jsonl", part_rows, argument)
+    elif target.exists() and not target.is_dir():
+        raise InvalidInputError(
+            argument,
+            f"{target} is a file; this OUTPUT is a folder of part files (end it in .jsonl for one file)",
+        )
+    lock = OutputLock(lock_path(target), argument)  # before anything is read, cut or deleted
+    try:
+        if layout == "jsonl-file":
+            nonempty = target.exists() and target.stat().st_size > 0
+        else:
+            nonempty = target.is_dir() and any(p.name != _LOCK for p in target.iterdir())
+        if nonempty and not resume:
+            raise InvalidInputError(argument, f"{target} is not empty and --no-resume was given")
+        output: Output
+        if layout == "jsonl-file":
+            output = JsonlFileOutput(target, argument, retry_errors)
+        else:
+            fmt = "parquet" if layout == "parquet-parts" else "jsonl"
+            output = PartFolderOutput(target, fmt, part_rows, argument, retry_errors)
+    except BaseException:
+        lock.release()
+        raise
+    output.lock = lock
+    return output
 
 
 def read_output(path: str | os.PathLike[str]) -> list[dict[str, Any]]:

@@ -3,8 +3,12 @@
 configuration) ranks it with ``map_batches``, and the results stream back to the driver, which writes them
 (so that the output and its resume are the same as the local engine's).
 
-JSONL input is read as text lines (``ray.data.read_text``) and parsed in the actors, so that one bad row
-never breaks a block's schema; Parquet input with ``ray.data.read_parquet``. Importing this module does not
+JSONL input is read as bytes (``ray.data.read_binary_files``, a file per read task), split into lines on
+``\\n`` alone (:func:`split_lines`: the lines the local engine reads, where ``str.splitlines`` of
+``read_text`` would also split on U+2028, U+2029 and U+0085, legal inside JSON strings) and parsed in the
+actors (``json.loads`` of the bytes, a UTF-8 BOM dropped), so that one bad row never breaks a block's
+schema and a line that does not parse is an error row, not a failed job; Parquet input with
+``ray.data.read_parquet``. Importing this module does not
 import Ray (it is the ``ray`` extra: ``pip install 'rerank-core[ray]'``).
 """
 
@@ -15,10 +19,18 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from rerank_core._optional import require
-from rerank_core.batch._rows import Source, build_reranker, rank_rows
+from rerank_core.batch._rows import (
+    MAX_LINE_BYTES,
+    Source,
+    build_reranker,
+    error_record,
+    line_query_id,
+    rank_rows,
+    too_long,
+)
 from rerank_core.errors import BackendError, RerankError
 
-__all__ = ["RerankActor", "iter_ray", "require_ray"]
+__all__ = ["RerankActor", "iter_ray", "require_ray", "split_lines"]
 
 _FEATURE = "rerank batch --engine ray"
 
@@ -28,9 +40,16 @@ class RerankActor:
     :meth:`~rerank_core.pipeline_config.PipelineConfig.to_dict` mapping) and ranks each batch of rows,
     skipping the query ids in the object ``skip[0]`` refers to (those already in the output)."""
 
-    def __init__(self, config: Mapping[str, Any], source_format: str, skip: list[Any] | None = None) -> None:
+    def __init__(
+        self,
+        config: Mapping[str, Any],
+        source_format: str,
+        skip: list[Any] | None = None,
+        max_line_bytes: int = MAX_LINE_BYTES,
+    ) -> None:
         self._reranker = build_reranker(config)
         self._format = source_format
+        self._max_line_bytes = max_line_bytes
         self._skip: frozenset[str] = frozenset()
         if skip:
             import ray
@@ -41,16 +60,66 @@ class RerankActor:
         import pyarrow as pa
 
         rows = batch.to_pylist()
-        if self._format == "jsonl":  # checked by the driver's scan: valid JSON with a string query_id
-            rows = [json.loads(r["text"]) for r in rows if r["text"].strip()]
+        failed: list[dict[str, Any]] = []
+        if self._format == "jsonl":
+            rows, failed = self._parse(rows)
         rows = [r for r in rows if r["query_id"] not in self._skip]
-        records = rank_rows(self._reranker, rows)
+        records = [r for r in failed if r["query_id"] not in self._skip] + rank_rows(self._reranker, rows)
         return pa.table(
             {
                 "query_id": pa.array([r["query_id"] for r in records], pa.string()),
                 "record": pa.array([json.dumps(r, ensure_ascii=False) for r in records], pa.string()),
             }
         )
+
+    def _parse(self, lines: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The objects of :func:`split_lines` rows, and error records for the lines that are not rows (the
+        driver's scan checked them, so only a file changed since then gets here)."""
+        rows: list[dict[str, Any]] = []
+        failed: list[dict[str, Any]] = []
+        for line in lines:
+            path, number = line["path"], line["number"]
+            if line["long"]:
+                rows.append(too_long(path, number, self._max_line_bytes))
+                continue
+            try:
+                obj = json.loads(line["line"])
+            except (ValueError, UnicodeDecodeError) as exc:
+                why = getattr(exc, "msg", None) or "not UTF-8"
+                failed.append(
+                    error_record(line_query_id(path, number), f"{path} line {number}: not valid JSON ({why})")
+                )
+                continue
+            qid = obj.get("query_id") if isinstance(obj, dict) else None
+            if not isinstance(qid, str) or not qid:
+                failed.append(
+                    error_record(line_query_id(path, number), f"{path} line {number}: no string query_id")
+                )
+                continue
+            rows.append(obj)
+        return rows, failed
+
+    def __del__(self) -> None:  # Ray Data calls it when the actor pool shuts down
+        reranker = getattr(self, "_reranker", None)
+        if reranker is not None:
+            self._reranker = None
+            reranker.backend.close()
+
+
+def split_lines(row: Mapping[str, Any], max_line_bytes: int = MAX_LINE_BYTES) -> list[dict[str, Any]]:
+    """The non-blank lines of a file (a ``read_binary_files`` row: ``bytes`` and ``path``), split on
+    ``b"\\n"`` alone as the local engine reads them, numbered from 1 (blank lines count), a UTF-8 BOM dropped
+    from the first; ``long``: the line is longer than ``max_line_bytes`` (its bytes are not passed on)."""
+    out: list[dict[str, Any]] = []
+    path = row["path"]
+    for number, raw in enumerate(row["bytes"].split(b"\n"), 1):
+        if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]
+        if not raw.strip():
+            continue
+        long = len(raw) > max_line_bytes
+        out.append({"path": path, "number": number, "line": b"" if long else raw, "long": long})
+    return out
 
 
 def require_ray() -> Any:
@@ -77,6 +146,7 @@ def iter_ray(
     actor_gpus: float = 0.0,
     address: str | None = None,
     num_cpus: int | None = None,
+    max_line_bytes: int = MAX_LINE_BYTES,
 ) -> Iterator[list[dict[str, Any]]]:
     """The output records of the input rows not in ``skip``, in the order the actors finish them.
 
@@ -96,13 +166,20 @@ def iter_ray(
         context.enable_progress_bars = False  # the driver's own progress bar counts rows
         files = [str(f) for f in source.files]
         if source.format == "jsonl":
-            dataset = ray.data.read_text(files, drop_empty_lines=True)
+            dataset = ray.data.read_binary_files(files, include_paths=True).flat_map(
+                split_lines, fn_kwargs={"max_line_bytes": max_line_bytes}
+            )
         else:
             dataset = ray.data.read_parquet(files)
         skip_ref = [ray.put(frozenset(skip))] if skip else None
         ranked = dataset.map_batches(
             RerankActor,
-            fn_constructor_kwargs={"config": dict(config), "source_format": source.format, "skip": skip_ref},
+            fn_constructor_kwargs={
+                "config": dict(config),
+                "source_format": source.format,
+                "skip": skip_ref,
+                "max_line_bytes": max_line_bytes,
+            },
             compute=ray.data.ActorPoolStrategy(size=actors),
             batch_size=batch_rows,
             batch_format="pyarrow",

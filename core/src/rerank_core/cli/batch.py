@@ -3,16 +3,19 @@
 ```
 rerank batch INPUT OUTPUT --model PATH_OR_ID [--config FILE] [--recipe NAME] [--top-n N]
              [--engine local|ray] [--address ADDR] [--actors N] [--actor-gpus G] [--batch-rows N]
-             [--part-rows N] [--limit N] [--resume/--no-resume] [--no-progress]
+             [--part-rows N] [--limit N] [--resume/--no-resume] [--retry-errors]
+             [--max-line-bytes N] [--no-progress]
 ```
 
 INPUT rows are ``{"query_id", "query", "candidates": [{"id", "text", "score"?}], "instruction"?}``; OUTPUT
 is a ``.jsonl`` file, or a folder of part files (``.parquet`` parts when its name ends in ``.parquet``).
 A rerun with the same OUTPUT skips the query ids already written. The pipeline is ``--config``'s (a
 :mod:`rerank_core.pipeline_config` file; its ``[batch]`` table gives defaults for this command's options),
-with ``--model``, ``--recipe`` and ``--top-n`` on top. Progress goes to stderr, then one summary line.
-Exit codes: 0 done (rows that failed are in the output with their error), 1 a failure while running,
-2 bad arguments or bad input (the file and line are named). See docs/batch.md.
+with ``--model`` (which replaces the file's model or described ``[reranker]``, as in ``rerank serve``),
+``--recipe`` and ``--top-n`` on top. Progress goes to stderr, then one summary line.
+Exit codes: 0 done (rows that failed are in the output with their error), 1 a failure while running
+(the back end failing for every row included: nothing is written for those rows), 2 bad arguments, bad
+input (the file and line are named) or an OUTPUT another run holds locked. See docs/batch.md.
 """
 
 from __future__ import annotations
@@ -28,8 +31,24 @@ from rerank_core.errors import ConfigurationError
 __all__ = ["add_parser", "run"]
 
 #: The keys of a configuration file's ``[batch]`` table: defaults for the options of the same name.
-BATCH_KEYS = ("engine", "address", "actors", "actor_gpus", "batch_rows", "part_rows", "top_n")
-_DEFAULTS = {"engine": "local", "actors": 1, "actor_gpus": 0.0, "batch_rows": 32, "part_rows": 1000}
+BATCH_KEYS = (
+    "engine",
+    "address",
+    "actors",
+    "actor_gpus",
+    "batch_rows",
+    "part_rows",
+    "top_n",
+    "max_line_bytes",
+)
+_DEFAULTS = {
+    "engine": "local",
+    "actors": 1,
+    "actor_gpus": 0.0,
+    "batch_rows": 32,
+    "part_rows": 1000,
+    "max_line_bytes": 64 * 1024 * 1024,
+}
 
 
 def _non_negative(value: str) -> float:
@@ -81,11 +100,24 @@ def add_parser(subparsers: Any) -> None:
         default=True,
         help="skip query ids already in OUTPUT (default); --no-resume refuses a non-empty OUTPUT",
     )
+    p.add_argument(
+        "--retry-errors",
+        action="store_true",
+        help="rank again the rows OUTPUT holds with an error (they are removed from OUTPUT, then rewritten)",
+    )
+    p.add_argument(
+        "--max-line-bytes",
+        type=positive_int,
+        help="a longer JSONL input line becomes an error row, unread (default: 64 MiB)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar (the summary line stays)")
     p.set_defaults(handler=run)
 
 
 def _batch_table(data: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The ``[batch]`` table, every value checked (a usage error naming ``batch.KEY`` otherwise)."""
+    from rerank_core.batch import check_arguments
+
     table = data.get("batch") or {}
     if not isinstance(table, dict):
         raise UsageError(f"--config: {path}: [batch] must be a table")
@@ -94,7 +126,22 @@ def _batch_table(data: dict[str, Any], path: Path) -> dict[str, Any]:
         raise UsageError(
             f"--config: {path}: batch.{unknown[0]} is not a key; the keys are {', '.join(BATCH_KEYS)}"
         )
+    for key, value in table.items():
+        try:
+            if key == "top_n":
+                if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                    raise ConfigurationError("top_n", f"must be an integer >= 1, got {value!r}")
+            else:
+                check_arguments(**{key: value})
+        except ConfigurationError as exc:
+            raise UsageError(f"--config: {path}: batch.{key} {_message(exc)}") from exc
     return table
+
+
+def _message(exc: ConfigurationError) -> str:
+    text = one_line(exc)
+    name = getattr(exc, "name", None) or getattr(exc, "argument", None)
+    return text.split(": ", 1)[1] if name and text.startswith(f"{name}: ") else text
 
 
 def _setting(args: argparse.Namespace, table: dict[str, Any], name: str) -> Any:
@@ -117,10 +164,11 @@ def run(args: argparse.Namespace) -> int:
             if args.model is None:
                 raise UsageError("--model: required (or give --config with a model)")
             config = PipelineConfig(model=args.model)
-        else:
-            config = PipelineConfig.from_mapping(
-                {**data, **({"model": args.model} if args.model else {})}, "--config"
-            )
+        else:  # --model replaces the file's model or described reranker, as in rerank serve
+            base = {k: v for k, v in data.items() if k != "batch"}
+            if args.model is not None:
+                base["model"], base["reranker"] = args.model, None
+            config = PipelineConfig.from_mapping(base, "--config")
         top_n = _setting(args, table, "top_n")
         config = config.replace(recipe=args.recipe, options=None if top_n is None else {"top_n": top_n})
     except ConfigurationError as exc:
@@ -146,6 +194,8 @@ def _run(args: argparse.Namespace, table: dict[str, Any], config: Any, engine: s
         limit=args.limit,
         address=_setting(args, table, "address"),
         actors=_setting(args, table, "actors"),
-        actor_gpus=float(_setting(args, table, "actor_gpus")),
+        actor_gpus=_setting(args, table, "actor_gpus"),
         progress=not args.no_progress,
+        retry_errors=args.retry_errors,
+        max_line_bytes=_setting(args, table, "max_line_bytes"),
     )
