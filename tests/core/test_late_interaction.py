@@ -360,6 +360,7 @@ print(seen)
 """
 
 
+@pytest.mark.slow
 def test_readers_in_other_processes_never_see_a_torn_vector_while_one_writes(tmp_path: Path) -> None:
     store = VectorStore(tmp_path / "c")  # created (with its schema) before the readers open it
     store.put_many("space", [((0).to_bytes(8, "big"), pack(np.zeros((3, 24), np.float32), "float16"))])
@@ -409,6 +410,8 @@ def test_a_query_longer_than_the_models_query_length_is_cut_and_reported(mve_pat
     room = backend.pair_limit().query_tokens
     assert room is not None
     fits = " ".join(["cat"] * room)
+    model = backend.model
+    assert len(model.tokenizer(model.prompts["query"] + fits)["input_ids"]) == 16  # the model cuts nothing
     assert not Reranker(backend).rerank(fits, DOCS[:2]).query_truncated
     long_query = "history of the chat so far " * 5 + "what does a reranker do"
     response = Reranker(backend).rerank(long_query, DOCS[:2])
@@ -497,6 +500,7 @@ def _in_child(fn: Any, timeout: float = 60.0) -> Any:
     return value
 
 
+@pytest.mark.slow
 def test_a_forked_child_scores_like_its_parent_and_writes_the_store(mve_path: Path, tmp_path: Path) -> None:
     before = torch.get_num_threads()
     torch.set_num_threads(max(before, 2))

@@ -107,7 +107,7 @@ def _folder_digest(folder: Path) -> str:
     h = hashlib.sha256()
     for path in sorted(p for p in folder.rglob("*") if p.is_file() and ".git" not in p.parts):
         rel = path.relative_to(folder).as_posix()
-        if rel.startswith(".") or rel.endswith(".md"):
+        if rel.startswith(".") or rel.endswith(".md") or ".sqlite3" in rel:  # not a store kept beside it
             continue
         size = path.stat().st_size
         h.update(f"{rel}\0{size}\0".encode())
@@ -249,6 +249,7 @@ class LateInteractionBackend(Backend):
         self._load_lock = threading.Lock()
         self._tokenizer_lock = threading.Lock()
         self._counter_lock = threading.Lock()
+        self.cache.after_fork()
 
     # -- what the back end is ----------------------------------------------------------------------
 
@@ -557,10 +558,12 @@ class LateInteractionBackend(Backend):
             segments = plan("", [t for _, t in batch], limit, policy, candidate_argument="documents").segments
             seg_texts = [s.text for s in segments]
             seg_ids: list[str | None] = [None] * len(seg_texts)
-            whole = [(d, content_hash(t)) for d, t in batch if d is not None]
+            stored = self.store is not None and not self.store.readonly
+            whole = [(d, content_hash(t)) for d, t in batch if d is not None] if stored else []
             with self._model_slots, torch.inference_mode():
                 _, usage = self._documents(seg_texts, seg_ids)
-                if whole and self.store is not None and not self.store.readonly:
+                if whole:
+                    assert self.store is not None
                     self.store.put_many(self.vector_space, [], ids=whole)
             totals["documents"] += len(batch)
             totals["segments"] += len(seg_texts)

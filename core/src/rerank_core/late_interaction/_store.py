@@ -163,11 +163,17 @@ class VectorStore:
             "damaged store can be deleted and refilled with `rerank index`)",
         )
 
-    def _connection(self) -> sqlite3.Connection:
-        if self._pid != os.getpid():  # forked: SQLite connections must not cross a fork
+    def _current_lock(self) -> threading.Lock:
+        """This process's lock: a forked child starts with a free one (a parent's thread may have held it at
+        the fork) and without the parent's SQLite connection (connections must not cross a fork)."""
+        if self._pid != os.getpid():
             if self._conn is not None:
                 self._orphans.append(self._conn)
             self._conn, self._lock, self._pid = None, threading.Lock(), os.getpid()
+        return self._lock
+
+    def _connection(self) -> sqlite3.Connection:
+        self._current_lock()
         if self._conn is not None:
             return self._conn
         try:
@@ -227,7 +233,7 @@ class VectorStore:
         return conn
 
     def close(self) -> None:
-        with self._lock:
+        with self._current_lock():
             if self._conn is not None and self._pid == os.getpid():
                 self._conn.close()
             self._conn = None
@@ -240,7 +246,7 @@ class VectorStore:
         found: dict[bytes, PackedVectors] = {}
         unique = list(dict.fromkeys(keys))
         try:
-            with self._lock:
+            with self._current_lock():
                 conn = self._connection()
                 for s in range(0, len(unique), _CHUNK):
                     part = unique[s : s + _CHUNK]
@@ -304,7 +310,7 @@ class VectorStore:
             return 0
         dtypes = {r[4] for r in rows}
         try:
-            with self._lock:
+            with self._current_lock():
                 conn = self._connection()
                 conn.execute("BEGIN IMMEDIATE")
                 try:
@@ -325,7 +331,7 @@ class VectorStore:
     def ids(self, space: str) -> dict[str, bytes]:
         """The document ids recorded under ``space`` -> their text's hash."""
         try:
-            with self._lock:
+            with self._current_lock():
                 rows = (
                     self._connection()
                     .execute("SELECT doc_id, hash FROM ids WHERE space = ?", (space,))
@@ -338,7 +344,7 @@ class VectorStore:
     def spaces(self) -> dict[str, str]:
         """Each vector space in the store -> its description (model, document length, dtype)."""
         try:
-            with self._lock:
+            with self._current_lock():
                 rows = self._connection().execute("SELECT space, description FROM spaces").fetchall()
         except sqlite3.Error as exc:
             raise self._error(exc, "read") from exc
@@ -349,7 +355,7 @@ class VectorStore:
         file's."""
         where, args = ("WHERE space = ?", (space,)) if space is not None else ("", ())
         try:
-            with self._lock:
+            with self._current_lock():
                 conn = self._connection()
                 documents, tokens, size = conn.execute(
                     "SELECT COUNT(*), IFNULL(SUM(tokens), 0), "
@@ -366,7 +372,7 @@ class VectorStore:
     def checkpoint(self) -> None:
         """Fold the write-ahead log into the main file (SQLite also does this on its own every ~4 MB)."""
         try:
-            with self._lock:
+            with self._current_lock():
                 self._connection().execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except sqlite3.Error as exc:
             raise self._error(exc, "checkpointed") from exc

@@ -131,6 +131,10 @@ class VectorCache:
         self._lock = threading.Lock()
         self._hits = self._misses = self._evictions = 0
 
+    def after_fork(self) -> None:
+        """In a forked child: a parent's thread may have held the lock at the fork; start with a free one."""
+        self._lock = threading.Lock()
+
     @staticmethod
     def size_of(packed: PackedVectors) -> int:
         return packed.nbytes + ENTRY_OVERHEAD
