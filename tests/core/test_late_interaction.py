@@ -577,3 +577,23 @@ def test_rerank_index_bad_arguments_are_one_line_errors_with_exit_code_2(
     err = capsys.readouterr().err
     assert code == 2, err
     assert message in err.strip().splitlines()[-1]  # one line (after the model's own loading bar)
+
+
+def test_a_model_retrained_in_the_same_folder_never_reads_the_old_vectors(
+    mve_path: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(mve_path, folder)
+    first = make(folder, store=tmp_path / "s")
+    first.score(QUERY, DOCS)
+    first.close()
+    weights = next((folder / "1_Dense").glob("*.safetensors"))
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(str(weights))
+    save_file({k: v * -1.0 for k, v in tensors.items()}, str(weights))  # "retrained": other vectors
+    second = make(folder, store=tmp_path / "s")
+    assert second.vector_space != first.vector_space
+    assert second.score(QUERY, DOCS).usage["documents_encoded"] == len(DOCS)

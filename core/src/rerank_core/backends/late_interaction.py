@@ -425,7 +425,10 @@ class LateInteractionBackend(Backend):
                     "scoring abandoned: the caller stopped waiting", backend=self.fingerprint
                 )
             idx = order[s : s + self.batch_size]
-            with self._tokenizer_lock:  # the tokenizer is not safe to share between threads
+            # The model's own document side (sentence_transformers/multi_vector_encoder/model.py,
+            # encode_document -> encode(task="document")): its "document" prompt, document_length, skiplist
+            # (MultiVectorMask) and Normalize apply exactly. The tokenizer is not thread-safe: under the lock.
+            with self._tokenizer_lock:
                 vectors = model.encode_document(
                     [texts[i] for i in idx],
                     batch_size=self.batch_size,
@@ -501,6 +504,8 @@ class LateInteractionBackend(Backend):
             try:
                 with torch.inference_mode():
                     vectors, usage = self._documents(texts)
+                    # The model's own query side (multi_vector_encoder/model.py, encode_query): its "query"
+                    # prompt, query_length and query expansion (base/modules/transformer.py, preprocess).
                     with self._tokenizer_lock:
                         encoded = model.encode_query(
                             queries,
@@ -517,6 +522,8 @@ class LateInteractionBackend(Backend):
                             continue
                         docs = [torch.from_numpy(unpack(vectors[content_hash(t)])) for t in ts]
                         query = by_query[q].float().cpu()
+                        # MaxSim (or MeanMaxSim) as the model scores it: MultiVectorEncoder.similarity ->
+                        # util/similarity.py maxsim (multi_vector_encoder/scoring/colbert.py for the kernels).
                         scores = model.similarity([query], docs)[0]
                         out.append(GroupScores([float(v) for v in scores.tolist()], usage))
                         usage = {}  # the call's cache usage is reported once, on its first query
