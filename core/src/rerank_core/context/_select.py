@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 from rerank_core.context._policy import ContextPolicy
 from rerank_core.context._similarity import EmbeddingSimilarity, ShingleSimilarity
@@ -18,9 +18,8 @@ from rerank_core.types import Candidate, RerankResponse, RerankResult
 __all__ = ["ContextItem", "ContextSelection", "DroppedCandidate", "edges_order", "select_context"]
 
 
-@dataclass(frozen=True, slots=True)
-class ContextItem:
-    """One item of the context, in its final place.
+class ContextItem(NamedTuple):
+    """One item of the context, in its final place (immutable; a NamedTuple, cheap to build).
 
     - ``position``: its place in the context (0 first); ``rank``: its best chunk's place in the ranked
       results; ``index``: that chunk's position in the reranker's input (``result.index``).
@@ -34,9 +33,9 @@ class ContextItem:
     position: int
     rank: int
     index: int
-    text: str = field(repr=False)
+    text: str
     tokens: int
-    result: RerankResult = field(repr=False)
+    result: RerankResult
     chunks: tuple[int, ...]
     chunk_ids: tuple[Any, ...] = ()
     group: Any = None
@@ -46,9 +45,9 @@ class ContextItem:
         return len(self.chunks) > 1
 
 
-@dataclass(frozen=True, slots=True)
-class DroppedCandidate:
-    """A ranked result that does not reach the context, and why.
+class DroppedCandidate(NamedTuple):
+    """A ranked result that does not reach the context, and why (immutable; a NamedTuple, the cheapest
+    record to build, as most candidates of a budgeted query end up here).
 
     - ``reason``: ``"budget"`` (it did not fit the tokens left), ``"duplicate"`` (``similarity`` to the
       kept ``of`` is at least ``dedup_threshold``), ``"diversity"`` (MMR picked lower-ranked, more novel
@@ -65,7 +64,7 @@ class DroppedCandidate:
     of: int | None = None
     similarity: float | None = None
     tokens: int | None = None
-    result: RerankResult | None = field(default=None, repr=False)
+    result: RerankResult | None = None
 
     def to_dict(self) -> dict[str, Any]:
         from rerank_core.profiles import json_value
@@ -143,6 +142,8 @@ def _results(ranked: object, scores: Sequence[float] | None) -> tuple[list[Reran
         if scores is not None:
             raise InvalidInputError("scores", "is only for plain candidates: a RerankResponse has its scores")
         return list(ranked.results), ranked.no_answer
+    if isinstance(ranked, list | tuple) and scores is None and all(type(r) is RerankResult for r in ranked):
+        return list(ranked), None
     if ranked is None or isinstance(ranked, str | bytes | Mapping) or not isinstance(ranked, Sequence):
         raise InvalidInputError(
             "ranked",

@@ -31,13 +31,21 @@ class ShingleSimilarity:
     def __init__(self, texts: Sequence[str], size: int) -> None:
         self._texts = texts
         self._size = size
-        self._sets: list[frozenset[tuple[str, ...]] | None] = [None] * len(texts)
+        self._sets: list[frozenset[int] | None] = [None] * len(texts)
         self._kept: list[int] = []
+        self._kept_sets: list[frozenset[int]] = []
+        self._vocabulary: dict[tuple[str, ...], int] = {}
 
-    def _set(self, i: int) -> frozenset[tuple[str, ...]]:
+    def _set(self, i: int) -> frozenset[int]:
+        """Candidate ``i``'s shingles, each as a small int (its number in this call's vocabulary): sets of
+        ints intersect several times faster than sets of word tuples, whose hashes are not cached."""
         s = self._sets[i]
         if s is None:
-            s = self._sets[i] = shingles(self._texts[i], self._size)
+            vocabulary = self._vocabulary
+            add = vocabulary.setdefault
+            s = self._sets[i] = frozenset(
+                [add(t, len(vocabulary)) for t in shingles(self._texts[i], self._size)]
+            )
         return s
 
     def pair(self, i: int, j: int) -> float:
@@ -50,24 +58,21 @@ class ShingleSimilarity:
     def keep(self, j: int) -> None:
         """``j`` was kept: later candidates are compared with it."""
         self._kept.append(j)
+        self._kept_sets.append(self._set(j))
 
     def closest_kept(self, i: int, threshold: float) -> tuple[float, int] | None:
-        """The kept candidate most similar to ``i`` (ties: the first kept) among those at least
-        ``threshold`` similar, and that similarity; ``None`` when there is none. A pair whose sizes alone
-        bound its Jaccard below the threshold (``min / max``) is not intersected."""
+        """The kept candidate most similar to ``i`` (ties: the first kept) and that similarity, when it is
+        at least ``threshold``; else ``None``."""
+        if not self._kept:
+            return None
         a = self._set(i)
         na = len(a)
-        best: tuple[float, int] | None = None
-        for j in self._kept:
-            b = self._sets[j] or self._set(j)
-            nb = len(b)
-            if na != nb and min(na, nb) < threshold * max(na, nb):
-                continue
-            inter = len(a & b)
-            s = inter / (na + nb - inter) if na or nb else 1.0
-            if s >= threshold and (best is None or s > best[0]):
-                best = (s, j)
-        return best
+        inters = [len(a & b) for b in self._kept_sets]
+        sims = [
+            x / (na + len(b) - x) if na or b else 1.0 for x, b in zip(inters, self._kept_sets, strict=True)
+        ]
+        best = max(range(len(sims)), key=sims.__getitem__)  # the first of equal maxima: the first kept
+        return (sims[best], self._kept[best]) if sims[best] >= threshold else None
 
     def against_all(self, i: int, others: Sequence[int]) -> list[float]:
         """The similarity of ``i`` to each of ``others``."""
