@@ -446,3 +446,17 @@ def test_nothing_is_lost_or_duplicated(
     if policy.max_items is not None:
         assert len(sel) <= policy.max_items
     assert select_context(results, policy) == sel
+
+
+def test_the_calls_embeddings_reach_the_stage() -> None:
+    policy = ContextPolicy(similarity="embeddings", dedup_threshold=0.95)
+    reranker = Reranker(FakeBackend(SCORES), context=policy)
+    texts = list(SCORES)
+    vectors = [[1.0, 0.0], [0.0, 1.0], [1.0, 0.01], [0.5, 0.5]]  # text 2 duplicates text 0
+    sel = reranker.rerank("q", texts, embeddings=vectors).context
+    assert sel is not None and [(d.index, d.reason, d.of) for d in sel.dropped] == [(2, "duplicate", 0)]
+    with pytest.raises(InvalidInputError, match="3 vectors for 4 candidates"):
+        reranker.rerank("q", texts, embeddings=vectors[:3])
+    with pytest.raises(InvalidInputError) as info:
+        Reranker(FakeBackend(SCORES)).rerank("q", texts, embeddings=vectors)
+    assert info.value.argument == "embeddings"

@@ -87,3 +87,16 @@ def test_rerank_then_context_as_two_postprocessors() -> None:
     second = ContextPostprocessor({"group_by": "doc", "order": "edges"})
     out = second.postprocess_nodes(first.postprocess_nodes(nodes(), query_str="q"), query_str="q")
     assert [n.node.node_id for n in out] == ["n0", "n2"]  # n1 has n0's parent
+
+
+def test_the_postprocessor_compares_the_nodes_own_embeddings() -> None:
+    items = [
+        NodeWithScore(node=TextNode(text=t, id_=f"n{i}", embedding=v), score=0.5)
+        for i, (t, v) in enumerate(
+            zip(SCORES, [[1.0, 0.0], [0.0, 1.0], [0.99, 0.05], [0.6, 0.6]], strict=True)
+        )
+    ]
+    policy = ContextPolicy(similarity="embeddings", dedup_threshold=0.95)
+    pp = RerankPostprocessor(FakeBackend(SCORES), metadata_mode=MetadataMode.NONE, context=policy)
+    out = pp.postprocess_nodes(items, query_str="q")
+    assert [n.node.node_id for n in out] == ["n0", "n1", "n3"]  # n2's vector is n0's, its text is not

@@ -119,12 +119,14 @@ class Reranker:
         score_threshold: float | None = _UNSET,
         first_stage_scores: Sequence[float] | None = None,
         instruction: str | None = _UNSET,
+        embeddings: Sequence[Any] | None = None,
     ) -> RerankResponse:
         """Rank ``candidates`` (strings, :class:`Candidate` or mappings with ``text``) for ``query``.
 
         ``top_n`` / ``score_threshold`` / ``instruction`` override the reranker's for this call.
         ``first_stage_scores``: the retriever's score of each candidate (kept in the results, and fused
-        with the reranker's when the reranker has a ``fusion``).
+        with the reranker's when the reranker has a ``fusion``). ``embeddings``: one vector per candidate,
+        for a ``context`` policy with ``similarity="embeddings"`` (instead of vectors in metadata).
         """
         job = _pipeline.make_job(
             self.options,
@@ -134,6 +136,7 @@ class Reranker:
             score_threshold,
             first_stage_scores,
             instruction=instruction,
+            embeddings=embeddings,
         )
         return _pipeline.run(self, [job])[0]
 
@@ -162,6 +165,7 @@ class Reranker:
         score_threshold: float | None = _UNSET,
         first_stage_scores: Sequence[float] | None = None,
         instruction: str | None = _UNSET,
+        embeddings: Sequence[Any] | None = None,
     ) -> RerankResponse:
         """Async :meth:`rerank`: model work runs off the event loop."""
         job = _pipeline.make_job(
@@ -172,6 +176,7 @@ class Reranker:
             score_threshold,
             first_stage_scores,
             instruction=instruction,
+            embeddings=embeddings,
         )
         return (await _pipeline.arun(self, [job]))[0]
 

@@ -32,10 +32,10 @@ def run(reranker: Reranker, jobs: list[Job]) -> list[RerankResponse]:
     try:
         score(reranker, jobs)
     except BackendError as exc:
-        return select(reranker, unranked(reranker, jobs, exc))  # fail_open, or raise
+        return select(reranker, jobs, unranked(reranker, jobs, exc))  # fail_open, or raise
     ranked = [rank(reranker, job) for job in jobs]
     judge(reranker, ranked)
-    return select(reranker, [respond(reranker, job, r) for job, r in zip(jobs, ranked, strict=True)])
+    return select(reranker, jobs, [respond(reranker, job, r) for job, r in zip(jobs, ranked, strict=True)])
 
 
 async def arun(reranker: Reranker, jobs: list[Job]) -> list[RerankResponse]:
@@ -43,7 +43,7 @@ async def arun(reranker: Reranker, jobs: list[Job]) -> list[RerankResponse]:
     try:
         await ascore(reranker, jobs)
     except BackendError as exc:
-        return select(reranker, unranked(reranker, jobs, exc))
+        return select(reranker, jobs, unranked(reranker, jobs, exc))
     ranked = [rank(reranker, job) for job in jobs]
     await ajudge(reranker, ranked)
-    return select(reranker, [respond(reranker, job, r) for job, r in zip(jobs, ranked, strict=True)])
+    return select(reranker, jobs, [respond(reranker, job, r) for job, r in zip(jobs, ranked, strict=True)])

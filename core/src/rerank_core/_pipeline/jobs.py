@@ -57,6 +57,7 @@ class Job:
     cache_hits: int = 0
     backend_usage: dict[str, int] | None = None  # what the back end reported this query cost (LLM calls...)
     instruction: str | None = None  # the call's (or the options') instruction; None: the back end's default
+    embeddings: Sequence[Any] | None = None  # the call's vectors for the context stage (one per candidate)
 
 
 def make_job(
@@ -69,11 +70,26 @@ def make_job(
     *,
     arguments: tuple[str, str, str] = ("query", "candidates", "first_stage_scores"),
     instruction: Any = UNSET,
+    embeddings: Any = None,
 ) -> Job:
     """One call's job; ``arguments`` name the query, candidates and first-stage scores in errors."""
     q_arg, c_arg, f_arg = arguments
     text = check_query(query, q_arg)  # a bad query is reported before bad candidates
     items = to_candidates(candidates, c_arg)
+    if embeddings is not None:
+        context = options.context
+        if context is None or context.similarity != "embeddings":  # type: ignore[union-attr]
+            raise InvalidInputError(
+                "embeddings", "are only read by a context policy with similarity='embeddings'"
+            )
+        if isinstance(embeddings, str | bytes) or not hasattr(embeddings, "__len__"):
+            raise InvalidInputError(
+                "embeddings", f"must be a sequence of vectors, got {type(embeddings).__name__}"
+            )
+        if len(embeddings) != len(items):
+            raise InvalidInputError(
+                "embeddings", f"has {len(embeddings)} vectors for {len(items)} candidates"
+            )
     first_stage = None
     fusion = options.fusion
     if first_stage_scores is not None:
@@ -95,6 +111,7 @@ def make_job(
             None if profile is None else profile.evaluate([c.metadata for c in items], argument=c_arg)
         ),
         instruction=options.instruction if instruction is UNSET else check_instruction(instruction),
+        embeddings=embeddings,
     )
 
 

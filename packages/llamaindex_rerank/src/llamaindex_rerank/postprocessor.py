@@ -26,7 +26,8 @@ With a context-selection stage (``context=ContextPolicy(...)``, docs/context-sel
 postprocessor returns what reaches the LLM instead: the selected nodes in the context's order, each with
 ``metadata["rerank_context"]`` (its position, tokens, merged chunks), a merged item as one node (a copy of
 its best chunk's node with the merged text); the ``RERANKING`` event's end payload gains ``"context"``, every
-dropped node with its reason.
+dropped node with its reason. With ``similarity="embeddings"`` the nodes' own ``embedding`` is compared
+when every node has one (else the vectors in metadata under the policy's ``embedding_key``).
 
 These keys are added to the copy's ``excluded_llm_metadata_keys`` and ``excluded_embed_metadata_keys``,
 so the text the LLM and the embedder see is unchanged. The input nodes, their metadata and their scores
@@ -207,6 +208,7 @@ class RerankPostprocessor(AdapterConstructors, BaseNodePostprocessor):
                 top_n=self.top_n,
                 score_threshold=self.score_threshold,
                 first_stage_scores=first_stage,
+                embeddings=self._embeddings(items),
             )
             return self._end(event, items, response)
 
@@ -221,10 +223,20 @@ class RerankPostprocessor(AdapterConstructors, BaseNodePostprocessor):
                 top_n=self.top_n,
                 score_threshold=self.score_threshold,
                 first_stage_scores=first_stage,
+                embeddings=self._embeddings(items),
             )
             return self._end(event, items, response)
 
     # -- what the sync and async paths share (no I/O) ------------------------------------------------------
+
+    def _embeddings(self, items: list[NodeWithScore]) -> list[Any] | None:
+        """The nodes' own embeddings, for a context policy comparing embeddings, when every node has one
+        (else the policy reads them from metadata)."""
+        context = self.reranker.options.context
+        if context is None or context.similarity != "embeddings" or not items:
+            return None
+        vectors = [item.node.embedding for item in items]
+        return vectors if all(v is not None for v in vectors) else None
 
     def _start(
         self, nodes: object, query_bundle: object
