@@ -460,3 +460,9 @@ def test_the_calls_embeddings_reach_the_stage() -> None:
     with pytest.raises(InvalidInputError) as info:
         Reranker(FakeBackend(SCORES)).rerank("q", texts, embeddings=vectors)
     assert info.value.argument == "embeddings"
+
+
+def test_a_parent_id_must_be_hashable() -> None:
+    with pytest.raises(InvalidInputError) as info:
+        select_context(ranked(["a", "b"], [{"doc": "x"}, {"doc": ["x"]}]), ContextPolicy(group_by="doc"))
+    assert info.value.argument == "results[1].metadata['doc']"

@@ -6,7 +6,7 @@ Pure (no model, no I/O, nothing the caller passed is changed) and deterministic 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -242,6 +242,12 @@ def _select(
     parents: list[Any] = [
         None if r.metadata is None or group_by is None else r.metadata.get(group_by) for r in results
     ]
+    for k, parent in enumerate(parents):
+        if parent is not None and not isinstance(parent, Hashable):
+            raise InvalidInputError(
+                f"results[{k}].metadata[{group_by!r}]",
+                f"must be a parent id (a str, an int, ...), got {type(parent).__name__}",
+            )
     merge = policy.group_mode == "merge"
     budget, max_items, threshold = policy.token_budget, policy.max_items, policy.dedup_threshold
 
