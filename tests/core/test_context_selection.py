@@ -18,6 +18,7 @@ from rerank_core import (
     ConfigurationError,
     ContextPolicy,
     InvalidInputError,
+    JudgeStage,
     Reranker,
     RerankerOptions,
     RerankResult,
@@ -234,6 +235,31 @@ def test_mmr_scales_unbounded_scores_and_reads_the_rank_without_scores() -> None
     assert plain.dropped[0].reason == "diversity"
 
 
+def test_mmr_follows_the_rank_when_a_judge_reordered_it() -> None:
+    # the judge's order: its top pick kept its cheap, lower relevance_score
+    results = [RerankResult(1, 0.2, 0.2, "judge pick", judge_score=0.9), RerankResult(0, 0.9, 0.9, "other")]
+    sel = select_context(results, ContextPolicy(mmr_lambda=1.0, max_items=1))
+    assert sel.indices == [1] and [(d.index, d.reason) for d in sel.dropped] == [(0, "max_items")]
+
+
+def test_a_cascade_with_mmr_lambda_1_selects_as_without_mmr() -> None:
+    cheap = {"a": 4.0, "b": 3.0, "c": 2.0, "d": 1.0, "e": 0.0}
+    judge = {"a": 0.1, "b": 0.2, "c": 0.9, "d": 0.8, "e": 0.5}  # reverses the top 4
+    texts = list(cheap)
+
+    def selection(policy: ContextPolicy) -> ContextSelection:
+        stage = JudgeStage(FakeBackend(judge, kind="probability", name="judge"), top_k=4)
+        response = Reranker(FakeBackend(cheap), judge=stage, context=policy).rerank("q", texts)
+        assert [r.text for r in response][:4] == ["c", "d", "b", "a"]  # the judge's order
+        assert response.context is not None
+        return response.context
+
+    for limits in ({"max_items": 2}, {"token_budget": 3}):
+        plain = selection(ContextPolicy(**limits))
+        mmr = selection(ContextPolicy(mmr_lambda=1.0, **limits))
+        assert mmr.indices == plain.indices == [2, 3] + ([1] if "token_budget" in limits else [])
+
+
 def test_mmr_with_a_budget_and_without_limits() -> None:
     texts = ["a b c d", "a b c e", "x y z w"]
     assert [i.rank for i in select_context(texts, ContextPolicy(mmr_lambda=0.2))] == [0, 1, 2]
@@ -274,15 +300,46 @@ def test_group_merge_joins_a_parents_chunks_in_document_order() -> None:
     merged = sel.items[0]
     # position 1 (rank 2, index 2), position 2 (rank 0, index 4), then no position (rank 4, index 0)
     assert merged.chunks == (2, 4, 0) and merged.chunk_ids == ("id2", "id4", "id0") and merged.merged
-    assert merged.text == "doc A part 1\n\ndoc A part 2\n\ndoc A part 3"
-    assert merged.tokens == sum(math.ceil(len(t) / 4) for t in (texts[0], texts[2], texts[4]))
+    # positions 1 and 2 are consecutive; part 3 has no position: not known to be adjacent, a gap
+    assert merged.text == "doc A part 1\n\ndoc A part 2\n\n[…]\n\ndoc A part 3"
+    assert merged.tokens == math.ceil(len(merged.text) / 4)  # the separators count
     assert merged.result is results[0] and merged.index == 4 and merged.group == "A"
     assert [(d.rank, d.reason) for d in sel.dropped] == [(3, "max_items")]  # a chunk of A does not count
     assert sel.tokens_used == sum(item.tokens for item in sel)
     custom = select_context(
-        results, ContextPolicy(group_by="parent", group_mode="merge", position_key="p", merge_separator=" | ")
+        results,
+        ContextPolicy(
+            group_by="parent",
+            group_mode="merge",
+            position_key="p",
+            merge_separator=" | ",
+            gap_separator=" ~ ",
+        ),
     )
-    assert custom.items[0].text == "doc A part 2 | doc A part 1 | doc A part 3"  # no "p": rank order
+    assert custom.items[0].text == "doc A part 2 ~ doc A part 1 ~ doc A part 3"  # no "p": rank order, gaps
+
+
+def test_merge_marks_a_gap_between_chunks_that_are_not_adjacent() -> None:
+    metas = [{"doc": "A", "position": p} for p in (7, 1, 2)]
+    results = ranked(["seven", "one", "two"], metas)
+    item = select_context(results, ContextPolicy(group_by="doc", group_mode="merge")).items[0]
+    assert item.text == "one\n\ntwo\n\n[…]\n\nseven"  # 1 and 2 are contiguous, 2 and 7 are not
+    assert (
+        ContextPolicy.from_dict(ContextPolicy(gap_separator="\n---\n").to_dict()).gap_separator == "\n---\n"
+    )
+
+
+def test_merged_text_never_exceeds_the_budget_its_separators_count() -> None:
+    metas = [{"doc": "A", "position": 0}, {"doc": "A", "position": 1}]
+    results = ranked(["aaaa", "bbbb"], metas)
+    sel = select_context(results, ContextPolicy(token_budget=2, group_by="doc", group_mode="merge"))
+    counter = ContextPolicy().counter
+    # "aaaa\n\nbbbb" is 3 tokens: "bbbb" (1 token) does not fit the 1 left, its separator counts
+    assert [item.text for item in sel] == ["aaaa"]
+    assert [(d.rank, d.reason) for d in sel.dropped] == [(1, "budget")]
+    sel = select_context(results, ContextPolicy(token_budget=3, group_by="doc", group_mode="merge"))
+    assert [item.text for item in sel] == ["aaaa\n\nbbbb"]
+    assert sel.items[0].tokens == counter(sel.items[0].text) == sel.tokens_used == 3
 
 
 # -- final order ------------------------------------------------------------------------------------
@@ -441,8 +498,10 @@ def test_nothing_is_lost_or_duplicated(
     kept = {i for item in sel for i in item.chunks}
     assert all(d.of is None or d.of in kept for d in sel.dropped)
     assert [item.position for item in sel] == list(range(len(sel)))
+    assert all(item.tokens == policy.counter(item.text) for item in sel)
+    assert sel.tokens_used == sum(policy.counter(item.text) for item in sel)
     if policy.token_budget is not None:
-        assert sel.tokens_used <= policy.token_budget
+        assert sum(policy.counter(item.text) for item in sel) <= policy.token_budget
     if policy.max_items is not None:
         assert len(sel) <= policy.max_items
     assert select_context(results, policy) == sel
@@ -466,3 +525,56 @@ def test_a_parent_id_must_be_hashable() -> None:
     with pytest.raises(InvalidInputError) as info:
         select_context(ranked(["a", "b"], [{"doc": "x"}, {"doc": ["x"]}]), ContextPolicy(group_by="doc"))
     assert info.value.argument == "results[1].metadata['doc']"
+
+
+def test_bad_embedding_vectors_are_input_errors_naming_where() -> None:
+    policy = ContextPolicy(similarity="embeddings", dedup_threshold=0.9)
+    results = ranked(["a", "b", "c"])  # indices 2, 1, 0
+    cases = [
+        (
+            [[1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0]],
+            "embeddings[1]",
+            r"has 3 dimensions, embeddings\[2\]",
+        ),
+        ([["x", "y"], [1.0, 0.0], [0.0, 1.0]], "embeddings[0]", "must be a vector of numbers"),
+        ([[1.0, 0.0], [float("nan"), 0.0], [0.0, 1.0]], "embeddings[1]", "NaN"),
+        ([[1.0, 0.0], [], [0.0, 1.0]], "embeddings[1]", "empty"),
+    ]
+    for vectors, where, message in cases:
+        with pytest.raises(InvalidInputError, match=message) as info:
+            select_context(results, policy, embeddings=vectors)
+        assert info.value.argument == where
+    metas = [{"embedding": [1.0, 0.0]}, {"embedding": object()}, {"embedding": [0.0, 1.0]}]
+    with pytest.raises(InvalidInputError, match="must be a vector of numbers") as info:
+        select_context(ranked(["a", "b", "c"], metas), policy)
+    assert info.value.argument == "results[1].metadata['embedding']"
+
+
+class TiktokenLike:
+    """tiktoken's Encoding, as far as counting goes: ``encode`` refuses special-token strings."""
+
+    name = "fake_base"
+
+    def encode(self, text: str) -> list[int]:
+        if "<|endoftext|>" in text:
+            raise ValueError("Encountered text corresponding to disallowed special token '<|endoftext|>'")
+        return list(range(len(text.split())))
+
+    def encode_ordinary(self, text: str) -> list[int]:
+        return list(range(len(text.split())))
+
+
+def test_a_tiktoken_encoding_counts_special_token_strings_as_text() -> None:
+    policy = ContextPolicy(tokenizer=TiktokenLike(), token_budget=10)
+    sel = select_context(["a chunk quoting <|endoftext|> here", "two words"], policy)
+    assert [item.tokens for item in sel] == [5, 2] and sel.counter == "TiktokenLike(fake_base)"
+    assert pickle.loads(pickle.dumps(policy)).counter("<|endoftext|>") == 1  # a method, no lambda
+
+
+def test_a_counting_callable_may_return_a_numpy_integer() -> None:
+    sel = select_context(["aaaa", "bb"], ContextPolicy(tokenizer=lambda t: np.int64(len(t)), token_budget=5))
+    assert [item.tokens for item in sel] == [4] and type(sel.tokens_used) is int
+    with pytest.raises(ConfigurationError, match="int >= 0"):
+        select_context(["a"], ContextPolicy(tokenizer=lambda t: np.float64(1.0)))
+    with pytest.raises(ConfigurationError, match="int >= 0"):
+        select_context(["a"], ContextPolicy(tokenizer=lambda t: True))

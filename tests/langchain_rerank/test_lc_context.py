@@ -50,7 +50,7 @@ def test_the_compressor_returns_the_context_in_its_order_with_reasons_in_the_eve
         "index": 0,
         "tokens": 20,
         "chunks": [0],
-        "chunk_ids": [None],
+        "chunk_ids": ["d0"],  # Document.id
         "group": None,
         "tokens_used": first["tokens_used"],
         "token_budget": None,
@@ -60,6 +60,7 @@ def test_the_compressor_returns_the_context_in_its_order_with_reasons_in_the_eve
     event = recorder.named(f"custom:{RERANK_EVENT}")[0]
     (dropped,) = event["context"]["dropped"]
     assert (dropped["index"], dropped["reason"], dropped["of"]) == (1, "duplicate", 0)
+    assert dropped["id"] == "d1"
     assert given == before  # nothing mutated
     plain = RerankCompressor(FakeBackend(SCORES)).compress_documents(out, "q")
     assert all(CONTEXT_KEY not in d.metadata for d in plain)  # a later pass leaves no stale context
@@ -102,7 +103,10 @@ def test_context_compressor_after_the_reranker_in_a_pipeline() -> None:
     assert [d.id for d in out] == ["d0", "d2"]  # MMR passes over the near-copy of d0
     assert out[0].metadata[RELEVANCE_SCORE_KEY] == 3.0 and out[1].metadata[CONTEXT_KEY]["rank"] == 2
     (event,) = recorder.named(f"custom:{CONTEXT_EVENT}")
-    assert [(d["index"], d["reason"], d["of"]) for d in event["dropped"]] == [(1, "diversity", 0)]
+    assert [(d["index"], d["id"], d["reason"], d["of"]) for d in event["dropped"]] == [
+        (1, "d1", "diversity", 0)
+    ]
+    assert out[0].metadata[CONTEXT_KEY]["chunk_ids"] == ["d0"]
     assert ContextCompressor({"order": "edges"}).policy == ContextPolicy(order="edges")
     with pytest.raises(ConfigurationError, match="policy"):
         ContextCompressor()

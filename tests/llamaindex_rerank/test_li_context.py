@@ -55,7 +55,7 @@ def test_merged_chunks_become_one_node_and_the_dict_keeps_the_policy() -> None:
     pp = RerankPostprocessor(FakeBackend(SCORES), metadata_mode=MetadataMode.NONE, context=policy)
     out = pp.postprocess_nodes(items, query_str="q")
     assert out[0].node.get_content() == f"{TEXT} of them\n\n{TEXT}"
-    assert out[0].node.metadata[CONTEXT_KEY]["chunk_ids"] == [None, None]
+    assert out[0].node.metadata[CONTEXT_KEY]["chunk_ids"] == ["n1", "n0"]  # node_id
     assert out[0].node.metadata[CONTEXT_KEY]["chunks"] == [1, 0] and len(out) == 3
     assert items[0].node.get_content() == TEXT  # not mutated
     rebuilt = RerankPostprocessor.from_dict(pp.to_dict())
@@ -76,9 +76,10 @@ def test_context_postprocessor_uses_the_nodes_embeddings() -> None:
     out = pp.postprocess_nodes(items, query_str="q")
     assert [n.node.node_id for n in out] == ["a", "c"] and [n.score for n in out] == [0.9, 0.2]
     payload = debug.get_event_pairs(CBEventType.RERANKING)[0][1].payload
-    assert [(d["index"], d["reason"], d["of"]) for d in payload["context"]["dropped"]] == [
-        (1, "diversity", 0)
+    assert [(d["index"], d["id"], d["reason"], d["of"]) for d in payload["context"]["dropped"]] == [
+        (1, "b", "diversity", 0)
     ]
+    assert out[0].node.metadata[CONTEXT_KEY]["chunk_ids"] == ["a"]
     assert CONTEXT_KEY not in items[0].node.metadata
 
 
@@ -100,3 +101,44 @@ def test_the_postprocessor_compares_the_nodes_own_embeddings() -> None:
     pp = RerankPostprocessor(FakeBackend(SCORES), metadata_mode=MetadataMode.NONE, context=policy)
     out = pp.postprocess_nodes(items, query_str="q")
     assert [n.node.node_id for n in out] == ["n0", "n1", "n3"]  # n2's vector is n0's, its text is not
+
+
+def test_the_context_is_selected_counted_and_merged_on_the_nodes_own_text() -> None:
+    # the default metadata_mode (EMBED) ranks "title: ...\n\n<text>"; the context is about the text itself
+    items = [
+        NodeWithScore(
+            node=TextNode(text=t, id_=f"n{i}", metadata={"title": "A long title " * 5, "doc": "A", "pos": i}),
+            score=0.5,
+        )
+        for i, t in enumerate(["aaaa", "bbbb"])
+    ]
+    policy = ContextPolicy(group_by="doc", group_mode="merge", position_key="pos", token_budget=3)
+    backend = FakeBackend(lambda q, t: 2.0 if t.endswith("aaaa") else 1.0)
+    pp = RerankPostprocessor(backend, context=policy)
+    embed = [n.node.get_content(MetadataMode.EMBED) for n in items]
+    assert all(t.startswith("title: ") for t in embed)  # what the ranking reads: the metadata header too
+    (merged,) = pp.postprocess_nodes(items, query_str="q")
+    assert merged.node.text == "aaaa\n\nbbbb"  # no header merged into the node's text
+    context = merged.node.metadata[CONTEXT_KEY]
+    assert context["tokens"] == context["tokens_used"] == 3 and context["chunk_ids"] == ["n0", "n1"]
+    # the same nodes, already ranked, through ContextPostprocessor (NONE): the same selection
+    second = ContextPostprocessor(policy).postprocess_nodes(
+        [NodeWithScore(node=n.node, score=s) for n, s in zip(items, [2.0, 1.0], strict=True)], query_str="q"
+    )
+    assert [n.node.text for n in second] == [merged.node.text]
+    assert second[0].node.metadata[CONTEXT_KEY]["tokens"] == 3
+
+
+def test_both_postprocessors_take_the_nodes_embeddings_by_one_rule() -> None:
+    # n1's own embedding is empty: not every node has one, so both read the vectors in metadata
+    own = [[1.0, 0.0], [], [0.0, 1.0], [0.6, 0.6]]
+    meta = [[1.0, 0.0], [0.0, 1.0], [1.0, 0.01], [0.5, 0.5]]  # n2 duplicates n0 here
+    items = [
+        NodeWithScore(node=TextNode(text=t, id_=f"n{i}", embedding=v, metadata={"embedding": m}), score=s)
+        for i, (t, v, m, s) in enumerate(zip(SCORES, own, meta, SCORES.values(), strict=True))
+    ]
+    policy = ContextPolicy(similarity="embeddings", dedup_threshold=0.95)
+    first = RerankPostprocessor(FakeBackend(SCORES), metadata_mode=MetadataMode.NONE, context=policy)
+    second = ContextPostprocessor(policy)
+    for pp in (first, second):
+        assert [n.node.node_id for n in pp.postprocess_nodes(items, query_str="q")] == ["n0", "n1", "n3"]

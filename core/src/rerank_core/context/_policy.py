@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import operator
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -20,12 +21,16 @@ REASONS = ("budget", "duplicate", "diversity", "same_parent", "max_items")
 
 
 class TokenCounter:
-    """Counts the tokens of a text: the character estimate, a callable ``text -> int``, or an object with
-    ``encode(text)`` (a Hugging Face tokenizer, tiktoken's ``Encoding``), whose length is the count.
+    """Counts the tokens of a text: the character estimate, a callable ``text -> int`` (any integer: a
+    numpy integer is taken), or an object with ``encode(text)`` (a Hugging Face tokenizer, tiktoken's
+    ``Encoding``), whose length is the count.
 
-    A Hugging Face tokenizer is asked for ``encode(text, add_special_tokens=False)`` (a chunk inside a
-    prompt gets no [CLS]/[SEP] or BOS of its own); an ``encode`` that does not take that keyword is called
-    with the text alone (decided at the first call)."""
+    An object with ``encode_ordinary(text)`` (tiktoken's ``Encoding``) is asked for that: a chunk is plain
+    text, and a special-token string in it (``"<|endoftext|>"``) is counted as text instead of refused
+    (tiktoken's ``encode`` raises ``ValueError`` on it). A Hugging Face tokenizer is asked for
+    ``encode(text, add_special_tokens=False)`` (a chunk inside a prompt gets no [CLS]/[SEP] or BOS of its
+    own); an ``encode`` that does not take that keyword is called with the text alone (decided at the first
+    call)."""
 
     def __init__(self, tokenizer: Any) -> None:
         self.tokenizer = tokenizer
@@ -37,7 +42,8 @@ class TokenCounter:
             path = getattr(tokenizer, "name_or_path", None) or getattr(tokenizer, "name", None)
             kind = type(tokenizer).__name__
             self.name = f"{kind}({path})" if isinstance(path, str) and path else kind
-            self.count = self._encode
+            ordinary = callable(getattr(tokenizer, "encode_ordinary", None))
+            self.count = self._encode_ordinary if ordinary else self._encode
         else:
             self.name = getattr(tokenizer, "__qualname__", None) or type(tokenizer).__name__
             self.count = self._call
@@ -47,11 +53,18 @@ class TokenCounter:
 
     def _call(self, text: str) -> int:
         count = self.tokenizer(text)
-        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        try:
+            n = None if isinstance(count, bool) else operator.index(count)  # an int, a numpy integer
+        except TypeError:
+            n = None
+        if n is None or n < 0:
             raise ConfigurationError(
                 "tokenizer", f"a token-counting callable must return an int >= 0, got {count!r}"
             )
-        return count
+        return n
+
+    def _encode_ordinary(self, text: str) -> int:
+        return len(self.tokenizer.encode_ordinary(text))
 
     def _encode(self, text: str) -> int:
         encode = self.tokenizer.encode
@@ -131,10 +144,14 @@ class ContextPolicy:
             Candidates without that key are their own group.
         group_mode: ``"best"`` (default: keep the best chunk of each parent, the others dropped as
             ``same_parent``) or ``"merge"`` (the kept chunks of a parent become one context item, in
-            document order, at the place of its best chunk).
+            document order, at the place of its best chunk; a gap between them is marked by
+            ``gap_separator``).
         position_key: the metadata key of a chunk's position in its parent, for ``"merge"`` (chunks without
             it come after those with it, in rank order).
-        merge_separator: what joins merged chunks (``"\\n\\n"``).
+        merge_separator: what joins merged chunks at consecutive positions (``"\\n\\n"``).
+        gap_separator: what joins merged chunks that are not known to be adjacent (positions not
+            consecutive, or a chunk without a position): ``"\\n\\n[…]\\n\\n"``, so that the LLM does not
+            read two distant passages as one. Both separators count toward ``token_budget``.
         order: the final order: ``"relevance"`` (default: best first) or ``"edges"`` (best first and
             second best last, the weakest in the middle: Haystack's ``LostInTheMiddleRanker`` order).
         max_items: keep at most this many context items (``None``: no limit).
@@ -151,6 +168,7 @@ class ContextPolicy:
     group_mode: str = "best"
     position_key: str = "position"
     merge_separator: str = "\n\n"
+    gap_separator: str = "\n\n[…]\n\n"
     order: str = "relevance"
     max_items: int | None = None
     counter: TokenCounter = dataclasses.field(init=False, repr=False, compare=False)
@@ -191,8 +209,9 @@ class ContextPolicy:
                 "group_mode", "'merge' needs group_by (the metadata key of the parent id)"
             )
         _key(self.position_key, "position_key", optional=False)
-        if not isinstance(self.merge_separator, str):
-            raise ConfigurationError("merge_separator", f"must be a str, got {self.merge_separator!r}")
+        for name in ("merge_separator", "gap_separator"):
+            if not isinstance(getattr(self, name), str):
+                raise ConfigurationError(name, f"must be a str, got {getattr(self, name)!r}")
         if self.order not in ("relevance", "edges"):
             raise ConfigurationError("order", f"must be 'relevance' or 'edges', got {self.order!r}")
         put("max_items", _positive_int(self.max_items, "max_items"))

@@ -5,10 +5,13 @@ Pure (no model, no I/O, nothing the caller passed is changed) and deterministic 
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
+
+import numpy as np
 
 from rerank_core.context._policy import ContextPolicy
 from rerank_core.context._similarity import EmbeddingSimilarity, ShingleSimilarity
@@ -23,8 +26,9 @@ class ContextItem(NamedTuple):
 
     - ``position``: its place in the context (0 first); ``rank``: its best chunk's place in the ranked
       results; ``index``: that chunk's position in the reranker's input (``result.index``).
-    - ``text``: what reaches the LLM (merged chunks joined by the policy's ``merge_separator``).
-    - ``tokens``: its tokens by the policy's counter (merged: the sum of its chunks').
+    - ``text``: what reaches the LLM (merged chunks in document order, consecutive positions joined by the
+      policy's ``merge_separator``, a gap between them marked by its ``gap_separator``).
+    - ``tokens``: the tokens of ``text`` by the policy's counter (merged: separators included).
     - ``result``: the best chunk's :class:`RerankResult` (its id, metadata and scores).
     - ``chunks`` / ``chunk_ids``: the input positions / ids of the chunks in ``text``, in text order
       (one chunk unless ``group_mode="merge"`` merged several); ``group``: the parent id (``group_by``).
@@ -175,10 +179,12 @@ def _results(ranked: object, scores: Sequence[float] | None) -> tuple[list[Reran
 def _relevance(results: list[RerankResult]) -> list[float]:
     """``rel`` of MMR: the relevance scores as they are when all lie in [0, 1] (a calibration, a probability
     back end, the sigmoid), else min-max scaled over the candidates (1 when all equal), so that they are on
-    the similarities' scale; rank-derived (``1 - rank / n``) when a score is missing or not finite."""
+    the similarities' scale; rank-derived (``1 - rank / n``) when a score is missing or not finite, or when
+    the scores do not follow the rank (a judge stage re-ordered the top slots and left ``relevance_score``
+    as the pre-judge score): the rank is the final order, MMR must not undo it."""
     n = len(results)
     s = [r.relevance_score for r in results]
-    if not all(math.isfinite(x) for x in s):
+    if not all(math.isfinite(x) for x in s) or any(b > a for a, b in itertools.pairwise(s)):
         return [1.0 - k / n for k in range(n)]
     if all(0.0 <= x <= 1.0 for x in s):
         return s
@@ -251,8 +257,32 @@ def _select(
     merge = policy.group_mode == "merge"
     budget, max_items, threshold = policy.token_budget, policy.max_items, policy.dedup_threshold
 
+    def place(k: int) -> tuple[int, float, int]:
+        p = _position(results[k].metadata, policy.position_key)
+        return (0, p, k) if p is not None else (1, 0.0, k)
+
+    merged_counts: dict[str, int] = {}
+
+    def merged(ks: list[int]) -> tuple[list[int], str, int]:
+        """A parent's kept chunks in document order, their text (consecutive positions joined by
+        ``merge_separator``, anything else by ``gap_separator``: chunks without a position are never
+        taken as adjacent) and its tokens (the whole text counted: separators included)."""
+        ks = sorted(ks, key=place)
+        parts = [texts[ks[0]]]
+        for a, b in itertools.pairwise(ks):
+            pa, pb = place(a), place(b)
+            adjacent = pa[0] == 0 and pb[0] == 0 and pb[1] == pa[1] + 1
+            parts += (policy.merge_separator if adjacent else policy.gap_separator, texts[b])
+        text = "".join(parts)
+        t = merged_counts.get(text)
+        if t is None:
+            t = merged_counts[text] = count(text)
+        return ks, text, t
+
     kept: list[int] = []  # ranks, in the order they were kept
     parent_kept: dict[Any, int] = {}
+    parent_ranks: dict[Any, list[int]] = {}  # merge: the ranks kept of each parent
+    parent_tokens: dict[Any, int] = {}  # merge: the tokens of each parent's merged text so far
     items = 0
     used = 0
     dropped: dict[int, DroppedCandidate] = {}
@@ -291,9 +321,17 @@ def _select(
         if new_item and max_items is not None and items >= max_items:
             drop(k, "max_items")
             return False
-        if budget is not None and (used >= budget or tok(k) > budget - used):
-            drop(k, "budget")
-            return False
+        cost = 0
+        if budget is not None:
+            if used >= budget:
+                drop(k, "budget")
+                return False
+            cost = tok(k)
+            if not new_item:  # joining a parent: what its merged text grows by (the separator too)
+                cost = merged([*parent_ranks[parent], k])[2] - parent_tokens[parent]
+            if cost > budget - used:
+                drop(k, "budget")
+                return False
         if threshold is not None and kept:
             s, j = closest(k)
             if s is not None and j is not None and s >= threshold:
@@ -302,10 +340,13 @@ def _select(
         kept.append(k)
         if sim is not None and threshold is not None and mmr is None:
             sim.keep(k)
-        used += tok(k) if budget is not None else 0
+        used += cost
         items += new_item
         if parent is not None:
             parent_kept.setdefault(parent, k)
+            if merge:
+                parent_ranks.setdefault(parent, []).append(k)
+                parent_tokens[parent] = parent_tokens.get(parent, 0) + cost
         return True
 
     if mmr is None:
@@ -352,22 +393,16 @@ def _select(
     for position, ks in enumerate(ordered):
         best = ks[0]
         if len(ks) > 1:
-
-            def place(k: int) -> tuple[int, float, int]:
-                p = _position(results[k].metadata, policy.position_key)
-                return (0, p, k) if p is not None else (1, 0.0, k)
-
-            ks = sorted(ks, key=place)
-            text = policy.merge_separator.join(texts[k] for k in ks)
+            ks, text, tokens_of = merged(ks)
         else:
-            text = texts[best]
+            text, tokens_of = texts[best], tok(best)
         out.append(
             ContextItem(
                 position=position,
                 rank=best,
                 index=results[best].index,
                 text=text,
-                tokens=sum(tok(k) for k in ks),
+                tokens=tokens_of,
                 result=results[best],
                 chunks=tuple(results[k].index for k in ks),
                 chunk_ids=tuple(results[k].id for k in ks),
@@ -388,9 +423,12 @@ def _select(
 def _vectors(
     results: list[RerankResult], key: str, embeddings: Sequence[Any] | Mapping[int, Any] | None
 ) -> Any:
-    """A function rank -> the candidate's vector (an error naming where it is missing)."""
+    """A function rank -> the candidate's vector as a flat float array (an :class:`InvalidInputError`
+    naming where it is, for a missing vector, one that is not numbers, holds NaN or inf, is empty, or has
+    another number of dimensions than the first one compared)."""
+    first: list[tuple[int, str]] = []  # (dimensions, where) of the first vector read
 
-    def vector(k: int) -> object:
+    def vector(k: int) -> np.ndarray:
         r = results[k]
         if embeddings is not None:
             try:
@@ -405,6 +443,27 @@ def _vectors(
             raise InvalidInputError(
                 where, "is missing: similarity='embeddings' needs a vector for every candidate it compares"
             )
-        return v
+        try:
+            array = np.asarray(v, dtype=np.float64).ravel()
+        except (TypeError, ValueError):
+            raise InvalidInputError(
+                where, f"must be a vector of numbers, got {type(v).__name__} {_short(v)}"
+            ) from None
+        if array.size == 0:
+            raise InvalidInputError(where, "is an empty vector")
+        if not np.isfinite(array).all():
+            raise InvalidInputError(where, "holds NaN or infinite values")
+        if not first:
+            first.append((array.size, where))
+        elif array.size != first[0][0]:
+            raise InvalidInputError(
+                where, f"has {array.size} dimensions, {first[0][1]} has {first[0][0]}: vectors must match"
+            )
+        return array
 
     return vector
+
+
+def _short(value: object, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -54,12 +54,13 @@ def select_items(
     scores: Sequence[object],
     policy: ContextPolicy,
     embeddings: Sequence[Any] | None = None,
+    ids: Sequence[Any] | None = None,
 ) -> ContextSelection:
     """The selection over framework objects given best first (what a reranker returned): their texts,
-    metadata and scores (``None`` where an object has none: MMR then reads the rank)."""
+    metadata and scores (``None`` where an object has none: MMR then reads the rank), and their ids."""
     finite = all(not isinstance(s, bool) and isinstance(s, int | float) and math.isfinite(s) for s in scores)
     return select_context(
-        candidates_with_metadata(texts, metadata),
+        candidates_with_metadata(texts, metadata, ids),
         policy,
         scores=[float(s) for s in scores] if finite and scores else None,  # type: ignore[arg-type]
         embeddings=embeddings,

@@ -74,11 +74,13 @@ def collect_first_stage_scores(
 
 
 def candidates_with_metadata(
-    texts: Sequence[str], metadata: Sequence[Mapping[str, Any] | None]
+    texts: Sequence[str], metadata: Sequence[Mapping[str, Any] | None], ids: Sequence[Any] | None = None
 ) -> list[Candidate]:
     """The texts to rank as core candidates carrying the framework objects' metadata (the same objects,
-    not copies), so that a scoring profile's rules can read it."""
-    return [Candidate(text, metadata=meta) for text, meta in zip(texts, metadata, strict=True)]
+    not copies), so that a scoring profile's rules can read it, and their ids (``Document.id``,
+    ``node_id``: what a result's ``id`` and a context item's ``chunk_ids`` report; ``None``: none)."""
+    ids = [None] * len(texts) if ids is None else ids
+    return [Candidate(text, id=i, metadata=meta) for text, meta, i in zip(texts, metadata, ids, strict=True)]
 
 
 def check_retrievers(retrievers: object, retriever_type: type, expected: str) -> list[Any]:

@@ -164,10 +164,10 @@ def reranked_metadata(
 def context_metadata(item: ContextItem, selection: ContextSelection) -> dict[str, Any]:
     """What :data:`CONTEXT_KEY` holds for one context item (JSON-compatible): ``position`` (its place in
     the context, 0 first), ``rank`` (its best chunk's place in the ranking), ``index`` (that chunk's position
-    in the input), ``tokens`` (its tokens; merged: the sum of its chunks'), ``chunks`` / ``chunk_ids`` (the
-    input positions / ids of the chunks it holds, in text order: more than one when ``group_mode="merge"``
-    merged them), ``group`` (the parent id, ``group_by``), and the selection's ``tokens_used``,
-    ``token_budget`` and ``counter`` (how tokens were counted)."""
+    in the input), ``tokens`` (the tokens of its text; merged: separators included), ``chunks`` /
+    ``chunk_ids`` (the input positions / ids of the chunks it holds, in text order: more than one when
+    ``group_mode="merge"`` merged them), ``group`` (the parent id, ``group_by``), and the selection's
+    ``tokens_used``, ``token_budget`` and ``counter`` (how tokens were counted)."""
     return {
         "position": item.position,
         "rank": item.rank,

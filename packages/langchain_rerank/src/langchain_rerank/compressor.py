@@ -295,7 +295,9 @@ def _first_stage_source(first_stage: list[float] | None, fused: bool, n: int, ke
 
 def _texts(docs: list[Document]) -> list[Candidate]:
     """What the core ranks: each Document's ``page_content``, with its metadata for a scoring profile."""
-    return candidates_with_metadata([d.page_content for d in docs], [d.metadata for d in docs])
+    return candidates_with_metadata(
+        [d.page_content for d in docs], [d.metadata for d in docs], [d.id for d in docs]
+    )
 
 
 def _query_text(query: object) -> str:

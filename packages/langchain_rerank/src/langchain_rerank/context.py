@@ -64,6 +64,7 @@ class ContextCompressor(BaseDocumentCompressor):
                 [d.metadata for d in docs],
                 [d.metadata.get(self.score_key) for d in docs],
                 self.policy,
+                ids=[d.id for d in docs],
             )
             out = []
             for i, _, text, extra in outputs(None, selection):

@@ -22,7 +22,7 @@ from llama_index.core.callbacks import CBEventType, EventPayload
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
-from llamaindex_rerank.postprocessor import _with_metadata, check_nodes
+from llamaindex_rerank.postprocessor import _with_metadata, check_nodes, node_embeddings
 from rerank_core.context import ContextPolicy
 from rerank_core.integrations import CONTEXT_KEY, check_policy, outputs, select_items
 
@@ -56,15 +56,13 @@ class ContextPostprocessor(BaseNodePostprocessor):
             EventPayload.QUERY_STR: getattr(query_bundle, "query_str", None),
         }
         with self.callback_manager.event(CBEventType.RERANKING, payload=payload) as event:
-            embeddings = None
-            if self.policy.similarity == "embeddings" and items and all(i.node.embedding for i in items):
-                embeddings = [i.node.embedding for i in items]
             selection = select_items(
                 [i.node.get_content(metadata_mode=self.metadata_mode) for i in items],
                 [i.node.metadata for i in items],
                 [i.score for i in items],
                 self.policy,
-                embeddings,
+                node_embeddings(self.policy, items),
+                ids=[i.node.node_id for i in items],
             )
             out = []
             for i, _, text, extra in outputs(None, selection):

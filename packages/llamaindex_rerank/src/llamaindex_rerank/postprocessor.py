@@ -26,8 +26,11 @@ With a context-selection stage (``context=ContextPolicy(...)``, docs/context-sel
 postprocessor returns what reaches the LLM instead: the selected nodes in the context's order, each with
 ``metadata["rerank_context"]`` (its position, tokens, merged chunks), a merged item as one node (a copy of
 its best chunk's node with the merged text); the ``RERANKING`` event's end payload gains ``"context"``, every
-dropped node with its reason. With ``similarity="embeddings"`` the nodes' own ``embedding`` is compared
-when every node has one (else the vectors in metadata under the policy's ``embedding_key``).
+dropped node with its reason. The context is selected, counted and merged on each node's own text
+(``MetadataMode.NONE``) whatever ``metadata_mode`` the ranking read, so that the budget and a merged
+node's ``text`` never include metadata headers; ``chunk_ids`` are the nodes' ``node_id``. With
+``similarity="embeddings"`` the nodes' own ``embedding`` is compared when every node has one (not ``None``,
+not empty: :func:`node_embeddings`; else the vectors in metadata under the policy's ``embedding_key``).
 
 These keys are added to the copy's ``excluded_llm_metadata_keys`` and ``excluded_embed_metadata_keys``,
 so the text the LLM and the embedder see is unchanged. The input nodes, their metadata and their scores
@@ -37,6 +40,7 @@ dispatcher and a ``RERANKING`` event to the legacy callback manager.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
@@ -50,10 +54,12 @@ from llama_index.core.schema import BaseNode, MetadataMode, NodeWithScore, Query
 from rerank_core import (
     Candidate,
     ConfigurationError,
+    ContextPolicy,
     InvalidInputError,
     Reranker,
     RerankResponse,
     RerankResult,
+    select_context,
 )
 from rerank_core.integrations import (
     FIRST_STAGE_SCORE_KEY,
@@ -232,11 +238,7 @@ class RerankPostprocessor(AdapterConstructors, BaseNodePostprocessor):
     def _embeddings(self, items: list[NodeWithScore]) -> list[Any] | None:
         """The nodes' own embeddings, for a context policy comparing embeddings, when every node has one
         (else the policy reads them from metadata)."""
-        context = self.reranker.options.context
-        if context is None or context.similarity != "embeddings" or not items:
-            return None
-        vectors = [item.node.embedding for item in items]
-        return vectors if all(v is not None for v in vectors) else None
+        return node_embeddings(self.reranker.options.context, items)
 
     def _start(
         self, nodes: object, query_bundle: object
@@ -262,11 +264,13 @@ class RerankPostprocessor(AdapterConstructors, BaseNodePostprocessor):
         texts = candidates_with_metadata(
             [item.node.get_content(metadata_mode=self.metadata_mode) for item in items],
             [item.node.metadata for item in items],  # for a scoring profile's rules
+            [item.node.node_id for item in items],
         )
         return query_bundle, items, texts, first_stage
 
     def _end(self, event: Any, items: list[NodeWithScore], response: RerankResponse) -> list[NodeWithScore]:
         """Map the results back to new nodes, end the callback event and emit ``ReRankEndEvent``."""
+        response = self._own_text_context(items, response)
         fused = response.fusion is not None
         out = [self._node(items[i], r, fused, text, extra) for i, r, text, extra in outputs(response)]
         payload: dict[str, Any] = {EventPayload.NODES: out}
@@ -277,6 +281,24 @@ class RerankPostprocessor(AdapterConstructors, BaseNodePostprocessor):
         event.on_end(payload=payload)
         dispatcher.event(ReRankEndEvent(nodes=out))
         return out
+
+    def _own_text_context(self, items: list[NodeWithScore], response: RerankResponse) -> RerankResponse:
+        """The context selected on the nodes' own text (``MetadataMode.NONE``), whatever ``metadata_mode``
+        the ranking read: the budget, de-duplication and merged text are about what the node holds (the
+        same texts :class:`ContextPostprocessor` counts), never its metadata header. The core selected on
+        the ranked texts; when they differ from the nodes' own, the selection is made again over the same
+        results with the own texts."""
+        policy = self.reranker.options.context
+        if response.context is None or policy is None:
+            return response
+        own = [item.node.get_content(metadata_mode=MetadataMode.NONE) for item in items]
+        if all(r.text == own[r.index] for r in response.results):
+            return response
+        results = [dataclasses.replace(r, text=own[r.index]) for r in response.results]
+        selection = select_context(
+            dataclasses.replace(response, results=tuple(results)), policy, embeddings=self._embeddings(items)
+        )
+        return dataclasses.replace(response, context=selection)
 
     def _node(
         self,
@@ -306,6 +328,16 @@ class RerankPostprocessor(AdapterConstructors, BaseNodePostprocessor):
             EventPayload.TOP_K: self.top_n,
         }
         return self.callback_manager.event(CBEventType.RERANKING, payload=payload)
+
+
+def node_embeddings(policy: ContextPolicy | None, items: list[NodeWithScore]) -> list[Any] | None:
+    """The nodes' own embeddings for a context policy comparing embeddings, when every node has one (not
+    ``None``, not empty); else ``None``: the policy then reads the vectors in metadata under its
+    ``embedding_key``. The one rule of :class:`RerankPostprocessor` and ``ContextPostprocessor``."""
+    if policy is None or policy.similarity != "embeddings" or not items:
+        return None
+    vectors = [item.node.embedding for item in items]
+    return vectors if all(v is not None and len(v) > 0 for v in vectors) else None
 
 
 def node_with_metadata(node: BaseNode, added: Mapping[str, Any]) -> BaseNode:
