@@ -597,3 +597,212 @@ def test_a_model_retrained_in_the_same_folder_never_reads_the_old_vectors(
     second = make(folder, store=tmp_path / "s")
     assert second.vector_space != first.vector_space
     assert second.score(QUERY, DOCS).usage["documents_encoded"] == len(DOCS)
+
+
+# -- review fixes ----------------------------------------------------------------------------------------
+
+
+def _fake_hub_cache(cache: Path, repo: str, folder: Path) -> Path:
+    """``folder``'s files laid out as the Hugging Face cache keeps a downloaded ``repo`` (refs/main ->
+    snapshots/COMMIT/...), so that an id resolves offline."""
+    import shutil
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    root = cache / f"models--{repo.replace('/', '--')}"
+    (root / "refs").mkdir(parents=True)
+    (root / "refs" / "main").write_text(commit)
+    shutil.copytree(folder, root / "snapshots" / commit)
+    return root
+
+
+def test_a_checkpoint_without_the_multi_vector_marker_is_refused_by_name(
+    mve_path: Path, tiny_ce_path: Path, tmp_path: Path
+) -> None:
+    """sentence-transformers would load any checkpoint as a MultiVectorEncoder with a random projection."""
+    with pytest.raises(ConfigurationError, match="not a late-interaction model") as info:
+        make(tiny_ce_path).load()
+    assert info.value.argument == "model"
+    # A Hub id: the marker is read from the files in the Hugging Face cache (offline).
+    from rerank_core.backends.late_interaction import is_multi_vector_model
+
+    cache = tmp_path / "hub"
+    _fake_hub_cache(cache, "someone/tiny-colbert", mve_path)
+    _fake_hub_cache(cache, "someone/tiny-ce", tiny_ce_path)
+    assert is_multi_vector_model("someone/tiny-colbert", cache_folder=str(cache))
+    assert not is_multi_vector_model("someone/tiny-ce", cache_folder=str(cache))
+    assert not is_multi_vector_model("someone/not-downloaded", cache_folder=str(cache))
+    with pytest.raises(ConfigurationError, match="not a late-interaction model") as info:
+        make("someone/tiny-ce", cache_folder=str(cache), local_files_only=True).load()  # type: ignore[arg-type]
+    assert info.value.argument == "model"
+
+
+def test_local_backend_routes_a_cached_hub_colbert_id_to_late_interaction(
+    mve_path: Path, tiny_ce_path: Path, tmp_path: Path
+) -> None:
+    cache = tmp_path / "hub"
+    _fake_hub_cache(cache, "someone/tiny-colbert", mve_path)
+    _fake_hub_cache(cache, "someone/tiny-ce", tiny_ce_path)
+    late = local_backend("someone/tiny-colbert", cache_folder=str(cache), local_files_only=True, device="cpu")
+    assert isinstance(late, LateInteractionBackend)
+    assert len(late.score(QUERY, DOCS[:2]).scores) == 2
+    assert isinstance(local_backend("someone/tiny-ce", cache_folder=str(cache)), CrossEncoderBackend)
+
+
+def test_rerank_eval_evaluates_a_late_interaction_folder(
+    mve_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rerank_core.eval import loading
+
+    root = tmp_path / "beir"
+    (root / "qrels").mkdir(parents=True)
+    docs = [("d0", "zebras have stripes"), ("d1", "lions have manes"), ("d2", "penguins swim in the cold")]
+    (root / "corpus.jsonl").write_text(
+        "".join(json.dumps({"_id": i, "title": "", "text": t}) + "\n" for i, t in docs)
+    )
+    (root / "queries.jsonl").write_text(
+        "".join(
+            json.dumps({"_id": q, "text": t}) + "\n" for q, t in [("q0", "zebra stripes"), ("q1", "lion")]
+        )
+    )
+    (root / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq0\td0\t1\nq1\td1\t1\n")
+    reranker = loading.load_cross_encoder_reranker(str(mve_path), device="cpu")
+    assert isinstance(reranker.backend, LateInteractionBackend)
+    scored: list[int] = []
+    original = LateInteractionBackend.score_groups
+    monkeypatch.setattr(
+        LateInteractionBackend,
+        "score_groups",
+        lambda self, groups, **kw: scored.append(len(groups)) or original(self, groups, **kw),
+    )
+    args = ["eval", str(root), "--model", str(mve_path), "--top-k", "3", "--device", "cpu", "--no-progress"]
+    assert main(args) == 0, capsys.readouterr().err
+    assert sum(scored) == 2  # both queries reranked by the late-interaction back end
+
+
+def test_tokenizer_and_model_kwargs_separate_fingerprints_and_vector_spaces(mve_path: Path) -> None:
+    plain = make(mve_path)
+    assert make(mve_path, model_kwargs={"attn_implementation": "eager"}).fingerprint != plain.fingerprint
+    other = make(mve_path, tokenizer_kwargs={"model_max_length": 100})
+    assert other.fingerprint != plain.fingerprint
+    assert other.vector_space != plain.vector_space
+    assert make(mve_path).vector_space == plain.vector_space  # the same arguments: the same space
+
+
+def test_unpickling_a_readonly_store_never_opens_it_for_writing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pickle
+
+    folder = tmp_path / "ro"
+    VectorStore(folder).close()
+    store = VectorStore(folder, readonly=True, timeout=3.0)
+    store.close()
+    file = folder / "vectors.sqlite3"
+    before = (sorted(p.name for p in folder.iterdir()), file.stat().st_mtime_ns, file.stat().st_size)
+    opened: list[str] = []
+    connect = sqlite3.connect
+    monkeypatch.setattr(
+        sqlite3, "connect", lambda target, **kw: opened.append(str(target)) or connect(target, **kw)
+    )
+    os.chmod(folder, 0o555)
+    try:
+        clone = pickle.loads(pickle.dumps(store))
+        assert clone.readonly and clone.timeout == 3.0 and clone.file == file
+        assert clone.stats().documents == 0
+        clone.close()
+    finally:
+        os.chmod(folder, 0o755)
+    assert opened and all("mode=ro" in target for target in opened)  # never a writable connection
+    if os.access(folder, os.W_OK) and os.geteuid() == 0:  # root: chmod does not stop writes; check none made
+        after = (sorted(p.name for p in folder.iterdir()), file.stat().st_mtime_ns, file.stat().st_size)
+        assert after == before
+
+
+def test_the_model_digest_sees_a_change_in_the_middle_of_a_large_file(tmp_path: Path) -> None:
+    from rerank_core.backends.late_interaction import _folder_digest
+
+    folder = tmp_path / "m"
+    folder.mkdir()
+    weights = folder / "model.safetensors"
+    data = bytearray(17 * 2**20)
+    weights.write_bytes(bytes(data))
+    first = _folder_digest(folder)
+    assert _folder_digest(folder) == first
+    data[len(data) // 2] = 1  # a "fine-tune" of a middle tensor: same size, same first and last 4 MiB
+    weights.write_bytes(bytes(data))
+    assert _folder_digest(folder) != first
+
+
+def _failing_write(backend: LateInteractionBackend, message: str) -> list[int]:
+    store = backend.store
+    assert store is not None
+    calls: list[int] = []
+
+    def put_many(*args: Any, **kwargs: Any) -> int:
+        calls.append(1)
+        raise store._error(sqlite3.OperationalError(message), "written")
+
+    store.put_many = put_many  # type: ignore[method-assign]
+    return calls
+
+
+def test_a_failed_store_write_while_scoring_warns_once_and_scoring_goes_on(
+    mve_path: Path, tmp_path: Path
+) -> None:
+    backend = make(mve_path, store=tmp_path / "w", stored_dtype="float32")
+    expected = make(mve_path, stored_dtype="float32").score(QUERY, DOCS).scores
+    calls = _failing_write(backend, "database is locked")
+    with pytest.warns(RuntimeWarning, match="write lock"):
+        got = backend.score(QUERY, DOCS)
+    assert got.scores == expected and got.usage["vector_store_write_errors"] == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once per store
+        again = backend.score(QUERY, ["a text never seen"])
+    assert again.usage["vector_store_write_errors"] == 1 and len(calls) == 2
+    assert backend.counters["store_write_errors"] == 2
+    with pytest.raises(ConfigurationError, match="write lock") as info:  # indexing exists to write: it fails
+        backend.index(["yet another text"])
+    assert info.value.argument == "store"
+    store = backend.store
+    assert store is not None
+    full = store._error(sqlite3.OperationalError("database or disk is full"), "written")
+    damaged = store._error(sqlite3.DatabaseError("database disk image is malformed"), "read")
+    assert "disk is full" in str(full) and "delete it" not in str(full)
+    assert "delete it" in str(damaged) and damaged.store_error == "damaged"  # type: ignore[attr-defined]
+
+
+def test_index_without_a_writable_store_is_refused_by_name(mve_path: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="none") as info:
+        make(mve_path).index(DOCS)
+    assert info.value.argument == "store"
+    VectorStore(tmp_path / "s").close()
+    with pytest.raises(ConfigurationError, match="readonly") as info:
+        make(mve_path, store=VectorStore(tmp_path / "s", readonly=True)).index(DOCS)
+    assert info.value.argument == "store"
+
+
+def test_rerank_many_reports_each_querys_own_usage(mve_path: Path) -> None:
+    backend = make(mve_path)
+    groups = backend.score_groups([(QUERIES[0], DOCS[:3]), (QUERIES[1], DOCS[1:4]), (QUERIES[2], [])])
+    assert groups[0].usage == {"documents_encoded": 3, "vector_cache_hits": 0, "vector_store_hits": 0}
+    assert groups[1].usage == {"documents_encoded": 1, "vector_cache_hits": 2, "vector_store_hits": 0}
+    many = Reranker(backend).rerank_many(QUERIES[:2], [DOCS[:2], DOCS[2:4]])
+    assert [r.usage["vector_cache_hits"] for r in many] == [2, 2]
+
+
+def test_max_concurrency_above_one_is_refused_by_name(mve_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="one model call at a time") as info:
+        make(mve_path, max_concurrency=2)
+    assert info.value.argument == "max_concurrency"
+
+
+def test_rerank_index_document_length_matches_a_reranker_built_with_it(
+    mve_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    jsonl = tmp_path / "docs.jsonl"
+    jsonl.write_text("".join(json.dumps({"text": t}) + "\n" for t in DOCS))
+    store = tmp_path / "store"
+    argv = ["index", "--model", str(mve_path), "--store", str(store), "--device", "cpu", "--no-progress"]
+    assert main([*argv, "--jsonl", str(jsonl), "--document-length", "32"]) == 0, capsys.readouterr().err
+    assert make(mve_path, store=store, document_length=32).score(QUERY, DOCS).usage["documents_encoded"] == 0
+    assert make(mve_path, store=store).score(QUERY, DOCS).usage["documents_encoded"] == len(DOCS)

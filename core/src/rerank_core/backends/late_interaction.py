@@ -22,11 +22,11 @@ larger is more relevant (MaxSim of unit vectors lies in [-query tokens, +query t
 
 Document-vector reuse is content-addressed: the key is the sha256 of the exact text, under the *vector
 space* of the model (a digest of its files for a local folder, its resolved commit for a Hub id), its
-document length, its document prompt, ``model_kwargs`` and the stored dtype. A changed text is a new key
-(never served stale); the same text under two ids is stored once; a retrained model in the same folder is a
-new space. The design's "candidate id + content hash" key reduces to the content hash because an id never
-changes what is scored: ``index((id, text))`` records the id beside the hash (the LangChain ``Document.id``
-or LlamaIndex ``node_id``) for bookkeeping, and correctness never depends on it.
+document length, its document prompt, ``model_kwargs``, ``tokenizer_kwargs`` and the stored dtype. A changed
+text is a new key (never served stale); the same text under two ids is stored once; a retrained model in the
+same folder is a new space. The design's "candidate id + content hash" key reduces to the content hash
+because an id never changes what is scored: ``index((id, text))`` records the id beside the hash (the
+LangChain ``Document.id`` or LlamaIndex ``node_id``) for bookkeeping, and correctness never depends on it.
 
 Long documents: :meth:`pair_limit` gives the pipeline the *document's* budget (``document_length`` minus the
 model's special tokens and document prompt) with ``query_tokens`` set, so the query does not share it (it
@@ -36,9 +36,10 @@ query, which is what lets their vectors be stored and reused. A query longer tha
 cut by the long-query policy and reported, never truncated silently by the model.
 
 Threads and processes: as :class:`~rerank_core.backends.CrossEncoderBackend`: lazy loading under the
-process-wide ``model_load_lock``, one model call at a time (``max_concurrency``), async calls on a bounded
-thread pool, a caller that stops waiting abandons the work at the next batch, and a forked child starts with
-fresh locks (the store opens its own SQLite connection per process).
+process-wide ``model_load_lock``, one model call at a time (``max_concurrency`` must be 1: the model's
+``encode_*`` tokenizes and runs the forward pass in one call, under the tokenizer lock), async calls on a
+bounded thread pool, a caller that stops waiting abandons the work at the next batch, and a forked child
+starts with fresh locks (the store opens its own SQLite connection per process).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ import hashlib
 import json
 import os
 import threading
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,7 +70,13 @@ from rerank_core.late_interaction._vectors import (
 )
 from rerank_core.types import ScoreKind
 
-__all__ = ["DEFAULT_CACHE_SIZE", "IndexReport", "LateInteractionBackend", "is_multi_vector_folder"]
+__all__ = [
+    "DEFAULT_CACHE_SIZE",
+    "IndexReport",
+    "LateInteractionBackend",
+    "is_multi_vector_folder",
+    "is_multi_vector_model",
+]
 
 DEFAULT_CACHE_SIZE = 256 * 2**20
 """The in-memory vector cache's default bound: 256 MiB (about a million float16 tokens of dim 128)."""
@@ -76,10 +84,25 @@ DEFAULT_CACHE_SIZE = 256 * 2**20
 _LOCAL = {"package": "sentence-transformers", "extra": "local", "feature": "The late-interaction back end"}
 _PROMPT_MARGIN = 2
 """Tokens left spare beside the document prompt in ``pair_limit`` (a merge at the seam); see cross_encoder."""
-_HASHED_WHOLE = 16 * 2**20
-"""Files up to this size are hashed whole for a local model's digest; larger ones (weights) by their size and
-first and last 4 MiB, which any retraining changes."""
-_EDGE = 4 * 2**20
+_FILE_DIGESTS: dict[tuple[str, int, int], bytes] = {}
+"""sha256 of each model file hashed in this process, by (path, size, mtime_ns): a model's weights are read
+whole once per process, not once per back end."""
+_FILE_DIGESTS_LOCK = threading.Lock()
+
+
+def _marker(st_config: Path | None, config: Path | None) -> bool:
+    """Whether ``config_sentence_transformers.json`` says ``"model_type": "MultiVectorEncoder"`` (or PyLate's
+    ``"ColBERT"``) or ``config.json`` names the Stanford ``HF_ColBERT`` architecture."""
+    try:
+        if st_config is not None and st_config.is_file():
+            model_type = json.loads(st_config.read_text(encoding="utf-8")).get("model_type")
+            if model_type in ("MultiVectorEncoder", "ColBERT"):
+                return True
+        if config is not None and config.is_file():
+            return "HF_ColBERT" in (json.loads(config.read_text(encoding="utf-8")).get("architectures") or [])
+    except (OSError, ValueError, AttributeError, TypeError):
+        return False
+    return False
 
 
 def is_multi_vector_folder(folder: str | os.PathLike[str]) -> bool:
@@ -88,36 +111,71 @@ def is_multi_vector_folder(folder: str | os.PathLike[str]) -> bool:
     (or PyLate's ``"ColBERT"``), or ``config.json`` names the Stanford ``HF_ColBERT`` architecture (the same
     markers as ``MultiVectorEncoder._get_model_type``)."""
     path = Path(folder).expanduser()
-    try:
-        st = path / "config_sentence_transformers.json"
-        if st.is_file():
-            model_type = json.loads(st.read_text(encoding="utf-8")).get("model_type")
-            if model_type in ("MultiVectorEncoder", "ColBERT"):
-                return True
-        config = path / "config.json"
-        if config.is_file():
-            return "HF_ColBERT" in (json.loads(config.read_text(encoding="utf-8")).get("architectures") or [])
-    except (OSError, ValueError, AttributeError):
+    return _marker(path / "config_sentence_transformers.json", path / "config.json")
+
+
+def is_multi_vector_model(
+    model: str | os.PathLike[str],
+    *,
+    revision: str | None = None,
+    cache_folder: str | None = None,
+) -> bool:
+    """Whether ``model`` (a local folder, or a Hugging Face id) is a late-interaction model: a folder by
+    :func:`is_multi_vector_folder`, an id by the same markers in its files *already in the Hugging Face
+    cache* (``cache_folder``, else ``SENTENCE_TRANSFORMERS_HOME``, else Hugging Face's;
+    ``huggingface_hub.try_to_load_from_cache``: never the network; an id not downloaded yet is not
+    recognised)."""
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return is_multi_vector_folder(path)
+    name = str(model)
+    if not name.strip() or path.exists():
         return False
-    return False
+    if cache_folder is None:  # where sentence-transformers downloads to (base/model.py)
+        cache_folder = os.environ.get("SENTENCE_TRANSFORMERS_HOME") or None
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # pragma: no cover - huggingface_hub comes with sentence-transformers
+        return False
+
+    def cached(filename: str) -> Path | None:
+        try:
+            found = try_to_load_from_cache(name, filename, cache_dir=cache_folder, revision=revision)
+        except Exception:  # an invalid repo id, an unreadable cache: not a known late-interaction model
+            return None
+        return Path(found) if isinstance(found, str) else None
+
+    return _marker(cached("config_sentence_transformers.json"), cached("config.json"))
+
+
+def _file_digest(path: Path) -> bytes:
+    """The sha256 of a whole file, memoised by (path, size, mtime_ns)."""
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    with _FILE_DIGESTS_LOCK:
+        found = _FILE_DIGESTS.get(key)
+    if found is not None:
+        return found
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(2**20), b""):
+            h.update(block)
+    digest = h.digest()
+    with _FILE_DIGESTS_LOCK:
+        _FILE_DIGESTS[key] = digest
+    return digest
 
 
 def _folder_digest(folder: Path) -> str:
-    """A digest of a local model's files (names and contents; large files by size and edges)."""
+    """A digest of a local model's files: each one's name and the sha256 of its whole contents (a fine-tune
+    that changes only some tensors in the middle of a weights file is a new digest)."""
     h = hashlib.sha256()
     for path in sorted(p for p in folder.rglob("*") if p.is_file() and ".git" not in p.parts):
         rel = path.relative_to(folder).as_posix()
         if rel.startswith(".") or rel.endswith(".md") or ".sqlite3" in rel:  # not a store kept beside it
             continue
-        size = path.stat().st_size
-        h.update(f"{rel}\0{size}\0".encode())
-        with path.open("rb") as f:
-            if size <= _HASHED_WHOLE:
-                h.update(f.read())
-            else:
-                h.update(f.read(_EDGE))
-                f.seek(size - _EDGE)
-                h.update(f.read(_EDGE))
+        h.update(f"{rel}\0".encode())
+        h.update(_file_digest(path))
     return h.hexdigest()[:32]
 
 
@@ -151,7 +209,8 @@ class LateInteractionBackend(Backend):
         stored_dtype: precision of kept vectors: ``"float16"`` (default), ``"int8"`` or ``"float32"``.
         model_kwargs / tokenizer_kwargs: passed through to Hugging Face loading.
         local_files_only / revision / trust_remote_code / cache_folder / token: passed to the loader.
-        max_concurrency: calls that may run the model at once (default 1).
+        max_concurrency: calls that may run the model at once: 1 (the model's encode tokenizes and runs the
+            forward pass in one call, under the tokenizer lock; more is refused by name).
         num_threads: torch threads for one model call (sets torch's process-wide setting).
     """
 
@@ -200,6 +259,14 @@ class LateInteractionBackend(Backend):
                 raise ConfigurationError(name, f"must be a mapping or None, got {type(value).__name__}")
         if not isinstance(max_concurrency, int) or isinstance(max_concurrency, bool) or max_concurrency < 1:
             raise ConfigurationError("max_concurrency", f"must be an integer >= 1, got {max_concurrency!r}")
+        if max_concurrency > 1:
+            # sentence-transformers' encode_query / encode_document tokenize and run the forward pass in one
+            # call, and the tokenizer is not thread-safe, so the whole call runs under the tokenizer lock:
+            # more than one model call at a time would only queue on it.
+            raise ConfigurationError(
+                "max_concurrency",
+                f"must be 1 for a late-interaction model (one model call at a time), got {max_concurrency}",
+            )
         self._num_threads = positive_int_or_none("num_threads", num_threads)
         if device is not None and not isinstance(device, str):
             raise ConfigurationError("device", f"must be a device string or None, got {device!r}")
@@ -239,9 +306,11 @@ class LateInteractionBackend(Backend):
             "queries_encoded": 0,
             "cache_hits": 0,
             "store_hits": 0,
+            "store_write_errors": 0,
         }
         """Running totals of this back end's work (tests and monitoring): documents and batches the model
-        encoded, queries encoded, documents found in the memory cache and in the store."""
+        encoded, queries encoded, documents found in the memory cache and in the store, store writes that
+        failed while scoring (warned once, scoring went on)."""
 
     def _after_fork(self) -> None:
         """In a forked child: a lock may have been held by a parent's thread at the fork; start free."""
@@ -253,11 +322,21 @@ class LateInteractionBackend(Backend):
 
     # -- what the back end is ----------------------------------------------------------------------
 
+    def _kwargs_key(self) -> str:
+        """``model_kwargs`` and ``tokenizer_kwargs`` as they enter the fingerprint and the vector space:
+        either can change the vectors (a dtype, a tokenizer's lower-casing), so back ends differing in them
+        never share vectors nor cached scores."""
+        key = f"model_kwargs={json.dumps(self._model_kwargs or {}, sort_keys=True, default=str)}"
+        tokenizer_kwargs = self._load_kwargs["processor_kwargs"]
+        if tokenizer_kwargs:  # absent when empty: the spaces of stores written before it was added stay valid
+            key += f"|tokenizer_kwargs={json.dumps(tokenizer_kwargs, sort_keys=True, default=str)}"
+        return key
+
     @property
     def fingerprint(self) -> str:
         return (
             f"late-interaction:{self._name}|revision={self._revision}|query_length={self._query_length}|"
-            f"document_length={self._document_length}|stored_dtype={self.stored_dtype}"
+            f"document_length={self._document_length}|stored_dtype={self.stored_dtype}|{self._kwargs_key()}"
         )
 
     @property
@@ -298,6 +377,11 @@ class LateInteractionBackend(Backend):
             torch.set_num_threads(self._num_threads)
         device = resolve_device(self._device_arg)
         kwargs = {k: v for k, v in self._load_kwargs.items() if v is not None}
+        # sentence-transformers loads *any* checkpoint as a MultiVectorEncoder, adding a randomly initialised
+        # projection to a plain one (multi_vector_encoder/model.py, _load_default_modules; logged at INFO
+        # only), and ``model_type`` is a class attribute, so the loaded model cannot tell: require the marker.
+        if Path(self._source).is_dir() and not is_multi_vector_folder(self._source):
+            raise ConfigurationError("model", self._not_multi_vector())
         try:
             with model_load_lock():  # one model build at a time per process (see _local.model_load_lock)
                 model = st.MultiVectorEncoder(self._source, device=device, **kwargs)
@@ -305,8 +389,10 @@ class LateInteractionBackend(Backend):
             raise ConfigurationError(
                 "model", f"could not load late-interaction model {self._source!r}: {exc}"
             ) from exc
-        if getattr(model, "model_type", None) != "MultiVectorEncoder" or not len(model):
-            raise ConfigurationError("model", f"{self._source!r} is not a MultiVectorEncoder model")
+        if not len(model) or not is_multi_vector_model(
+            self._source, revision=self._revision, cache_folder=self._load_kwargs["cache_folder"]
+        ):
+            raise ConfigurationError("model", self._not_multi_vector())
         model.eval()
         first = model[0]
         if self._document_length is not None:
@@ -321,6 +407,13 @@ class LateInteractionBackend(Backend):
                 first.query_length = self._query_length
         self._space, self._space_description = self._vector_space(model)
         return model
+
+    def _not_multi_vector(self) -> str:
+        return (
+            f"{self._source!r} is not a late-interaction model: no MultiVectorEncoder / ColBERT marker in "
+            "its config_sentence_transformers.json or config.json (sentence-transformers would add a "
+            "randomly initialised projection to it)"
+        )
 
     def _vector_space(self, model: Any) -> tuple[str, str]:
         """The key under which this model's document vectors are kept, and its description."""
@@ -337,10 +430,9 @@ class LateInteractionBackend(Backend):
                     identity = f"{self._name}@{Path(found).parent.name}"  # the resolved commit
             except Exception:  # pragma: no cover - the name and revision stay the key
                 pass
-        kwargs = json.dumps(self._model_kwargs or {}, sort_keys=True, default=str)
         description = (
             f"{identity}|document_length={self._document_max(model)}|"
-            f"document_prompt={self._document_prompt(model)!r}|model_kwargs={kwargs}|"
+            f"document_prompt={self._document_prompt(model)!r}|{self._kwargs_key()}|"
             f"similarity={model.similarity_fn_name}|dtype={self.stored_dtype}"
         )
         return space_key(description), description
@@ -441,10 +533,12 @@ class LateInteractionBackend(Backend):
         return out  # type: ignore[return-value]
 
     def _documents(
-        self, texts: Sequence[str], ids: Sequence[str | None] | None = None
-    ) -> tuple[dict[bytes, PackedVectors], dict[str, int]]:
+        self, texts: Sequence[str], *, strict: bool = False
+    ) -> tuple[dict[bytes, PackedVectors], dict[str, int], dict[bytes, str]]:
         """The packed vectors of every distinct text, by content hash: memory cache, then store, then the
-        model (whose vectors go to both). Runs under a model slot."""
+        model (whose vectors go to both); the usage counters; and where each hash's vectors came from (a
+        usage key). A failed store write raises when ``strict`` (indexing), else warns once and is counted
+        (``vector_store_write_errors``). Runs under a model slot."""
         space = self.vector_space
         keys = [content_hash(t) for t in texts]
         first: dict[bytes, str] = {}
@@ -457,11 +551,13 @@ class LateInteractionBackend(Backend):
                 found[k] = v
         cache_hits = len(found)
         store_hits = 0
+        from_store_keys: list[tuple[bytes, PackedVectors]] = []
         if self.store is not None and len(found) < len(unique):
             wanted = [k for k in unique if k not in found]
             from_store = [
                 (k, v) for k, v in zip(wanted, self.store.get_many(space, wanted), strict=True) if v
             ]
+            from_store_keys = from_store
             found.update(from_store)
             store_hits = len(from_store)
             self.cache.put_many(space, from_store)
@@ -472,15 +568,41 @@ class LateInteractionBackend(Backend):
             fresh = list(zip(missing, packed, strict=True))
             found.update(fresh)
             self.cache.put_many(space, fresh)
-        recorded = [(d, k) for d, k in zip(ids or [], keys, strict=False) if d is not None]
-        if self.store is not None and not self.store.readonly and (fresh or recorded):
-            self.store.put_many(space, fresh, description=self._space_description, ids=recorded)
-        self._count(cache_hits=cache_hits, store_hits=store_hits)
-        return found, {
+        write_errors = 0
+        if self.store is not None and not self.store.readonly and fresh:
+            try:
+                self.store.put_many(space, fresh, description=self._space_description)
+            except ConfigurationError as exc:
+                if strict:
+                    raise
+                write_errors = 1
+                self._write_failed(exc)
+        self._count(cache_hits=cache_hits, store_hits=store_hits, store_write_errors=write_errors)
+        source = dict.fromkeys(unique, "vector_cache_hits")
+        for k, _ in from_store_keys:
+            source[k] = "vector_store_hits"
+        for k in missing:
+            source[k] = "documents_encoded"
+        usage = {
             "documents_encoded": len(missing),
             "vector_cache_hits": cache_hits,
             "vector_store_hits": store_hits,
         }
+        if write_errors:
+            usage["vector_store_write_errors"] = write_errors
+        return found, usage, source
+
+    def _write_failed(self, exc: ConfigurationError) -> None:
+        """The store is a cache: a write that fails while scoring (the lock held past the timeout, a full
+        disk) costs only the reuse of those vectors later; warn once per store and go on."""
+        store = self.store
+        if store is not None and not getattr(store, "_write_warned", False):
+            store._write_warned = True  # type: ignore[attr-defined]
+            warnings.warn(
+                f"late-interaction vectors could not be kept in the store, scoring goes on without it: {exc}",
+                RuntimeWarning,
+                stacklevel=5,
+            )
 
     # -- scoring -----------------------------------------------------------------------------------
 
@@ -503,7 +625,8 @@ class LateInteractionBackend(Backend):
         with self._model_slots:  # one model call at a time (max_concurrency), whichever path called
             try:
                 with torch.inference_mode():
-                    vectors, usage = self._documents(texts)
+                    vectors, call_usage, source = self._documents(texts)
+                    write_errors = call_usage.get("vector_store_write_errors", 0)
                     # The model's own query side (multi_vector_encoder/model.py, encode_query): its "query"
                     # prompt, query_length and query expansion (base/modules/transformer.py, preprocess).
                     with self._tokenizer_lock:
@@ -515,6 +638,19 @@ class LateInteractionBackend(Backend):
                         )
                     self._count(queries_encoded=len(queries))
                     by_query = dict(zip(queries, encoded, strict=True))
+                    attributed: set[bytes] = set()
+
+                    def usage_of(ts: Sequence[str]) -> dict[str, int]:
+                        """This query's share: each distinct text counted once, on the first query of the
+                        call that has it (a later query found it in memory), so the call's totals add up."""
+                        usage = {"documents_encoded": 0, "vector_cache_hits": 0, "vector_store_hits": 0}
+                        for k in dict.fromkeys(content_hash(t) for t in ts):
+                            usage["vector_cache_hits" if k in attributed else source[k]] += 1
+                            attributed.add(k)
+                        if write_errors and not out:
+                            usage["vector_store_write_errors"] = write_errors
+                        return usage
+
                     out: list[GroupScores] = []
                     for q, ts in groups:
                         if not ts:
@@ -525,8 +661,7 @@ class LateInteractionBackend(Backend):
                         # MaxSim (or MeanMaxSim) as the model scores it: MultiVectorEncoder.similarity ->
                         # util/similarity.py maxsim (multi_vector_encoder/scoring/colbert.py for the kernels).
                         scores = model.similarity([query], docs)[0]
-                        out.append(GroupScores([float(v) for v in scores.tolist()], usage))
-                        usage = {}  # the call's cache usage is reported once, on its first query
+                        out.append(GroupScores([float(v) for v in scores.tolist()], usage_of(ts)))
             except RuntimeError as exc:  # out of memory, device errors: retrying will not help
                 raise NonRetryableBackendError(
                     f"late-interaction model failed while scoring: {exc}", backend=self.fingerprint
@@ -555,6 +690,14 @@ class LateInteractionBackend(Backend):
             raise ConfigurationError("long_text", f"must be a LongTextPolicy or None, got {policy!r}")
         if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1:
             raise ConfigurationError("chunk_size", f"must be an integer >= 1, got {chunk_size!r}")
+        store = self.store
+        if store is None or store.readonly:
+            raise ConfigurationError(
+                "store",
+                "index() keeps vectors in the store, and this back end has "
+                + ("none" if store is None else f"a readonly one ({store.file})")
+                + ": give it store=FOLDER (a writable VectorStore)",
+            )
         torch = require("torch", **_LOCAL)
         limit = self.pair_limit()
         totals = {"documents": 0, "segments": 0, "encoded": 0, "already": 0, "ids": 0}
@@ -564,14 +707,14 @@ class LateInteractionBackend(Backend):
                 return
             segments = plan("", [t for _, t in batch], limit, policy, candidate_argument="documents").segments
             seg_texts = [s.text for s in segments]
-            seg_ids: list[str | None] = [None] * len(seg_texts)
-            stored = self.store is not None and not self.store.readonly
-            whole = [(d, content_hash(t)) for d, t in batch if d is not None] if stored else []
+            # An id is recorded against its whole text's hash (what ``ids()`` returns), also for a windowed
+            # document, whose vectors are stored under its windows' hashes (see _store.py's docstring).
+            whole = [(d, content_hash(t)) for d, t in batch if d is not None]
             with self._model_slots, torch.inference_mode():
-                _, usage = self._documents(seg_texts, seg_ids)
+                _, usage, _ = self._documents(seg_texts, strict=True)
                 if whole:
-                    assert self.store is not None
-                    self.store.put_many(self.vector_space, [], ids=whole)
+                    assert store is not None
+                    store.put_many(self.vector_space, [], ids=whole)
             totals["documents"] += len(batch)
             totals["segments"] += len(seg_texts)
             totals["encoded"] += usage["documents_encoded"]

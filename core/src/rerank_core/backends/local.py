@@ -5,12 +5,13 @@
   own scores are ours;
 - a late-interaction model (a ``MultiVectorEncoder`` folder: ``config_sentence_transformers.json`` says
   ``"model_type": "MultiVectorEncoder"`` or PyLate's ``"ColBERT"``, or ``config.json`` names the Stanford
-  ``HF_ColBERT`` architecture): :class:`~rerank_core.backends.late_interaction.LateInteractionBackend`;
+  ``HF_ColBERT`` architecture; for a Hugging Face id, the same files found in the local Hugging Face cache,
+  looked up offline): :class:`~rerank_core.backends.late_interaction.LateInteractionBackend`;
 - a decoder-LLM or seq2seq reranker whose recipe is named (``recipe=``) or detected from the name:
   :class:`~rerank_core.backends.recipe_model.RecipeBackend`.
 
-Used by ``rerank rank``; a model named nowhere and without a recipe goes to the cross-encoder, whose loader
-reads its config.
+Used by ``rerank rank`` (``rerank eval`` applies the same late-interaction test); a model named nowhere and
+without a recipe goes to the cross-encoder, whose loader reads its config.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 from rerank_core import recipes as _recipes
 from rerank_core.backends.base import Backend
-from rerank_core.backends.late_interaction import is_multi_vector_folder
+from rerank_core.backends.late_interaction import is_multi_vector_model
 from rerank_core.recipes import Recipe
 
 __all__ = ["local_backend"]
@@ -33,7 +34,11 @@ def local_backend(
     """The back end for a local model (a Hugging Face id or a folder); ``kwargs`` go to its constructor."""
     if recipe is None:
         folder = Path(model).expanduser()
-        if is_multi_vector_folder(folder):  # checked first: such a folder has a modules.json too
+        # Checked first (such a folder has a modules.json too); a Hub id by its files already in the Hugging
+        # Face cache (never the network).
+        if is_multi_vector_model(
+            model, revision=kwargs.get("revision"), cache_folder=kwargs.get("cache_folder")
+        ):
             from rerank_core.backends.late_interaction import LateInteractionBackend
 
             return LateInteractionBackend(model, **kwargs)

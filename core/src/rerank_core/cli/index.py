@@ -2,12 +2,14 @@
 
 ```
 rerank index --model PATH_OR_ID --store DIR (DATA_DIR [--corpus-limit N] | --jsonl FILE)
-             [--stored-dtype float16|int8|float32] [--batch-size N] [--no-progress]
+             [--stored-dtype float16|int8|float32] [--document-length N] [--batch-size N] [--no-progress]
 ```
 
 The documents are a BEIR folder's ``corpus.jsonl`` (each document's ``"title text"``, as ``rerank eval``
 feeds it) or a JSONL file of ``{"text", "id"?, "title"?}`` objects (``"_id"`` also names the id). Each
-document is windowed as the Reranker will window it (the default long-text policy) and every window's token
+document is windowed as a Reranker with the default long-text policy will window it (a Reranker with
+another ``long_text`` policy, or a back end with another ``document_length`` than ``--document-length``,
+makes other windows or another vector space, and finds nothing stored) and every window's token
 vectors are stored in ``DIR`` (one SQLite file, :mod:`rerank_core.late_interaction`), keyed by the sha256 of
 its text under the model's vector space; documents already there are skipped, so a rerun after an
 interruption only encodes the rest. Reranking those documents later with
@@ -44,6 +46,11 @@ def add_parser(subparsers: Any) -> None:
         "--stored-dtype", choices=("float16", "int8", "float32"), default="float16", help="default: float16"
     )
     p.add_argument("--batch-size", type=positive_int, default=32, help="documents per forward pass")
+    p.add_argument(
+        "--document-length",
+        type=positive_int,
+        help="tokens per document (default: the model's); a reranker reading the store must use the same",
+    )
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, mps, ...")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (the summary line stays)")
     p.set_defaults(handler=run)
@@ -120,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
             stored_dtype=args.stored_dtype,
             batch_size=args.batch_size,
             device=args.device,
+            document_length=args.document_length,
         )
         backend.load()
     except ConfigurationError as exc:

@@ -55,12 +55,24 @@ def load_cross_encoder_reranker(
     calibration: Any = None,
 ) -> Any:
     """A :class:`rerank_core.Reranker` (keeping every candidate) over the local cross-encoder ``model``
-    (with ``fusion`` and ``calibration``, a Calibration, a path or ``"model"``, when given),
+    (with ``fusion`` and ``calibration``, a Calibration, a path or ``"model"``, when given; a
+    late-interaction model, by the markers ``local_backend`` reads, gets a ``LateInteractionBackend`` with
+    ``max_length`` as its ``document_length``),
     loaded now: the back end loads lazily and onnx/openvino export once, so a bad ``model``, ``device`` or
     runtime fails here rather than after a first stage."""
     from rerank_core import Reranker
     from rerank_core.backends import CrossEncoderBackend
+    from rerank_core.backends.late_interaction import LateInteractionBackend, is_multi_vector_model
+    from rerank_core.errors import ConfigurationError
 
+    if is_multi_vector_model(model):  # a late-interaction model (folder, or Hub id in the local cache)
+        if runtime != "torch" or quantization is not None:
+            raise ConfigurationError("runtime", "a late-interaction model runs on torch: leave it unset")
+        if dtype not in ("auto", "float32"):
+            raise ConfigurationError("dtype", f"a late-interaction model runs in float32, got {dtype!r}")
+        late = LateInteractionBackend(model, device=device, document_length=max_length, batch_size=batch_size)
+        late.load()
+        return Reranker(late, fusion=fusion, calibration=calibration)
     backend = CrossEncoderBackend(
         model,
         device=device,

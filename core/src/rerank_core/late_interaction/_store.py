@@ -9,8 +9,11 @@ Layout: ``FOLDER/vectors.sqlite3`` (with SQLite's ``-wal`` and ``-shm`` files be
                                            exact text, ``data`` the (tokens, dim) values at ``dtype``
                                            (row-major, little-endian), ``scales`` one float32 per token for
                                            int8, ``checksum`` the first 8 bytes of blake2b(data + scales)
-    ids(space, doc_id, hash)               a caller's document id (LangChain / LlamaIndex) -> the text's hash,
-                                           recorded by ``index((id, text))``; never read to score
+    ids(space, doc_id, hash)               a caller's document id (LangChain / LlamaIndex) -> the hash of its
+                                           whole text, recorded by ``index((id, text))``; never read to score.
+                                           A windowed (long) document's vectors are stored under each
+                                           window's hash, not this one: the id names the text, not a row of
+                                           ``vectors``
 
 Why content addressing: a vector is looked up by the hash of the exact text it was encoded from, under the
 space of the model that encoded it, so a changed text is a different key (never served stale), the same
@@ -19,14 +22,16 @@ text under two ids is stored once, and scoring needs no ids at all. An id is onl
 what is scored.
 
 Concurrency: any number of processes (and threads) may read while one writes. Every write is one SQLite
-transaction (``BEGIN IMMEDIATE`` ... ``COMMIT``): a reader sees a document's row entirely or not at all,
-never a torn vector (WAL readers read the last committed snapshot and do not block the writer). Writers from
-several processes are serialised by SQLite's write lock (a second writer waits up to ``timeout`` seconds,
-then fails with an error naming the store). WAL needs a local file system (not NFS/SMB). On top of SQLite's
-own guarantees each row carries a checksum and its exact size: a row that fails either (a bit flip on disk)
-is treated as missing, re-encoded and rewritten, with one warning; a file that is not a store, or one SQLite
-reports as damaged (truncated, overwritten), raises :class:`~rerank_core.errors.ConfigurationError` naming
-``store`` and the file.
+transaction (``BEGIN IMMEDIATE`` ... ``COMMIT``): a reader sees a document's row entirely or not at all, never
+a torn vector (WAL readers read the last committed snapshot and do not block the writer). Writers from several
+processes are serialised by SQLite's write lock (a second writer waits up to ``timeout`` seconds, then fails
+with an error naming the store; errors are worded by SQLite's cause: busy, full, read-only, damaged). The
+store is a cache: a write that fails while the back end scores is one warning per store and
+``usage["vector_store_write_errors"]``, and scoring goes on; ``index()``, which exists to write, raises. WAL
+needs a local file system (not NFS/SMB). On top of SQLite's own guarantees each row carries a checksum and its
+exact size: a row that fails either (a bit flip on disk) is treated as missing, re-encoded and rewritten, with
+one warning; a file that is not a store, or one SQLite reports as damaged (truncated, overwritten), raises
+:class:`~rerank_core.errors.ConfigurationError` naming ``store`` and the file.
 
 Cost on disk: tokens x dim x bytes per value (+ 4 per token for int8's scales) plus about 1-6 KB per
 document (SQLite page slack around each blob, the key and its index entry). Measured per million tokens at
@@ -108,6 +113,37 @@ def _checksum(data: bytes, scales: bytes | None) -> bytes:
     return h.digest()
 
 
+def _kind(exc: BaseException) -> str:
+    name = str(getattr(exc, "sqlite_errorname", "") or "")
+    text = str(exc).lower()
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in text or "busy" in text:
+        return "busy"
+    if name.startswith("SQLITE_FULL") or "full" in text or getattr(exc, "errno", None) == 28:
+        return "full"
+    if name.startswith(("SQLITE_READONLY", "SQLITE_PERM", "SQLITE_CANTOPEN")) or "readonly" in text:
+        return "readonly"
+    if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")) or any(
+        w in text for w in ("malformed", "not a database")
+    ):
+        return "damaged"
+    return "other"
+
+
+def _hint(exc: BaseException, timeout: float) -> str:
+    return {
+        "busy": f"another process held the store's write lock for more than {timeout:g} s; retry later or "
+        "give VectorStore a longer timeout",
+        "full": "the disk is full; free space or move the store",
+        "readonly": "no permission to write there; open it with readonly=True or fix the permissions",
+        "damaged": "the file is damaged; delete it and refill it with `rerank index`",
+    }.get(_kind(exc), "is it a rerank vector store on a local disk?")
+
+
+def _rebuild(file: str, readonly: bool, timeout: float) -> VectorStore:
+    """Unpickling: the store reopened as it was (see ``VectorStore.__reduce__``)."""
+    return VectorStore(file, readonly=readonly, timeout=timeout)
+
+
 def space_key(description: str) -> str:
     """The short key of a vector space (a hash of its description)."""
     return hashlib.sha256(description.encode("utf-8")).hexdigest()[:32]
@@ -119,8 +155,8 @@ class VectorStore:
     Args:
         path: a folder (created if missing; the file is ``FOLDER/vectors.sqlite3``) or the path of an
             existing ``.sqlite3`` file.
-        readonly: open for reading only (writes raise; the folder may be read-only too, if the WAL files
-            exist or the store was closed cleanly).
+        readonly: open for reading only (writes raise; the folder may be read-only too: a store closed
+            cleanly there is opened immutable, since nothing can write it).
         timeout: seconds a writer waits for another process's write to finish before failing.
     """
 
@@ -149,19 +185,23 @@ class VectorStore:
         return f"VectorStore({str(self.file)!r}{', readonly=True' if self.readonly else ''})"
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (VectorStore, (str(self.file),), {"readonly": self.readonly, "timeout": self.timeout})
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(self.file, **state)  # type: ignore[misc]
+        # Rebuilt in one step with its own readonly and timeout (never first opened writable: that would
+        # create folders, switch to WAL and take the write lock, and fail for a readonly store in a
+        # read-only folder).
+        return (_rebuild, (str(self.file), self.readonly, self.timeout))
 
     # -- connection (one per process; threads share it under a lock) ---------------------------------
 
     def _error(self, exc: BaseException, doing: str) -> ConfigurationError:
-        return ConfigurationError(
-            "store",
-            f"{self.file} could not be {doing}: {exc} (is it a rerank vector store on a local disk? a "
-            "damaged store can be deleted and refilled with `rerank index`)",
+        """A ConfigurationError naming ``store``, worded by the SQLite error; its ``store_error`` attribute
+        says why: ``"busy"`` (another writer held the lock past the timeout), ``"full"`` (the disk),
+        ``"readonly"`` (no permission to write), ``"damaged"`` (SQLite finds the file corrupt or not a
+        database) or ``"other"``."""
+        error = ConfigurationError(
+            "store", f"{self.file} could not be {doing}: {exc} ({_hint(exc, self.timeout)})"
         )
+        error.store_error = _kind(exc)  # type: ignore[attr-defined]
+        return error
 
     def _current_lock(self) -> threading.Lock:
         """This process's lock: a forked child starts with a free one (a parent's thread may have held it at
@@ -180,8 +220,14 @@ class VectorStore:
             if self.readonly:
                 if not self.file.is_file():
                     raise ConfigurationError("store", f"{self.file} does not exist (readonly=True)")
+                # A WAL-mode file closed cleanly (no -wal / -shm beside it) in a folder this process cannot
+                # write cannot be opened mode=ro (SQLite must create its -shm); nobody can write it there
+                # either (WAL needs the folder), so it is opened immutable.
+                frozen = not os.access(self.file.parent, os.W_OK) and not (
+                    self.file.with_name(self.file.name + "-wal").exists()
+                )
                 conn = sqlite3.connect(
-                    f"{self.file.resolve().as_uri()}?mode=ro",
+                    f"{self.file.resolve().as_uri()}?mode=ro{'&immutable=1' if frozen else ''}",
                     uri=True,
                     timeout=self.timeout,
                     check_same_thread=False,
