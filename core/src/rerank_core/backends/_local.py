@@ -8,6 +8,7 @@ import os
 import sys
 import threading
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -121,25 +122,68 @@ class ModelSlots:
 
 class HFTokenizer:
     """Adapts a Hugging Face fast tokenizer to :class:`~rerank_core.backends.base.TextTokenizer`, under
-    the back end's lock."""
+    the back end's lock.
 
-    def __init__(self, tokenizer: Any, lock: threading.Lock) -> None:
+    The offsets of recent texts are kept (least recently used first out, at most ``cache_bytes``, about
+    8 bytes a token plus the text): windowing a document that comes back (the same candidates for
+    another query, a late-interaction model's stored documents) does not tokenize it again. Measured on
+    100 stored SciFact abstracts with the late-interaction back end: windowing was 105 of 200 ms a call,
+    nearly all of it this tokenization."""
+
+    def __init__(self, tokenizer: Any, lock: threading.Lock, cache_bytes: int = 32 * 1024 * 1024) -> None:
         self._tokenizer = tokenizer
         self._lock = lock
+        self._cache: OrderedDict[str, Any] = OrderedDict()
+        self._cache_bytes = cache_bytes
+        self._held = 0
 
     def offsets(self, texts: Sequence[str]) -> list[list[tuple[int, int]]]:
+        import numpy as np
+
         if not texts:
             return []
+        found: dict[str, Any] = {}
         with self._lock:
-            enc = self._tokenizer(
-                list(texts),
-                add_special_tokens=False,
-                return_offsets_mapping=True,
-                truncation=False,
-                padding=False,
-                verbose=False,
-            )
-        return [[(int(a), int(b)) for a, b in offs] for offs in enc["offset_mapping"]]
+            for text in texts:
+                hit = self._cache.get(text)
+                if hit is not None:
+                    self._cache.move_to_end(text)
+                    found[text] = hit
+            missing = list(dict.fromkeys(t for t in texts if t not in found))
+            if missing:
+                enc = self._tokenizer(
+                    missing,
+                    add_special_tokens=False,
+                    return_offsets_mapping=True,
+                    truncation=False,
+                    padding=False,
+                    verbose=False,
+                )
+                for text, offs in zip(missing, enc["offset_mapping"], strict=True):
+                    array = np.asarray(offs, dtype=np.int32).reshape(-1, 2)
+                    found[text] = array
+                    self._keep(text, array)
+        return [list(zip(found[t][:, 0].tolist(), found[t][:, 1].tolist(), strict=True)) for t in texts]
+
+    def _keep(self, text: str, array: Any) -> None:
+        size = array.nbytes + len(text)
+        if size > self._cache_bytes:
+            return
+        self._cache[text] = array
+        self._held += size
+        while self._held > self._cache_bytes:
+            old, dropped = self._cache.popitem(last=False)
+            self._held -= dropped.nbytes + len(old)
+
+
+def shared_text_tokenizer(owner: Any, tokenizer: Any, lock: threading.Lock) -> HFTokenizer:
+    """The back end ``owner``'s one :class:`HFTokenizer` over ``tokenizer`` (made at the first call), so
+    its offsets cache lasts across calls."""
+    held = getattr(owner, "_text_tokenizer", None)
+    if held is None or held._tokenizer is not tokenizer or held._lock is not lock:  # a fork renews the lock
+        held = HFTokenizer(tokenizer, lock)
+        owner._text_tokenizer = held
+    return held
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any
 
 from rerank_core._optional import require
 from rerank_core.backends._export import QUANTIZATIONS
-from rerank_core.backends._local import HFTokenizer, ModelSlots, batches, positive_int_or_none
+from rerank_core.backends._local import ModelSlots, batches, positive_int_or_none, shared_text_tokenizer
 from rerank_core.backends._runners import RUNNERS, RunnerOptions, abandoned
 from rerank_core.backends.base import PairLimit, PairwiseBackend
 from rerank_core.errors import ConfigurationError, NonRetryableBackendError
@@ -386,7 +386,7 @@ class CrossEncoderBackend(PairwiseBackend):
         return PairLimit(
             max_length=max_length,
             special_tokens=special,
-            tokenizer=HFTokenizer(tokenizer, self._tokenizer_lock),
+            tokenizer=shared_text_tokenizer(self, tokenizer, self._tokenizer_lock),
         )
 
     # -- prompts (instructions) ----------------------------------------------------------------------

@@ -55,7 +55,12 @@ from pathlib import Path
 from typing import Any
 
 from rerank_core._optional import require
-from rerank_core.backends._local import HFTokenizer, ModelSlots, model_load_lock, positive_int_or_none
+from rerank_core.backends._local import (
+    ModelSlots,
+    model_load_lock,
+    positive_int_or_none,
+    shared_text_tokenizer,
+)
 from rerank_core.backends._runners import abandoned, resolve_device
 from rerank_core.backends.base import Backend, GroupScores, PairLimit
 from rerank_core.errors import ConfigurationError, InvalidInputError, NonRetryableBackendError
@@ -494,7 +499,7 @@ class LateInteractionBackend(Backend):
         return PairLimit(
             max_length=doc_max,
             special_tokens=doc_special,
-            tokenizer=HFTokenizer(tokenizer, self._tokenizer_lock),
+            tokenizer=shared_text_tokenizer(self, tokenizer, self._tokenizer_lock),
             query_tokens=max(1, query_room),
         )
 

@@ -39,12 +39,12 @@ from typing import Any
 from rerank_core import recipes as _recipes
 from rerank_core._optional import require
 from rerank_core.backends._local import (
-    HFTokenizer,
     ModelSlots,
     batches,
     model_load_lock,
     positive_int_or_none,
     run_halving,
+    shared_text_tokenizer,
 )
 from rerank_core.backends._runners import abandoned, resolve_device
 from rerank_core.backends.base import PairLimit, PairwiseBackend
@@ -236,7 +236,7 @@ class RecipeBackend(PairwiseBackend):
         return PairLimit(
             max_length=self._max_length,
             special_tokens=min(overhead + _TEMPLATE_MARGIN, self._max_length - 1),
-            tokenizer=HFTokenizer(self._tokenizer, self._tokenizer_lock),
+            tokenizer=shared_text_tokenizer(self, self._tokenizer, self._tokenizer_lock),
         )
 
     def _after_fork(self) -> None:
