@@ -12,7 +12,6 @@ line), then :func:`iter_rows` for the work itself.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import math
 import os
@@ -30,6 +29,7 @@ from rerank_core.errors import (
     NonRetryableBackendError,
     RetryableBackendError,
 )
+from rerank_core.remote.http import excerpt
 
 __all__ = [
     "MAX_LINE_BYTES",
@@ -307,7 +307,7 @@ def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     if not isinstance(exc, RowError):
         text = f"{type(exc).__name__}: {text}"
-    return text if len(text) <= 500 else text[:497] + "..."
+    return excerpt(text, limit=500)
 
 
 def error_record(query_id: str, exc: BaseException | str) -> dict[str, Any]:
@@ -472,6 +472,8 @@ class OutputLock:
     (deleting it would let a waiting run and a new one both lock); the lock goes with the process."""
 
     def __init__(self, path: Path, argument: str) -> None:
+        import fcntl  # POSIX only: imported here so that importing rerank_core.batch works everywhere
+
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._fd: int | None = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)

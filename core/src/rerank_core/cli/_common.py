@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from rerank_core.errors import InvalidInputError, MissingDependencyError, RerankError
+from rerank_core.remote.http import excerpt
 
 __all__ = [
     "EXIT_FAILURE",
@@ -80,8 +81,7 @@ def non_negative_float(value: str) -> float:
 
 def one_line(exc: BaseException) -> str:
     """An exception's message on one line, at most 300 characters."""
-    text = " ".join(str(exc).split())
-    return text if len(text) <= 300 else text[:297] + "..."
+    return excerpt(str(exc), limit=300)
 
 
 def check_output_file(path: Path | None, option: str) -> None:

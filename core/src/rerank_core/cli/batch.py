@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rerank_core.cli._common import EXIT_OK, UsageError, one_line, positive_int
+from rerank_core.cli._common import EXIT_OK, UsageError, non_negative_float, one_line, positive_int
 from rerank_core.errors import ConfigurationError
 
 __all__ = ["add_parser", "run"]
@@ -49,16 +49,6 @@ _DEFAULTS = {
     "part_rows": 1000,
     "max_line_bytes": 64 * 1024 * 1024,
 }
-
-
-def _non_negative(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value!r}") from None
-    if not number >= 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value!r}")
-    return number
 
 
 def _count(value: str) -> int:
@@ -88,7 +78,7 @@ def add_parser(subparsers: Any) -> None:
         "--address", help="Ray: the cluster to join ('auto' under ray job submit; default: a local Ray)"
     )
     p.add_argument("--actors", type=positive_int, help="Ray: how many reranker actors (default: 1)")
-    p.add_argument("--actor-gpus", type=_non_negative, help="Ray: GPUs per actor (default: 0)")
+    p.add_argument("--actor-gpus", type=non_negative_float, help="Ray: GPUs per actor (default: 0)")
     p.add_argument("--batch-rows", type=positive_int, help="rows ranked together in one call (default: 32)")
     p.add_argument(
         "--part-rows", type=positive_int, help="rows per part file of a folder OUTPUT (default: 1000)"

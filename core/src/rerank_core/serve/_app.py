@@ -24,6 +24,7 @@ from typing import Any
 from rerank_core.chunking import estimated_segments
 from rerank_core.errors import ArgumentError, BackendError, ConfigurationError
 from rerank_core.pipeline_config import PipelineConfig
+from rerank_core.remote.http import excerpt
 from rerank_core.serve._metrics import Metrics
 from rerank_core.serve._settings import ServeSettings
 from rerank_core.serve._wire import ROUTES, WireError, WireRequest, error_body, format_response, parse_request
@@ -211,7 +212,7 @@ async def _load(state: _State, pipeline: Any) -> None:
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # reported by /health and /ready; the process stays up for the probes to see
-        state.error = f"{type(exc).__name__}: {' '.join(str(exc).split())[:500]}"
+        state.error = f"{type(exc).__name__}: {_one_line(exc)}"
         log.error("rerank serve: the pipeline failed to load: %s", state.error)
         return
     if reranker.coalescer is not None:
@@ -451,5 +452,4 @@ def _json(data: Any, status: int, headers: dict[str, str] | None = None) -> Any:
 
 
 def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text if len(text) <= 500 else text[:497] + "..."
+    return excerpt(str(exc), limit=500)
