@@ -97,18 +97,11 @@ def quality(args: argparse.Namespace, model, ce_reranker) -> dict:
             runs[f"late_interaction_{dtype}"] = {q: order(cands[q], li_scores[dtype][q]) for q in qids}
         runs["late_interaction"] = runs["late_interaction_float16"]
 
-        # Cross-encoder over all candidates, through the pipeline.
+        # Cross-encoder over all candidates, through the pipeline (scores cached: they do not depend on
+        # the late-interaction model, so a retrained model is measured without scoring them again).
         t = time.perf_counter()
-        responses = ce_reranker.rerank_many(
-            [ds.queries[q] for q in qids], [[texts[d] for d in cands[q]] for q in qids]
-        )
+        ce_scores, ce_scored = cross_encoder_scores(args, ce_reranker, ds.queries, texts, qids, cands)
         ce_s = time.perf_counter() - t
-        ce_scores = {}
-        for q, resp in zip(qids, responses, strict=True):
-            s = [float("nan")] * len(cands[q])
-            for r in resp.results:
-                s[r.index] = float(r.raw_score)
-            ce_scores[q] = s
         runs["cross_encoder"] = {q: order(cands[q], ce_scores[q]) for q in qids}
 
         # Cascade: late interaction's order, its top cascade-k re-ordered by the cross-encoder.
@@ -136,11 +129,61 @@ def quality(args: argparse.Namespace, model, ce_reranker) -> dict:
             "seconds": {
                 "late_interaction_encode": round(li_encode_s, 1),
                 "cross_encoder": round(ce_s, 1),
+                "cross_encoder_pairs_scored": ce_scored,
                 "total": round(time.perf_counter() - started, 1),
             },
         }
         print(f"{name}: {json.dumps(out[name]['ndcg@10'])}", file=sys.stderr)
     return out
+
+
+def cross_encoder_scores(args, ce_reranker, queries, texts, qids, cands, *, chunk: int = 10):
+    """The cross-encoder's raw score of every candidate, ``{qid: [score per candidate]}``, and how many
+    pairs were scored now. Scores already in ``--ce-cache`` (a JSONL file named after the cross-encoder's
+    weights and the long-text mode; key: sha1 of query and text) are reused; new ones are appended after
+    every ``chunk`` queries, so an interrupted run keeps them. Each pair is scored on its own (windows
+    included), so scoring a subset gives the scores of the full pass."""
+    import hashlib
+
+    weights = next(iter(sorted(args.cross_encoder.glob("*.safetensors"))), None)
+    tag = hashlib.sha1(weights.read_bytes()).hexdigest()[:12] if weights else args.cross_encoder.name
+    cache = args.ce_cache / f"{tag}-{args.long_text}.jsonl" if args.ce_cache else None
+
+    def key(q: str, d: str) -> str:
+        return hashlib.sha1(f"{queries[q]}\x00{texts[d]}".encode()).hexdigest()
+
+    known: dict[str, float] = {}
+    if cache is not None and cache.is_file():
+        for line in cache.read_text(encoding="utf-8").splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:  # a torn last line of an interrupted run
+                continue
+            known[row["k"]] = float(row["s"])
+    todo = [q for q in qids if any(key(q, d) not in known for d in cands[q])]
+    scored = 0
+    started = time.perf_counter()
+    for i in range(0, len(todo), chunk):
+        part = todo[i : i + chunk]
+        missing = {q: [d for d in cands[q] if key(q, d) not in known] for q in part}
+        responses = ce_reranker.rerank_many(
+            [queries[q] for q in part], [[texts[d] for d in missing[q]] for q in part]
+        )
+        lines = []
+        for q, resp in zip(part, responses, strict=True):
+            for r in resp.results:
+                k = key(q, missing[q][r.index])
+                known[k] = float(r.raw_score)
+                lines.append(json.dumps({"k": k, "s": known[k]}))
+            scored += len(missing[q])
+        if cache is not None:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            with cache.open("a", encoding="utf-8") as fh:
+                fh.write("".join(line + "\n" for line in lines))
+        if args.progress:
+            rate = scored / max(time.perf_counter() - started, 1e-9)
+            print(f"cross-encoder: {i + len(part)}/{len(todo)} queries, {rate:.1f} pairs/s", file=sys.stderr)
+    return {q: [known[key(q, d)] for d in cands[q]] for q in qids}, scored
 
 
 def timed(fn, repeats: int) -> float:
@@ -245,7 +288,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip-speed", action="store_true")
     p.add_argument("--out", type=Path, default=OUT)
     p.add_argument("--progress", action="store_true")
+    p.add_argument(
+        "--ce-cache",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "late-interaction-figures",
+        help="folder for the cross-encoder's cached scores ('' = no cache)",
+    )
     args = p.parse_args(argv)
+    if args.ce_cache is not None and str(args.ce_cache) in ("", "."):
+        args.ce_cache = None
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     command = "python benchmarks/late_interaction_figures.py " + " ".join(
         shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])

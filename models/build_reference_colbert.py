@@ -179,6 +179,33 @@ def model_card(info: dict) -> str:
             f" (stopped by the {s['train_minutes_budget']:g}-minute wall-time budget after step "
             f"{info['stopped_by_time_budget_at_step']} of {info['planned_steps']} planned)"
         )
+    teacher = d.get("teacher", {})
+    teacher_rate = teacher.get("pairs_scored", 0) / max(teacher.get("seconds", 0) or 1e-9, 1e-9)
+    done_steps = info["dev_curve"][-1]["step"] if info["dev_curve"] else s["steps"]
+    step_s = t["train"] / max(done_steps, 1)
+    history = ""
+    if info.get("earlier_runs"):  # added by hand to rerank_colbert.json, then --card-only
+        lines = "\n".join(f"- {r}" for r in info["earlier_runs"])
+        history = f"\nEarlier runs of this script, for comparison (same dev sets unless said):\n\n{lines}\n"
+    test = ""
+    if info.get("test_figures"):  # from benchmarks/late_interaction_figures.py, added with --card-only
+        tf = info["test_figures"]
+        cols = ("bm25", "late_interaction", "cross_encoder", "cascade")
+        rows_t = "\n".join(
+            f"| {name} | {r['queries']} | " + " | ".join(f"{r['ndcg@10'][c]:.4f}" for c in cols) + " |"
+            for name, r in tf["collections"].items()
+        )
+        test = f"""
+## Test figures
+
+nDCG@10 over BM25 top-{tf["top_k"]} of the judged test queries, {tf["date"]} (`{tf["command"]}`; JSON in
+`benchmarks/results/late_interaction/`). Cascade: this model over all candidates, the reference reranker
+over its top {tf["cascade_k"]}.
+
+| collection (test) | queries | BM25 | this model alone | reference reranker alone | cascade |
+|---|---:|---:|---:|---:|---:|
+{rows_t}
+"""
     return f"""---
 library_name: sentence-transformers
 pipeline_tag: sentence-similarity
@@ -243,15 +270,13 @@ NFCorpus {fs["nfcorpus-dev"]:.4f}. "seconds" is wall time since training started
 {rows}
 
 Saved: the model at the end of training{stop}. The dev sets are small ({s["dev_queries"]} queries each, to
-keep a check near a minute on these cores): read differences of 0.01 as noise. The 15 SciFact claims happen
-to be hard ones (BM25 0.43 here, 0.73 on all 100 held-out claims in the reference reranker's card).
+keep a check under a minute on these cores): read differences of 0.01 as noise.
 
-Why so little data: the budget was at most ~40 minutes of teacher scoring plus training on 2 CPU cores that
-other jobs shared (load 4 to 6 during the run): the teacher ran at ~6 pairs/s and a training step of 4 groups
-took 10 to 14 s. The curve still rises at the last step, so more groups should help. The start is not from
-scratch: all-MiniLM-L6-v2's token vectors are already semantic (in a trial run, after one step, the model
-reranked 5 dev queries of each set within 0.03 nDCG@10 of BM25).
-
+Sizing: the run was sized to what 2 CPU cores do in about 40 minutes. The teacher scored
+{teacher_rate:.0f} pairs/s and a training step of {s["batch_size_groups"]} groups took {step_s:.1f} s on
+average (dev checks included). The start is not from scratch: all-MiniLM-L6-v2's token vectors are already
+semantic.
+{history}{test}
 ## Environment
 
 {info["environment"]}
@@ -317,11 +342,10 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from rerank_core.backends import CrossEncoderBackend
-    from rerank_core.eval import BM25Retriever, corpus_texts, load_beir
-    from rerank_core.train import dev_set_from_beir, groups_from_beir, groups_from_rows, split_queries
+    from rerank_core.train import groups_from_rows
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from build_reference_reranker import msmarco_rows  # the same reader of msmarco-train's triples
+    from _training_data import mine_beir_train, msmarco_rows  # the reference reranker's data, mined alike
 
     torch.manual_seed(args.seed)
     base = args.base_model
@@ -336,52 +360,19 @@ def main(argv: list[str] | None = None) -> int:
         return groups if len(groups) <= n else rng.sample(groups, n)
 
     wall = time.perf_counter()
-    # SciFact: no dev split, so the reference reranker's 100 held-out train claims are the dev set.
-    scifact = load_beir(args.data / "scifact", split="train")
-    texts = corpus_texts(scifact)
-    bm25 = BM25Retriever(list(texts), list(texts.values()))
-    sf_train, sf_dev = split_queries(list(scifact.queries), 0.15, seed=args.split_seed, max_dev=100)
-    sf_groups = groups_from_beir(
-        scifact,
-        bm25,
-        qids=sf_train,
-        negatives_per_query=args.negatives,
+    mined, dev_sets = mine_beir_train(
+        args.data,
+        negatives=args.negatives,
         depth=args.mining_depth,
-        max_positives_per_query=1,
-        texts=texts,
         seed=args.seed,
+        split_seed=args.split_seed,  # the reference reranker's 100 held-out SciFact train claims
+        scifact_positives=1,
+        nfcorpus_positives=1,
+        dev_top_k=args.dev_top_k,
+        dev_queries=args.dev_queries,
     )
-    train = sample(sf_groups, args.scifact_groups)
-    dev_sets = [
-        dev_set_from_beir(
-            scifact,
-            bm25,
-            qids=sf_dev,
-            top_k=args.dev_top_k,
-            max_queries=args.dev_queries,
-            texts=texts,
-            name="scifact-dev",
-        )
-    ]
-    nf_train = load_beir(args.data / "nfcorpus", split="train")
-    texts = corpus_texts(nf_train)
-    bm25 = BM25Retriever(list(texts), list(texts.values()))
-    nf_groups = groups_from_beir(
-        nf_train,
-        bm25,
-        negatives_per_query=args.negatives,
-        depth=args.mining_depth,
-        max_positives_per_query=1,
-        texts=texts,
-        seed=args.seed,
-    )
-    train += sample(nf_groups, args.nfcorpus_groups)
-    nf_dev = load_beir(args.data / "nfcorpus", split="dev")
-    dev_sets.append(
-        dev_set_from_beir(
-            nf_dev, bm25, top_k=args.dev_top_k, max_queries=args.dev_queries, texts=texts, name="nfcorpus-dev"
-        )
-    )
+    train = [*sample(mined["scifact"].groups, args.scifact_groups)]
+    train += sample(mined["nfcorpus"].groups, args.nfcorpus_groups)
     ms_groups = groups_from_rows(
         msmarco_rows(args.data / "msmarco-train"),
         negatives_per_query=args.negatives,

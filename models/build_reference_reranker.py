@@ -24,7 +24,6 @@ Training runs in one process on the CPU (bfloat16 autocast where the CPU has it)
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import random
 import shlex
@@ -34,22 +33,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
-
-
-def msmarco_rows(folder: Path) -> list[tuple[str, str, float]]:
-    """(query, text, label) rows from msmarco-train's id triples (label 1 positive, 0 negative)."""
-    with gzip.open(folder / "corpus.jsonl.gz", "rt", encoding="utf-8") as fh:
-        corpus = {d["_id"]: d["text"] for d in map(json.loads, fh)}
-    with gzip.open(folder / "queries.jsonl.gz", "rt", encoding="utf-8") as fh:
-        queries = {d["_id"]: d["text"] for d in map(json.loads, fh)}
-    rows: list[tuple[str, str, float]] = []
-    with gzip.open(folder / "triples.tsv.gz", "rt", encoding="utf-8") as fh:
-        next(fh)  # header
-        for line in fh:
-            qid, pos, neg, _source = line.rstrip("\n").split("\t")
-            rows.append((queries[qid], corpus[pos], 1.0))
-            rows.append((queries[qid], corpus[neg], 0.0))
-    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -115,16 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.output is None and args.retune_fusion is None:
         p.error("--output is required")
 
-    from rerank_core.eval import BM25Retriever, corpus_texts, load_beir
-    from rerank_core.train import (
-        add_bi_encoder_teacher,
-        dev_set_from_beir,
-        finetune,
-        groups_from_beir,
-        groups_from_rows,
-        split_queries,
-        update_model_fusion,
-    )
+    from rerank_core.train import add_bi_encoder_teacher, finetune, groups_from_rows, update_model_fusion
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _training_data import mine_beir_train, msmarco_rows
 
     base = args.base_model
     if base is None:
@@ -152,54 +129,21 @@ def main(argv: list[str] | None = None) -> int:
         return add_bi_encoder_teacher(groups, teacher_model, corpus=texts, cache_dir=args.embedding_cache)
 
     started = time.perf_counter()
-    train, dev_sets = [], []
-    # SciFact: no dev split, so 100 train claims are held out.
-    scifact = load_beir(args.data / "scifact", split="train")
-    texts = corpus_texts(scifact)
-    bm25 = BM25Retriever(list(texts), list(texts.values()))
-    sf_train, sf_dev = split_queries(list(scifact.queries), 0.15, seed=args.split_seed, max_dev=100)
-    sf_groups = groups_from_beir(
-        scifact,
-        bm25,
-        qids=sf_train,
-        negatives_per_query=args.negatives,
+    mined, dev_sets = mine_beir_train(
+        args.data,
+        negatives=args.negatives,
         depth=args.mining_depth,
-        texts=texts,
         seed=args.seed,
+        split_seed=args.split_seed,
+        scifact_positives=2,
+        nfcorpus_positives=args.nfcorpus_positives,
+        dev_top_k=args.dev_top_k,
+        dev_queries=args.dev_queries,
     )
-    train += taught(sample(sf_groups, max(1, int(len(sf_groups) * args.scale))), "scifact", texts)
-    dev_sets.append(
-        dev_set_from_beir(
-            scifact,
-            bm25,
-            qids=sf_dev,
-            top_k=args.dev_top_k,
-            max_queries=args.dev_queries,
-            texts=texts,
-            name="scifact-dev",
-        )
-    )
-    # NFCorpus: train split for training, its dev split for checkpoint selection.
-    nf_train = load_beir(args.data / "nfcorpus", split="train")
-    texts = corpus_texts(nf_train)
-    bm25 = BM25Retriever(list(texts), list(texts.values()))
-    nf_groups = groups_from_beir(
-        nf_train,
-        bm25,
-        negatives_per_query=args.negatives,
-        depth=args.mining_depth,
-        max_positives_per_query=args.nfcorpus_positives,
-        texts=texts,
-        seed=args.seed,
-    )
-    nf_wanted = len(nf_groups) if args.nfcorpus_groups is None else args.nfcorpus_groups
-    train += taught(sample(nf_groups, max(1, int(nf_wanted * args.scale))), "nfcorpus", texts)
-    nf_dev = load_beir(args.data / "nfcorpus", split="dev")
-    dev_sets.append(
-        dev_set_from_beir(
-            nf_dev, bm25, top_k=args.dev_top_k, max_queries=args.dev_queries, texts=texts, name="nfcorpus-dev"
-        )
-    )
+    sf, nf = mined["scifact"], mined["nfcorpus"]
+    train = [*taught(sample(sf.groups, max(1, int(len(sf.groups) * args.scale))), "scifact", sf.texts)]
+    nf_wanted = len(nf.groups) if args.nfcorpus_groups is None else args.nfcorpus_groups
+    train += taught(sample(nf.groups, max(1, int(nf_wanted * args.scale))), "nfcorpus", nf.texts)
     # General-domain passages.
     ms_groups = groups_from_rows(
         msmarco_rows(args.data / "msmarco-train"),

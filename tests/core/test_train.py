@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 from pathlib import Path
 
@@ -82,6 +83,39 @@ def test_groups_from_beir_exclude_judged_positives_and_are_seeded(beir: Path) ->
     # b0 is judged 0 for q0: a known negative, so it may be mined; it is BM25's second hit for "zebra facts".
     assert groups == groups_from_beir(data, bm25, negatives_per_query=3, depth=10, seed=3)
     assert groups != groups_from_beir(data, bm25, negatives_per_query=3, depth=10, seed=4)
+
+
+def test_groups_from_beir_are_the_same_in_every_process(tmp_path: Path) -> None:
+    """Equal-grade positives are drawn from a set: the same seed must pick the same ones whatever the
+    process's string-hash seed (it did not: the set's order leaked into the random draw)."""
+    import subprocess
+    import sys
+
+    root = _write_beir(tmp_path / "animals")
+    extra = "".join(f"q{i}\tc{j}\t1\n" for i in range(7) for j in range(10))
+    with (root / "qrels" / "train.tsv").open("a") as fh:
+        fh.write(extra)
+    code = (
+        "import sys\n"
+        "from rerank_core.eval import BM25Retriever, corpus_texts, load_beir\n"
+        "from rerank_core.train import groups_from_beir\n"
+        "d = load_beir(sys.argv[1], split='train')\n"
+        "t = corpus_texts(d)\n"
+        "g = groups_from_beir(d, BM25Retriever(list(t), list(t.values())), negatives_per_query=2,"
+        " max_positives_per_query=3, depth=10, seed=5)\n"
+        "print(repr([(x.positive, x.negatives) for x in g]))\n"
+    )
+    outputs = {
+        subprocess.run(
+            [sys.executable, "-c", code, str(root)],
+            env={**os.environ, "PYTHONHASHSEED": str(hash_seed)},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for hash_seed in (1, 2, 3, 4)
+    }
+    assert len(outputs) == 1, "groups_from_beir depends on PYTHONHASHSEED"
 
 
 def test_groups_from_beir_top_up_when_the_first_stage_finds_too_few(beir: Path) -> None:

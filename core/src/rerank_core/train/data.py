@@ -195,7 +195,11 @@ def groups_from_beir(
         if not relevant:
             continue
         # Highest grade first; ties in a seeded random order so that no file order leaks in.
-        positives = sorted(relevant, key=lambda d: (-judged[d], rng.random()))[:max_positives_per_query]
+        # Sorted before the random keys are drawn: a set of strings iterates in an order that changes with
+        # PYTHONHASHSEED, and the same seed must give the same groups in every process.
+        positives = sorted(sorted(relevant), key=lambda d: (-judged[d], rng.random()))[
+            :max_positives_per_query
+        ]
         mined = [d for d, _ in ranked if d not in relevant and d in texts]
         for pos in positives:
             negs = rng.sample(mined, min(negatives_per_query, len(mined)))
