@@ -21,6 +21,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 WORKSPACE = Path(__file__).resolve().parents[1]
 REFERENCE_MODEL = WORKSPACE / "models" / "reference-reranker"
+REFERENCE_COLBERT = WORKSPACE / "models" / "reference-colbert"  # the examples' late-interaction model
 
 PASSAGES = [
     "A cross-encoder reranker reads the query and a passage together and scores how well they match.",

@@ -15,6 +15,12 @@ weights and the corpus: later runs load them in a fraction of a second.
 
 The model: ``--model PATH_OR_ID`` (see ``--help``; the reference reranker at ``models/reference-reranker``
 is produced by the fine-tuning work). Without one the demo runs the first stage alone and says so.
+
+``--late-interaction`` reranks with the cheap-then-expensive cascade instead: a late-interaction model
+(``--late-interaction-model``, default the project's ``models/reference-colbert``) over all the candidates,
+its document vectors kept in ``--vector-store`` (``.cache/vectors``: a later run, or a later query that
+meets the same abstract, encodes nothing), then the cross-encoder over its best ``--cascade-k``.
+``--late-interaction --model none`` is the late-interaction model alone.
 """
 
 from __future__ import annotations
@@ -26,10 +32,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # for _common, however this file is loaded
-from _common import MODEL_HELP, WORKSPACE, no_model_notice, resolve_model
+from _common import MODEL_HELP, REFERENCE_COLBERT, WORKSPACE, no_model_notice, resolve_model
 
 DEFAULT_DATA = Path(os.environ.get("RERANK_SHARED_DIR", WORKSPACE.parent / "shared")) / "data" / "scifact"
 DEFAULT_EMBEDDING_CACHE = WORKSPACE / ".cache" / "embeddings"
+DEFAULT_VECTOR_STORE = WORKSPACE / ".cache" / "vectors"
 
 
 def default_dense_model() -> str | None:
@@ -75,11 +82,40 @@ def main(argv: list[str] | None = None) -> int:
         default="float32",
         help="bi-encoder precision; bfloat16 embeds ~2x faster on a CPU with AVX512-BF16 (default: float32)",
     )
+    parser.add_argument(
+        "--late-interaction",
+        action="store_true",
+        help="rerank with a late-interaction model first, then the cross-encoder over its --cascade-k best",
+    )
+    parser.add_argument(
+        "--late-interaction-model",
+        default=str(REFERENCE_COLBERT),
+        help="late-interaction (multi-vector) model path or id (default: models/reference-colbert)",
+    )
+    parser.add_argument(
+        "--cascade-k", type=int, default=20, help="late-interaction candidates the cross-encoder re-ranks"
+    )
+    parser.add_argument(
+        "--vector-store",
+        default=str(DEFAULT_VECTOR_STORE),
+        help="folder for the document vectors (default: .cache/vectors); 'none' keeps them in memory only",
+    )
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
+    if args.cascade_k < 1:
+        parser.error(f"--cascade-k must be at least 1, got {args.cascade_k}")
 
-    from rerank_core import Reranker
-    from rerank_core.backends import CrossEncoderBackend
+    closers: list = []  # the late-interaction back end (its store) is closed however the run ends
+    try:
+        return run(args, closers)
+    finally:
+        for close in closers:
+            close()
+
+
+def run(args: argparse.Namespace, closers: list) -> int:
+    from rerank_core import JudgeStage, Reranker
+    from rerank_core.backends import CrossEncoderBackend, LateInteractionBackend
     from rerank_core.eval import load_beir, run_eval
     from rerank_core.eval.beir import doc_text
     from rerank_core.eval.loading import load_bi_encoder
@@ -99,7 +135,17 @@ def main(argv: list[str] | None = None) -> int:
     first_stage = "BM25" if dense_model is None else "hybrid (BM25 + dense, RRF)"
     model = resolve_model(args.model)
     reranker = None
-    if model is None:
+    late = None
+    store = None if args.vector_store.strip().lower() == "none" else args.vector_store
+    if args.late_interaction:
+        if args.late_interaction_model == str(REFERENCE_COLBERT) and not REFERENCE_COLBERT.is_dir():
+            print(f"demo: {REFERENCE_COLBERT} is missing; pass --late-interaction-model", file=sys.stderr)
+            return 2
+        late = LateInteractionBackend(args.late_interaction_model, store=store)
+        closers.append(late.close)
+        judge = None if model is None else JudgeStage(CrossEncoderBackend(model), top_k=args.cascade_k)
+        reranker = Reranker(late, judge=judge)
+    elif model is None:
         print(no_model_notice("running the first stage alone"))
     else:
         fusion = None if args.no_fusion else stored_fusion(model)
@@ -112,7 +158,12 @@ def main(argv: list[str] | None = None) -> int:
             if dense_model
             else ""
         )
-        + (f", reranked by {model}" if model else "")
+        + (
+            f", reranked by {args.late_interaction_model} (late interaction)"
+            + (f", then its top {args.cascade_k} by {model}" if model else "")
+            if late is not None
+            else (f", reranked by {model}" if model else "")
+        )
         + (
             f", fused with the first stage's score ({reranker.fusion.describe()}, the model's stored fusion)"
             if reranker and reranker.fusion
@@ -176,6 +227,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {'reranked':<12}" + "".join(f"{v:>12.4f}" for v in report.reranked.values()))
     if report.fused is not None:
         print(f"  {'fused':<12}" + "".join(f"{v:>12.4f}" for v in report.fused.values()))
+    if late is not None:
+        c = late.counters
+        print(
+            f"\nLate interaction: {c['documents_encoded']} texts encoded by the model, "
+            + (f"{c['store_hits']} read from the store ({store}), " if store else "")
+            + f"{c['cache_hits']} from memory (a text: a document or one of its windows)"
+        )
     print(f"\nDone in {time.perf_counter() - started:.1f} s.")
     return 0
 

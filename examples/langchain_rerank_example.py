@@ -5,7 +5,10 @@
    your chat model; none is called here, nothing leaves the machine). Then the same chain with a second
    step, ``ContextCompressor``: what reaches the LLM within a 70-token budget, near-duplicates dropped,
    the best passages at the edges of the context ("lost in the middle" order).
-2. ``select_tools`` picks the tools relevant to a question, and ``RerankToolSelectorMiddleware`` does the
+2. The cheap-then-expensive reranker behind the same compressor: the project's late-interaction model
+   (``models/reference-colbert``) over every retrieved passage, each passage's token vectors computed once
+   and kept, then the cross-encoder over its best ``--top-n``.
+3. ``select_tools`` picks the tools relevant to a question, and ``RerankToolSelectorMiddleware`` does the
    same inside a LangChain v1 agent (``create_agent``; a scripted model stands in for a real one and
    prints which tools it was offered).
 """
@@ -106,6 +109,35 @@ def show_context(retriever: Any, compressor: Any) -> None:
     print(f"Tokens used: {used} of 70")
 
 
+def show_late_interaction(retriever: Any, model: str, top_n: int) -> None:
+    """Late interaction over every retrieved passage, then the cross-encoder over its best ``top_n``. The
+    passages' vectors are kept in memory here (``store="folder"`` keeps them on disk across runs, and
+    ``rerank index`` fills that ahead of time), so the second question encodes no passage again."""
+    if not _common.REFERENCE_COLBERT.is_dir():
+        print("\n(models/reference-colbert is missing: no late-interaction part)")
+        return
+    from langchain_rerank import RerankCompressor
+    from rerank_core import JudgeStage, Reranker
+    from rerank_core.backends import CrossEncoderBackend, LateInteractionBackend
+
+    late = LateInteractionBackend(str(_common.REFERENCE_COLBERT), device="cpu")
+    judge = JudgeStage(CrossEncoderBackend(model), top_k=top_n)
+    compressor = RerankCompressor(reranker=Reranker(late, judge=judge), top_n=top_n)
+    print(
+        f"\nLate interaction ({_common.REFERENCE_COLBERT.name}), then a cross-encoder over its {top_n} best:"
+    )
+    try:
+        for question in (QUESTION, "How do hybrid search and reranking fit together?"):
+            encoded = late.counters["documents_encoded"]
+            documents = rag_chain(retriever, compressor).invoke(question)["documents"]
+            new = late.counters["documents_encoded"] - encoded
+            print(f"Query: {question} ({new} passage(s) encoded, the others' vectors were kept)")
+            for rank, doc in enumerate(documents, 1):
+                print(f"  {rank}. {doc.page_content}")
+    finally:
+        late.close()
+
+
 def show_tools(compressor: Any) -> None:
     from langchain_core.tools import tool
 
@@ -154,13 +186,14 @@ def main(argv: list[str] | None = None) -> int:
 
     from langchain_rerank import RerankCompressor
 
+    model = resolve_model(args.model)
     compressor = _common.reranking_step(
-        resolve_model(args.model),
-        lambda model: RerankCompressor.from_cross_encoder(model, top_n=args.top_n),
+        model, lambda model: RerankCompressor.from_cross_encoder(model, top_n=args.top_n)
     )
     show_rag(make_retriever(args.k), compressor)
     if compressor is not None:
         show_context(make_retriever(args.k), compressor)
+        show_late_interaction(make_retriever(args.k), model, args.top_n)
     show_tools(compressor)
     return 0
 

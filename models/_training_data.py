@@ -53,9 +53,11 @@ def mine_beir_train(
     nfcorpus_positives: int,
     dev_top_k: int,
     dev_queries: int,
+    dev_only: bool = False,
 ) -> tuple[dict[str, Mined], list]:
     """``({"scifact": Mined, "nfcorpus": Mined}, [scifact-dev, nfcorpus-dev])`` from ``data``'s train and
-    dev splits (``*_positives``: at most this many judged positives per query, a group each)."""
+    dev splits (``*_positives``: at most this many judged positives per query, a group each). ``dev_only``
+    skips mining the training groups (their lists stay empty)."""
     from rerank_core.eval import BM25Retriever, corpus_texts, load_beir
     from rerank_core.train import dev_set_from_beir, groups_from_beir, split_queries
 
@@ -66,7 +68,9 @@ def mine_beir_train(
     sf_train, sf_dev = split_queries(list(scifact.queries), 0.15, seed=split_seed, max_dev=100)
     mined = {
         "scifact": Mined(
-            groups_from_beir(
+            []
+            if dev_only
+            else groups_from_beir(
                 scifact,
                 bm25,
                 qids=sf_train,
@@ -95,7 +99,9 @@ def mine_beir_train(
     texts = corpus_texts(nf_train)
     bm25 = BM25Retriever(list(texts), list(texts.values()))
     mined["nfcorpus"] = Mined(
-        groups_from_beir(
+        []
+        if dev_only
+        else groups_from_beir(
             nf_train,
             bm25,
             negatives_per_query=negatives,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -46,6 +47,9 @@ def test_example_reranks_with_a_given_model(name: str, tiny_ce_path: Path) -> No
     assert len(tools_line.split(": ", 1)[1].split(", ")) == 2  # max_tools=2
     if name == "langchain":
         assert "Agent model was offered: " in out
+        # the late-interaction part: the second question finds most passages' vectors already kept
+        encoded = [int(n) for n in re.findall(r"\((\d+) passage\(s\) encoded", out)]
+        assert len(encoded) == 2 and encoded[0] > encoded[1], encoded
     else:
         assert "Tools an agent would get (ObjectIndex + reranker): " in out
 
