@@ -45,6 +45,22 @@ OUT = ROOT / "benchmarks" / "results" / "late_interaction"
 DTYPES = ("float16", "float32", "int8")
 
 
+def machine() -> str:
+    """The CPU, its core count and the vector extensions that change the speed figures (AVX2 against
+    AVX-512 / AMX): timings from two machines are never compared."""
+    name, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and name in ("", platform.machine()):
+                name = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    ext = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16") if f in flags]
+    return f"{name}, {os.cpu_count()} cores" + (f" ({', '.join(ext)})" if ext else "")
+
+
 def ndcg10(run: dict[str, list[str]], qrels: dict) -> float:
     from rerank_core.eval.metrics import evaluate
 
@@ -315,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
 
     env = {
         "date": time.strftime("%Y-%m-%d"),
-        "machine": f"{os.cpu_count()} CPU cores ({platform.machine()}), shared with other jobs",
+        "machine": machine(),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "command": command,
