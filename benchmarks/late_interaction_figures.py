@@ -174,8 +174,11 @@ def cross_encoder_scores(args, ce_reranker, queries, texts, qids, cands, *, chun
         return hashlib.sha1(f"{queries[q]}\x00{texts[d]}".encode()).hexdigest()
 
     known: dict[str, float] = {}
+    torn = False  # the file ends inside a line (an interrupted write): the first append ends it
     if cache is not None and cache.is_file():
-        for line in cache.read_text(encoding="utf-8").splitlines():
+        text = cache.read_text(encoding="utf-8")
+        torn = bool(text) and not text.endswith("\n")
+        for line in text.splitlines():
             try:
                 row = json.loads(line)
             except json.JSONDecodeError:  # a torn last line of an interrupted run
@@ -199,9 +202,9 @@ def cross_encoder_scores(args, ce_reranker, queries, texts, qids, cands, *, chun
             scored += len(missing[q])
         if cache is not None:
             cache.parent.mkdir(parents=True, exist_ok=True)
-            torn = cache.is_file() and cache.stat().st_size and not cache.read_bytes().endswith(b"\n")
             with cache.open("a", encoding="utf-8") as fh:  # a torn last line is ended, not glued onto
                 fh.write(("\n" if torn else "") + "".join(line + "\n" for line in lines))
+            torn = False
         if args.progress:
             rate = scored / max(time.perf_counter() - started, 1e-9)
             print(f"cross-encoder: {i + len(part)}/{len(todo)} queries, {rate:.1f} pairs/s", file=sys.stderr)

@@ -26,6 +26,7 @@ meets the same abstract, encodes nothing), then the cross-encoder over its best 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -105,15 +106,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.cascade_k < 1:
         parser.error(f"--cascade-k must be at least 1, got {args.cascade_k}")
 
-    closers: list = []  # the late-interaction back end (its store) is closed however the run ends
-    try:
-        return run(args, closers)
-    finally:
-        for close in closers:
-            close()
+    with contextlib.ExitStack() as closing:  # the late-interaction back end (its store), however the run ends
+        return run(args, closing)
 
 
-def run(args: argparse.Namespace, closers: list) -> int:
+def run(args: argparse.Namespace, closing: contextlib.ExitStack) -> int:
     from rerank_core import JudgeStage, Reranker
     from rerank_core.backends import CrossEncoderBackend, LateInteractionBackend
     from rerank_core.eval import load_beir, run_eval
@@ -142,7 +139,7 @@ def run(args: argparse.Namespace, closers: list) -> int:
             print(f"demo: {REFERENCE_COLBERT} is missing; pass --late-interaction-model", file=sys.stderr)
             return 2
         late = LateInteractionBackend(args.late_interaction_model, store=store)
-        closers.append(late.close)
+        closing.callback(late.close)
         judge = None if model is None else JudgeStage(CrossEncoderBackend(model), top_k=args.cascade_k)
         reranker = Reranker(late, judge=judge)
     elif model is None:

@@ -67,9 +67,11 @@ def teacher_scores(groups: list, backend: object, cache: Path, *, chunk: int = 2
     import dataclasses
 
     known: dict[str, float] = {}
+    torn = False  # the file ends inside a line (an interrupted run): end it before appending
     if cache.is_file():
         with cache.open(encoding="utf-8") as fh:
             for line in fh:
+                torn = not line.endswith("\n")
                 try:
                     row = json.loads(line)
                 except json.JSONDecodeError:  # a torn last line of an interrupted run
@@ -85,7 +87,6 @@ def teacher_scores(groups: list, backend: object, cache: Path, *, chunk: int = 2
     started = time.perf_counter()
     cache.parent.mkdir(parents=True, exist_ok=True)
     items = list(todo.items())
-    torn = cache.is_file() and cache.stat().st_size and not cache.read_bytes().endswith(b"\n")
     with cache.open("a", encoding="utf-8") as out:
         if torn:  # end an interrupted run's last line, or the first new record would be glued onto it
             out.write("\n")
@@ -166,15 +167,13 @@ def dev_ndcg(model: object, dev_sets: list) -> dict[str, float]:
     return out
 
 
-def compare_dev(args: argparse.Namespace) -> int:
-    """``--compare-dev``: one JSON line per model with its dev nDCG@10 (and BM25's first)."""
-    import torch
-    from sentence_transformers import MultiVectorEncoder
-
+def mine(args: argparse.Namespace, *, dev_only: bool = False) -> tuple[dict, list]:
+    """This model's data: one judged positive a group, the reference reranker's held-out SciFact claims
+    (``--split-seed``) and NFCorpus dev as the dev sets (see ``_training_data.mine_beir_train``)."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from _training_data import mine_beir_train
 
-    _, dev_sets = mine_beir_train(
+    return mine_beir_train(
         args.data,
         negatives=args.negatives,
         depth=args.mining_depth,
@@ -184,8 +183,16 @@ def compare_dev(args: argparse.Namespace) -> int:
         nfcorpus_positives=1,
         dev_top_k=args.dev_top_k,
         dev_queries=args.dev_queries,
-        dev_only=True,
+        dev_only=dev_only,
     )
+
+
+def compare_dev(args: argparse.Namespace) -> int:
+    """``--compare-dev``: one JSON line per model with its dev nDCG@10 (and BM25's first)."""
+    import torch
+    from sentence_transformers import MultiVectorEncoder
+
+    _, dev_sets = mine(args, dev_only=True)
     first = {d.name: round(d.first_stage["ndcg@10"], 4) for d in dev_sets}
     print(json.dumps({"model": "bm25", "queries": {d.name: len(d.queries) for d in dev_sets}, **first}))
     for path in args.compare_dev:
@@ -410,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
     from rerank_core.train import groups_from_rows
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from _training_data import mine_beir_train, msmarco_rows  # the reference reranker's data, mined alike
+    from _training_data import msmarco_rows  # the reference reranker's reader of msmarco-train
 
     if args.teacher_cache is None:
         from rerank_core.backends.late_interaction import _folder_digest  # every file's whole contents
@@ -429,17 +436,7 @@ def main(argv: list[str] | None = None) -> int:
         return groups if len(groups) <= n else rng.sample(groups, n)
 
     wall = time.perf_counter()
-    mined, dev_sets = mine_beir_train(
-        args.data,
-        negatives=args.negatives,
-        depth=args.mining_depth,
-        seed=args.seed,
-        split_seed=args.split_seed,  # the reference reranker's 100 held-out SciFact train claims
-        scifact_positives=1,
-        nfcorpus_positives=1,
-        dev_top_k=args.dev_top_k,
-        dev_queries=args.dev_queries,
-    )
+    mined, dev_sets = mine(args)
     train = [*sample(mined["scifact"].groups, args.scifact_groups)]
     train += sample(mined["nfcorpus"].groups, args.nfcorpus_groups)
     ms_groups = groups_from_rows(

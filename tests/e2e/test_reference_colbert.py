@@ -23,6 +23,12 @@ def _build_module():
     return module
 
 
+def _run_build(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(BUILD), *args], capture_output=True, text=True, timeout=600, cwd=WORKSPACE
+    )
+
+
 def test_reference_colbert_is_shipped_small_and_its_card_matches_its_record() -> None:
     from rerank_core.backends.late_interaction import is_multi_vector_folder
 
@@ -72,9 +78,7 @@ def test_build_script_runs_end_to_end_at_a_tiny_scale(tmp_path: Path) -> None:
     args += ["--scifact-groups", "1", "--nfcorpus-groups", "1", "--msmarco-groups", "1"]
     args += ["--dev-queries", "3", "--dev-top-k", "5", "--eval-every", "1", "--dim", "16"]
     args += ["--document-length", "32", "--train-document-length", "32", "--no-progress"]
-    proc = subprocess.run(
-        [sys.executable, str(BUILD), *args], capture_output=True, text=True, timeout=600, cwd=WORKSPACE
-    )
+    proc = _run_build(*args)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert is_multi_vector_folder(out)
     info = json.loads((out / "rerank_colbert.json").read_text())
@@ -84,24 +88,12 @@ def test_build_script_runs_end_to_end_at_a_tiny_scale(tmp_path: Path) -> None:
     assert info["command"].startswith("python models/build_reference_colbert.py --output")
     assert (out / "README.md").read_text() == _build_module().model_card(info)
     # A rerun finds every teacher score in the cache: the same seed picks the same groups in a new process.
-    again = subprocess.run(
-        [sys.executable, str(BUILD), *args, "--output", str(tmp_path / "again")],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=WORKSPACE,
-    )
+    again = _run_build(*args, "--output", str(tmp_path / "again"))
     assert again.returncode == 0, again.stderr[-3000:]
     assert "teacher: 9 cached scores, 0 pairs to score" in again.stderr
     # --compare-dev: BM25's line, then one line per model, on the same dev sets as the curve.
     dev_args = ["--data", str(data), "--dev-queries", "3", "--dev-top-k", "5", "--compare-dev", str(out)]
-    compare = subprocess.run(
-        [sys.executable, str(BUILD), *dev_args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=WORKSPACE,
-    )
+    compare = _run_build(*dev_args)
     assert compare.returncode == 0, compare.stderr[-3000:]
     bm25, model = (json.loads(line) for line in compare.stdout.splitlines())
     assert bm25["model"] == "bm25" and bm25["scifact-dev"] == round(info["first_stage"]["scifact-dev"], 4)
