@@ -106,8 +106,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.cascade_k < 1:
         parser.error(f"--cascade-k must be at least 1, got {args.cascade_k}")
 
+    from rerank_core.errors import ArgumentError, MissingDependencyError
+
     with contextlib.ExitStack() as closing:  # the late-interaction back end (its store), however the run ends
-        return run(args, closing)
+        try:
+            return run(args, closing)
+        except (ArgumentError, MissingDependencyError) as exc:  # a bad --model, --data, ...: one line, exit 2
+            print(f"demo: {exc}", file=sys.stderr)
+            return 2
 
 
 def run(args: argparse.Namespace, closing: contextlib.ExitStack) -> int:

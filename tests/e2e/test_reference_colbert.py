@@ -117,3 +117,18 @@ def test_demo_late_interaction_cascade_uses_the_reference_colbert(tmp_path: Path
     assert len(rows["reranked"]) == len(rows["BM25"]) >= 2  # the cascade's metrics row
     assert all(0 <= float(v) <= 1 for v in rows["reranked"])
     assert "texts encoded by the model" in out and any(store.iterdir())
+
+
+@pytest.mark.shared_data
+def test_demo_names_a_bad_model_in_one_line() -> None:
+    data = shared_path("data", "scifact")
+    demo = [sys.executable, str(WORKSPACE / "examples" / "demo.py"), "--no-progress", "--data", str(data)]
+    demo += ["--queries", "1", "--top-k", "3", "--no-dense", "--vector-store", "none"]
+    for flags in (
+        ["--late-interaction", "--late-interaction-model", "/no/such/colbert"],
+        ["--model", "/no/such"],
+    ):
+        proc = subprocess.run([*demo, *flags], capture_output=True, text=True, timeout=600, cwd=WORKSPACE)
+        assert proc.returncode == 2, proc.stderr[-2000:]
+        assert "Traceback" not in proc.stderr
+        assert proc.stderr.strip().splitlines()[-1].startswith("demo: model: could not load")
